@@ -1,0 +1,25 @@
+"""metricjax: differentiable metric learning in JAX.
+
+Pairwise squared distances D(X), D(M), D(A) with closed-form derivative rules,
+their full Jacobians, and autodiff references. Rows of ``x`` are observations and
+every distance is squared.
+"""
+
+from metricjax import jacobians as jacobians
+from metricjax import reference as reference
+from metricjax._checks import check_finite as check_finite
+from metricjax._distances import pairwise_sq_euclidean as pairwise_sq_euclidean
+from metricjax._distances import pairwise_sq_mahalanobis as pairwise_sq_mahalanobis
+from metricjax._distances import pairwise_sq_transformed as pairwise_sq_transformed
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "pairwise_sq_euclidean",
+    "pairwise_sq_mahalanobis",
+    "pairwise_sq_transformed",
+    "jacobians",
+    "reference",
+    "check_finite",
+    "__version__",
+]

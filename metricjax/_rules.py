@@ -1,0 +1,197 @@
+r"""Closed-form forward values, tangents (JVPs) and cotangents (VJPs).
+
+Row convention throughout: ``x`` is ``(n, d)``, ``y`` is ``(m, d)``, one observation
+per row. ``G`` is the ``(n, m)`` cotangent of ``D``; ``r = G 1`` and ``c = G^T 1`` are
+its row and column sums. All functions here are pure ``jnp`` on *already centred*
+points (see :func:`centre`): every quantity below depends on ``x_i - y_j`` only, so a
+common shift of ``x`` and ``y`` changes nothing mathematically while it removes the
+catastrophic cancellation of the ``||x||^2 + ||y||^2 - 2 x.y`` expansion far from the
+origin. No function here materialises an ``(n, m, d)`` array: memory is
+``O(nm + (n+m)d + d^2)``. Derivations: ``docs/derivations.md``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def mm(a, b):
+    """Matrix product at full precision (no TF32/bf16 passes on GPUs/TPUs)."""
+    return jnp.matmul(a, b, precision=HIGHEST)
+
+
+def centre(x, y=None):
+    """Common translation that makes the distance expansion well conditioned.
+
+    The mean of all points (``x`` and ``y`` together). ``stop_gradient`` is exact:
+    the distances are translation invariant, so their derivative with respect to
+    the shift is identically zero.
+    """
+    if y is None:
+        c = jnp.mean(x, axis=0)
+    else:
+        c = (jnp.sum(x, axis=0) + jnp.sum(y, axis=0)) / (x.shape[0] + y.shape[0])
+    return jax.lax.stop_gradient(c)
+
+
+def rowdot(a, b):
+    """``sum_l a_il b_il`` for each row ``i``."""
+    return jnp.sum(a * b, axis=-1)
+
+
+def zero_diagonal(d):
+    """Set the diagonal of a square matrix to exactly 0 (a scatter, linear in ``d``)."""
+    i = jnp.arange(d.shape[-1])
+    return d.at[..., i, i].set(0, unique_indices=True, indices_are_sorted=True)
+
+
+# ----------------------------------------------------------------------------------
+# forward values
+# ----------------------------------------------------------------------------------
+def sq_euclidean(x, y=None):
+    """``D_ij = ||x_i - y_j||^2`` by the expansion (centred input), self case if ``y`` is None."""
+    qx = rowdot(x, x)
+    if y is None:
+        return qx[:, None] + qx[None, :] - 2 * mm(x, x.T)
+    return qx[:, None] + rowdot(y, y)[None, :] - 2 * mm(x, y.T)
+
+
+def sq_mahalanobis(x, sym, y=None):
+    """``D_ij = (x_i - y_j)^T S (x_i - y_j)`` for the symmetric part ``S`` of ``M``.
+
+    The quadratic form only sees ``S = (M + M^T)/2``, so this equals the formula with
+    ``M`` itself for any square ``M``. Linear in ``sym``.
+    """
+    u = mm(x, sym)
+    qx = rowdot(u, x)
+    if y is None:
+        return qx[:, None] + qx[None, :] - 2 * mm(u, x.T)
+    return qx[:, None] + rowdot(mm(y, sym), y)[None, :] - 2 * mm(u, y.T)
+
+
+# ----------------------------------------------------------------------------------
+# tangents (JVPs): linear in the dotted arguments, so JAX transposes them into VJPs
+# ----------------------------------------------------------------------------------
+def jvp_sq_euclidean_self(x, xdot):
+    r"""Tangent of ``D(X)``: :math:`\dot D = P + P^T`, :math:`P = 2(a 1^T - \dot X X^T)`.
+
+    ``a_i = x_i . xdot_i``. Written as ``P + P^T`` so that its transpose, the VJP, is
+    one matmul: :math:`\bar X = 2(\mathrm{diag}(H 1) - H) X` with :math:`H = G + G^T`.
+    """
+    p = 2 * (rowdot(x, xdot)[:, None] - mm(xdot, x.T))
+    return zero_diagonal(p + p.T)
+
+
+def jvp_sq_euclidean(x, y, xdot=None, ydot=None):
+    r"""Tangent of ``D(X, Y)``: :math:`2(a 1^T - \dot X Y^T) + 2(1 b^T - X \dot Y^T)`."""
+    out = 0
+    if xdot is not None:
+        out = out + 2 * (rowdot(x, xdot)[:, None] - mm(xdot, y.T))
+    if ydot is not None:
+        out = out + 2 * (rowdot(y, ydot)[None, :] - mm(x, ydot.T))
+    return out
+
+
+def jvp_sq_mahalanobis_self(x, sym, xdot=None, metricdot=None):
+    r"""Tangent of ``D(M)`` (self): :math:`D(\dot M) + P + P^T`, :math:`P = 2(a 1^T - \dot X U^T)`.
+
+    ``U = X S``, ``a_i = xdot_i . u_i``; :math:`D(\dot M)` is the distance matrix with
+    the metric replaced by its tangent (``D`` is linear in ``M``).
+    """
+    out = 0
+    if xdot is not None:
+        u = mm(x, sym)
+        p = 2 * (rowdot(u, xdot)[:, None] - mm(xdot, u.T))
+        out = out + p + p.T
+    if metricdot is not None:
+        out = out + sq_mahalanobis(x, 0.5 * (metricdot + metricdot.T))
+    return zero_diagonal(out)
+
+
+def jvp_sq_mahalanobis(x, y, sym, xdot=None, ydot=None, metricdot=None):
+    r"""Tangent of ``D(M)`` between ``x`` and ``y``.
+
+    :math:`\dot D_{ij} = (x_i-y_j)^T \dot M (x_i-y_j) + 2(\dot x_i - \dot y_j)^T S (x_i - y_j)`.
+    """
+    out = 0
+    if xdot is not None or ydot is not None:
+        u, v = mm(x, sym), mm(y, sym)
+        if xdot is not None:
+            out = out + 2 * (rowdot(u, xdot)[:, None] - mm(xdot, v.T))
+        if ydot is not None:
+            out = out + 2 * (rowdot(v, ydot)[None, :] - mm(u, ydot.T))
+    if metricdot is not None:
+        out = out + sq_mahalanobis(x, 0.5 * (metricdot + metricdot.T), y)
+    return out
+
+
+def tangent_of_embedding(x, transform, xdot, transformdot):
+    r"""Tangent of ``Z = X L^T``: :math:`\dot Z = \dot X L^T + X \dot L^T` (``None`` if both zero)."""
+    zdot = None
+    if xdot is not None:
+        zdot = mm(xdot, transform.T)
+    if transformdot is not None:
+        t = mm(x, transformdot.T)
+        zdot = t if zdot is None else zdot + t
+    return zdot
+
+
+# ----------------------------------------------------------------------------------
+# cotangents (VJPs), written out; used by the losses' custom_vjp rules and tested
+# against jax.vjp of the public functions
+# ----------------------------------------------------------------------------------
+def laplacian_apply(h, x):
+    r""":math:`(\mathrm{diag}(H 1) - H) X`, the graph Laplacian of ``H`` applied to ``X``.
+
+    For symmetric ``H``, :math:`\sum_{ij} H_{ij}(x_i - x_j)(x_i - x_j)^T = 2 X^T L_H X`.
+    """
+    return jnp.sum(h, axis=1)[:, None] * x - mm(h, x)
+
+
+def vjp_sq_euclidean_self(x, g):
+    r""":math:`\bar X = 2 (\mathrm{diag}(H 1) - H) X`, :math:`H = G + G^T`."""
+    return 2 * laplacian_apply(g + g.T, x)
+
+
+def vjp_sq_euclidean(x, y, g):
+    r""":math:`\bar X = 2(\mathrm{diag}(r) X - G Y)`, :math:`\bar Y = 2(\mathrm{diag}(c) Y - G^T X)`."""
+    xbar = 2 * (jnp.sum(g, 1)[:, None] * x - mm(g, y))
+    ybar = 2 * (jnp.sum(g, 0)[:, None] * y - mm(g.T, x))
+    return xbar, ybar
+
+
+def vjp_sq_mahalanobis_self(x, sym, g):
+    r""":math:`\bar X = 2 L_H X S`, :math:`\bar M = X^T L_H X` with :math:`H = G + G^T`.
+
+    :math:`\bar M = \sum_{ij} G_{ij} (x_i - x_j)(x_i - x_j)^T` (symmetric).
+    """
+    lx = laplacian_apply(g + g.T, x)
+    return 2 * mm(lx, sym), mm(x.T, lx)
+
+
+def vjp_sq_mahalanobis(x, y, sym, g):
+    r"""Cotangents of ``D(M)`` between ``x`` and ``y``.
+
+    :math:`\bar X = 2(\mathrm{diag}(r) X - G Y) S`, :math:`\bar Y = 2(\mathrm{diag}(c) Y - G^T X) S`,
+    :math:`\bar M = X^T \mathrm{diag}(r) X + Y^T \mathrm{diag}(c) Y - X^T G Y - Y^T G^T X`.
+    """
+    r, c = jnp.sum(g, 1), jnp.sum(g, 0)
+    ax = r[:, None] * x - mm(g, y)
+    ay = c[:, None] * y - mm(g.T, x)
+    mbar = mm(x.T, ax) + mm(y.T, ay)
+    return 2 * mm(ax, sym), 2 * mm(ay, sym), mbar
+
+
+def vjp_sq_transformed_self(x, transform, g):
+    r""":math:`\bar Z = 2 L_H Z`, :math:`\bar X = \bar Z L`, :math:`\bar L = \bar Z^T X` (``Z = X L^T``)."""
+    zbar = vjp_sq_euclidean_self(mm(x, transform.T), g)
+    return mm(zbar, transform), mm(zbar.T, x)
+
+
+def vjp_sq_transformed(x, y, transform, g):
+    r""":math:`\bar X = \bar Z L`, :math:`\bar Y = \bar W L`, :math:`\bar L = \bar Z^T X + \bar W^T Y`."""
+    zbar, wbar = vjp_sq_euclidean(mm(x, transform.T), mm(y, transform.T), g)
+    return mm(zbar, transform), mm(wbar, transform), mm(zbar.T, x) + mm(wbar.T, y)

@@ -6,11 +6,14 @@ every distance is squared.
 """
 
 from metricjax import jacobians as jacobians
+from metricjax import losses as losses
 from metricjax import reference as reference
 from metricjax._checks import check_finite as check_finite
 from metricjax._distances import pairwise_sq_euclidean as pairwise_sq_euclidean
 from metricjax._distances import pairwise_sq_mahalanobis as pairwise_sq_mahalanobis
 from metricjax._distances import pairwise_sq_transformed as pairwise_sq_transformed
+from metricjax._train import FitResult as FitResult
+from metricjax._train import fit as fit
 
 __version__ = "0.1.0"
 
@@ -19,6 +22,9 @@ __all__ = [
     "pairwise_sq_mahalanobis",
     "pairwise_sq_transformed",
     "jacobians",
+    "losses",
+    "fit",
+    "FitResult",
     "reference",
     "check_finite",
     "__version__",

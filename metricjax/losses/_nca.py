@@ -1,0 +1,111 @@
+r"""NCA: Neighbourhood Components Analysis (Goldberger et al., 2004)."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metricjax import _checks
+from metricjax.losses import _softneighbour as sn
+
+
+def _neg_match(a, u):
+    return -jnp.sum(a * u, axis=-1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _nca(transform, x, onehot, block_size):
+    return sn.soft_neighbour(
+        transform, x, onehot, onehot, _neg_match, block_size=block_size, with_grad=False
+    )
+
+
+def _nca_fwd(transform, x, onehot, block_size):
+    r = sn.soft_neighbour(
+        transform.value,
+        x.value,
+        onehot.value,
+        onehot.value,
+        _neg_match,
+        block_size=block_size,
+        with_grad=True,
+        need_x=x.perturbed,
+        need_values=False,
+    )
+    return r.loss, (r.transform, r.x)
+
+
+def _nca_bwd(block_size, res, g):
+    del block_size
+    return g * res[0], g * res[1], None
+
+
+_nca.defvjp(_nca_fwd, _nca_bwd, symbolic_zeros=True)
+
+
+def encode_labels(labels, num_classes: int | None = None):
+    """One-hot encoding of ``labels`` (any hashable values on the host; ints under jit)."""
+    if isinstance(labels, jax.core.Tracer):
+        if num_classes is None:
+            raise ValueError(
+                "under jit, pass `num_classes` and integer labels in [0, num_classes)"
+            )
+        if not jnp.issubdtype(labels.dtype, jnp.integer):
+            raise TypeError(f"`labels` must be integers under jit, got dtype {labels.dtype}")
+        return jax.nn.one_hot(labels, num_classes)
+    arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise ValueError(f"`labels` must have shape (n,), got {arr.shape}")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise ValueError("`labels` contains NaN or inf")
+    if arr.dtype.kind == "O":
+        raise TypeError("`labels` must be integers, strings or floats, not objects")
+    _, codes = np.unique(arr, return_inverse=True)
+    k = int(codes.max()) + 1 if num_classes is None else int(num_classes)
+    return jax.nn.one_hot(jnp.asarray(codes.reshape(-1)), k)
+
+
+def nca_loss(
+    transform, x, labels, *, num_classes: int | None = None, block_size: int | str | None = "auto"
+) -> jax.Array:
+    r"""NCA loss: minus the expected number of correctly classified points.
+
+    .. math::
+        \ell(L) = -\sum_i \sum_{j:\, c_j = c_i} p_{ij}, \qquad
+        p_{ij} = \frac{\exp(-\lVert L x_i - L x_j\rVert^2)}{\sum_{l \ne i} \exp(-\lVert L x_i - L x_l\rVert^2)},
+        \quad p_{ii} = 0
+
+    (scikit-learn's ``NeighborhoodComponentsAnalysis`` objective, with its sign).
+    Closed-form gradient in a ``jax.custom_vjp``: with :math:`P_i = \sum_{j: c_j = c_i} p_{ij}`,
+    :math:`G_{ij} = \partial \ell/\partial D_{ij} = p_{ij}([c_j = c_i] - P_i)` and
+    :math:`\nabla_L \ell = 2 L X^\top(\mathrm{diag}(H1) - H)X`, :math:`H = G + G^\top`
+    (see ``docs/derivations.md``), computed block by block with the loss.
+
+    Args:
+        transform: :math:`L`, shape ``(k, d)``.
+        x: inputs, shape ``(n, d)``, ``n >= 2``.
+        labels: class labels, shape ``(n,)``. Any values on the host; under ``jit``
+            integers in ``[0, num_classes)`` together with ``num_classes``.
+        num_classes: number of classes (needed under ``jit`` only).
+        block_size: rows processed at a time (see :func:`metricjax.losses.mlkr_loss`).
+
+    Returns:
+        Scalar loss (between ``-n`` and 0).
+
+    References:
+        J. Goldberger, S. Roweis, G. Hinton, R. Salakhutdinov, `Neighbourhood Components
+        Analysis <https://papers.nips.cc/paper/2566>`_, NIPS 2004.
+    """
+    x = _checks.points(x, "x")
+    transform = _checks.transform_matrix(transform, x.shape[1])
+    if np.shape(labels) != (np.shape(x)[0],):
+        raise ValueError(f"`labels` must have shape ({np.shape(x)[0]},), got {np.shape(labels)}")
+    if np.shape(x)[0] < 2:
+        raise ValueError(f"NCA needs at least 2 samples, got n={np.shape(x)[0]}")
+    dt = _checks.float_dtype(x, transform)
+    onehot = encode_labels(labels, num_classes).astype(dt)
+    b = sn.resolve_block_size(block_size, x.shape[0], jnp.dtype(dt).itemsize)
+    return _nca(jnp.asarray(transform, dt), jnp.asarray(x, dt), onehot, b)

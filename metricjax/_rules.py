@@ -31,9 +31,10 @@ def centre(x, y=None):
     the shift is identically zero.
     """
     if y is None:
-        c = jnp.mean(x, axis=0)
+        c = jnp.mean(x, axis=0, keepdims=True)
     else:
-        c = (jnp.sum(x, axis=0) + jnp.sum(y, axis=0)) / (x.shape[0] + y.shape[0])
+        total = jnp.sum(x, axis=0, keepdims=True) + jnp.sum(y, axis=0, keepdims=True)
+        c = total / (x.shape[0] + y.shape[0])
     return jax.lax.stop_gradient(c)
 
 

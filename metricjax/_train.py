@@ -80,8 +80,11 @@ def make_loop(
         state = opt.init(params) if opt_state is None else opt_state
         loss, grad = jax.value_and_grad(loss_fn)(params, *args)
         hist = jnp.full((max_iter + 1,), jnp.nan, dtype=jnp.result_type(loss))
-        return _Carry(params, state, jnp.zeros((), jnp.int32), loss, grad, hist,
-                      jnp.zeros((), bool))
+        carry = _Carry(params, state, jnp.zeros((), jnp.int32), loss, grad, hist,
+                       jnp.zeros((), bool))
+        # Strip weak types (optimizer states hold Python scalars) so that the carry
+        # that run() returns has the same types as this one: one compilation only.
+        return jax.tree.map(lambda a: jax.lax.convert_element_type(a, jnp.result_type(a)), carry)
 
     def step(carry: _Carry, args):
         params, state = carry.params, carry.opt_state

@@ -99,7 +99,7 @@ def soft_neighbour(
     pad = nblocks * b - n
     # Centre before the norm expansion: distances are translation invariant, and
     # sum_i zbar_i = 0, so the gradient with respect to L is unchanged too.
-    xc = x - jnp.mean(x, axis=0)
+    xc = x - jnp.mean(x, axis=0, keepdims=True)
     z = mm(xc, transform.T)
     k = z.shape[1]
     q = rowdot(z, z)

@@ -12,9 +12,9 @@ closed form (``metricjax._rules``), written linear in the tangents. JAX therefor
 Why not ``jax.custom_vjp``: JAX refuses forward-mode differentiation of a
 ``custom_vjp`` function, which would break ``jax.jacfwd``, ``jax.jvp`` and
 ``jax.hessian`` of the public functions. The explicit closed-form VJPs live beside
-the tangents (``metricjax._rules.vjp_*``); they are what the losses' own
-``custom_vjp`` rules call, and the tests check they equal ``jax.vjp`` of the public
-functions.
+the tangents (``metricjax._rules.vjp_*``) and the tests check they equal ``jax.vjp``
+of the public functions; the losses (``metricjax.losses``) apply the same closed
+forms block by block inside their own ``jax.custom_vjp`` rules.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Metric-learning losses of a linear map ``L`` (``(k, d)``), first argument for ``jax.grad``."""
 
+from metricjax.losses._lmnn import lmnn_loss as lmnn_loss
+from metricjax.losses._lmnn import lmnn_target_neighbors as lmnn_target_neighbors
 from metricjax.losses._mlkr import kernel_regression as kernel_regression
 from metricjax.losses._mlkr import mlkr_loss as mlkr_loss
 from metricjax.losses._nca import nca_loss as nca_loss
 
-__all__ = ["mlkr_loss", "nca_loss", "kernel_regression"]
+__all__ = ["mlkr_loss", "nca_loss", "kernel_regression", "lmnn_loss", "lmnn_target_neighbors"]

@@ -1,0 +1,422 @@
+r"""LMNN: Large Margin Nearest Neighbor metric learning (Weinberger & Saul, 2009)."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metricjax import _checks
+from metricjax._rules import mm, rowdot
+from metricjax.losses import _softneighbour as sn
+
+# Rows of the host-side target-neighbour search processed at a time (per class).
+_HOST_CHUNK = 1024
+
+
+# ----------------------------------------------------------------------------------
+# host-side helpers: labels, target neighbours, argument checks
+# ----------------------------------------------------------------------------------
+def _is_traced(a) -> bool:
+    return isinstance(a, jax.core.Tracer)
+
+
+def _host_label_codes(labels, n: int):
+    """``(classes, codes)`` of host labels of any type, via ``np.unique``."""
+    arr = np.asarray(labels)
+    if arr.shape != (n,):
+        raise ValueError(f"`labels` must have shape ({n},), got {arr.shape}")
+    if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+        raise ValueError("`labels` contains NaN or inf")
+    if arr.dtype.kind == "O" and any(isinstance(v, float) and math.isnan(v) for v in arr):
+        raise ValueError("`labels` contains NaN")
+    try:
+        classes, codes = np.unique(arr, return_inverse=True)
+    except TypeError as err:
+        raise TypeError(f"`labels` values cannot be sorted into classes: {err}") from err
+    return classes, codes.reshape(-1)
+
+
+def _check_n_neighbors(n_neighbors) -> int:
+    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)):
+        raise TypeError(f"`n_neighbors` must be a positive int, got {n_neighbors!r}")
+    if n_neighbors < 1:
+        raise ValueError(f"`n_neighbors` must be at least 1, got {n_neighbors}")
+    return int(n_neighbors)
+
+
+def _static_float(value, name: str) -> float:
+    if _is_traced(value):
+        raise TypeError(
+            f"`{name}` must be a concrete Python float (it is static), not a traced value"
+        )
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`{name}` must be a real number, got {value!r}") from err
+    if not math.isfinite(v):
+        raise ValueError(f"`{name}` must be finite, got {v}")
+    return v
+
+
+def lmnn_target_neighbors(x, labels, n_neighbors: int = 3) -> np.ndarray:
+    r"""Target neighbours of LMNN: the ``n_neighbors`` nearest same-class points.
+
+    For every point :math:`i`, the indices of the ``n_neighbors`` points :math:`j \ne i`
+    with :math:`c_j = c_i` that are closest to :math:`x_i` in the *original* Euclidean
+    space. They stay fixed while :math:`L` is learned (Weinberger & Saul, 2009; same
+    choice as metric-learn's ``LMNN``). Rows are sorted by distance; ties go to the
+    smaller index. Runs on the host in float64 NumPy, class by class, with memory
+    ``O(m_c \min(m_c, 1024))`` for a class of ``m_c`` points.
+
+    Args:
+        x: inputs, shape ``(n, d)``. Concrete values (not under ``jax.jit``).
+        labels: class labels, shape ``(n,)``, any values ``np.unique`` can sort.
+        n_neighbors: number of target neighbours :math:`k` per point.
+
+    Returns:
+        Integer array of shape ``(n, n_neighbors)``.
+
+    Raises:
+        ValueError: a class has ``n_neighbors`` or fewer members (each point needs
+            ``n_neighbors`` *other* points of its class), NaN labels or non-finite ``x``,
+            or mismatched shapes.
+        TypeError: traced (``jit``) inputs, or labels that cannot be sorted.
+    """
+    k = _check_n_neighbors(n_neighbors)
+    if _is_traced(x) or _is_traced(labels):
+        raise TypeError(
+            "lmnn_target_neighbors needs concrete `x` and `labels`; call it outside "
+            "jax.jit / jax.grad and pass the result as `target_neighbors`"
+        )
+    x = _checks.points(x, "x")
+    xa = np.asarray(x, dtype=np.float64)
+    n = xa.shape[0]
+    if not np.all(np.isfinite(xa)):
+        raise ValueError("`x` contains NaN or inf")
+    classes, codes = _host_label_codes(labels, n)
+    counts = np.bincount(codes, minlength=len(classes))
+    small = np.flatnonzero(counts <= k)
+    if small.size:
+        c = small[np.argmin(counts[small])]
+        more = f" ({small.size} classes are too small)" if small.size > 1 else ""
+        raise ValueError(
+            f"class {classes[c].item()!r} has {counts[c]} member(s), but n_neighbors={k} needs at "
+            f"least {k + 1} per class (each point needs {k} other points of its class){more}"
+        )
+    out = np.empty((n, k), dtype=np.intp)
+    for c in range(len(classes)):
+        idx = np.flatnonzero(codes == c)
+        xc = xa[idx] - xa[idx].mean(axis=0)
+        sq = np.einsum("ij,ij->i", xc, xc)
+        for s in range(0, idx.size, _HOST_CHUNK):
+            e = min(s + _HOST_CHUNK, idx.size)
+            d2 = np.maximum(sq[s:e, None] + sq[None, :] - 2 * (xc[s:e] @ xc.T), 0)
+            d2[np.arange(e - s), np.arange(s, e)] = np.inf
+            out[idx[s:e]] = idx[np.argsort(d2, axis=1, kind="stable")[:, :k]]
+    return out
+
+
+def _label_codes(labels, n: int):
+    """Integer class codes: ``np.unique`` codes on the host, integer labels as-is under jit."""
+    if _is_traced(labels):
+        if labels.shape != (n,):
+            raise ValueError(f"`labels` must have shape ({n},), got {labels.shape}")
+        if not (jnp.issubdtype(labels.dtype, jnp.integer) or labels.dtype == jnp.bool_):
+            raise TypeError(f"`labels` must be integers under jit, got dtype {labels.dtype}")
+        return labels, None
+    _, codes = _host_label_codes(labels, n)
+    return jnp.asarray(codes, jnp.int32), codes
+
+
+def _check_target_neighbors(tn, n: int, host_codes):
+    if _is_traced(tn):
+        if tn.ndim != 2 or tn.shape[0] != n or tn.shape[1] < 1:
+            raise ValueError(f"`target_neighbors` must have shape ({n}, k), k >= 1, got {tn.shape}")
+        if not jnp.issubdtype(tn.dtype, jnp.integer):
+            raise TypeError(f"`target_neighbors` must be integers, got dtype {tn.dtype}")
+        return tn.astype(jnp.int32)
+    arr = np.asarray(tn)
+    if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] < 1:
+        raise ValueError(f"`target_neighbors` must have shape ({n}, k), k >= 1, got {arr.shape}")
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"`target_neighbors` must be integers, got dtype {arr.dtype}")
+    if arr.size and (arr.min() < 0 or arr.max() >= n):
+        raise ValueError(f"`target_neighbors` entries must lie in [0, {n})")
+    rows = np.arange(n)[:, None]
+    bad = np.argwhere(arr == rows)
+    if bad.size:
+        raise ValueError(f"point {bad[0, 0]} is its own target neighbour")
+    srt = np.sort(arr, axis=1)
+    dup = np.flatnonzero(np.any(srt[:, 1:] == srt[:, :-1], axis=1))
+    if dup.size:
+        raise ValueError(f"point {dup[0]} lists the same target neighbour twice")
+    if host_codes is not None:
+        bad = np.argwhere(host_codes[arr] != host_codes[:, None])
+        if bad.size:
+            i, a = bad[0]
+            raise ValueError(
+                f"target neighbour {arr[i, a]} of point {i} has a different label; "
+                "target neighbours must share the label of their point"
+            )
+    return jnp.asarray(arr, jnp.int32)
+
+
+def _block_rows(block_size, n: int, k: int, itemsize: int) -> int:
+    """Rows per block: about ``4k + 6`` arrays of ``n`` entries per row in ``_BLOCK_BYTES``."""
+    if block_size is None or block_size == "auto":
+        b = sn._BLOCK_BYTES // max(1, (4 * k + 6) * n * itemsize)
+        b = max(16, min(int(b), 1024))
+        return n if b >= n else b
+    return sn.resolve_block_size(block_size, n, itemsize)
+
+
+# ----------------------------------------------------------------------------------
+# blocked pass: loss, and optionally its closed-form gradient
+# ----------------------------------------------------------------------------------
+def _lmnn_pass(transform, x, codes, tn, push_weight, margin, block_size, *, with_grad, need_x=True):
+    """Loss (and ``(loss, lbar, xbar)`` with ``with_grad``) by blocks of ``b`` rows ``i``.
+
+    Per block: ``D_il`` for all ``l`` (``(b, n)``, norm expansion on centred data),
+    ``D_ij`` for the targets (``(b, k)``, exact differences) and the hinge arguments
+    ``(b, k, n)``; memory ``O(b k n + n (d + k_L))``.
+    """
+    n, d = x.shape
+    b = block_size
+    nblocks = -(-n // b)
+    pad = nblocks * b - n
+    dt = x.dtype
+    mu = push_weight
+    pull_w = 1.0 - push_weight
+    use_push = push_weight > 0  # static: mu = 0 needs no impostor search
+
+    xc = x - jnp.mean(x, axis=0, keepdims=True)
+    z = mm(xc, transform.T)
+    kz = z.shape[1]
+    q = rowdot(z, z)
+    xz = jnp.concatenate([xc, z], axis=1)
+    xzp = jnp.pad(xz, ((0, pad), (0, 0)))
+    qp = jnp.pad(q, (0, pad))
+    cp = jnp.pad(codes, (0, pad))
+    tp = jnp.pad(tn, ((0, pad), (0, 0)))
+
+    def block(start):
+        xzi = jax.lax.dynamic_slice_in_dim(xzp, start, b)
+        qi = jax.lax.dynamic_slice_in_dim(qp, start, b)
+        ci = jax.lax.dynamic_slice_in_dim(cp, start, b)
+        ti = jax.lax.dynamic_slice_in_dim(tp, start, b)
+        zi = xzi[:, d:]
+        valid = start + jnp.arange(b) < n
+        dz = zi[:, None, :] - z[ti]  # (b, k, kz)
+        d_ij = jnp.sum(dz * dz, axis=-1)  # (b, k)
+        loss = pull_w * jnp.sum(jnp.where(valid[:, None], d_ij, 0))
+        active = None
+        if use_push:
+            d_il = jnp.maximum(qi[:, None] + q[None, :] - 2 * mm(zi, z.T), 0)  # (b, n)
+            impostor = (ci[:, None] != codes[None, :]) & valid[:, None]
+            h = margin + d_ij[:, :, None] - d_il[:, None, :]  # (b, k, n)
+            # strict: a hinge exactly at 0 is inactive (subgradient 0 there)
+            active = (h > 0) & impostor[:, None, :]
+            loss = loss + mu * jnp.sum(jnp.where(active, h, 0))
+        return loss, xzi, ti, dz, active, valid
+
+    if not with_grad:
+
+        def body(total, i):
+            return total + block(i * b)[0], None
+
+        total, _ = jax.lax.scan(body, jnp.zeros((), dt), jnp.arange(nblocks))
+        return total
+
+    def body(carry, i):
+        total, lbar, colsum, gtz, zcol = carry
+        loss, xzi, ti, dz, active, valid = block(i * b)
+        xi, zi = xzi[:, :d], xzi[:, d:]
+        # target pairs (i, j): weight (1 - mu) + mu * #{active l}, exact differences
+        if use_push:
+            af = active.astype(dt)
+            wt = pull_w + mu * jnp.sum(af, axis=2)
+        else:
+            wt = jnp.full(dz.shape[:2], pull_w, dt)
+        wt = jnp.where(valid[:, None], wt, 0)
+        wdz = wt[..., None] * dz  # (b, k, kz)
+        dx = xi[:, None, :] - xc[ti]  # (b, k, d)
+        lbar = lbar + mm(wdz.reshape(-1, kz).T, dx.reshape(-1, d))
+        zrow = jnp.sum(wdz, axis=1)
+        if need_x:
+            zcol = zcol.at[ti.reshape(-1)].add(-wdz.reshape(-1, kz))
+        if use_push:
+            # impostor pairs (i, l): G_il = -mu * #{active j}, a dense (b, n) block
+            g = -mu * jnp.sum(af, axis=1)
+            gxz = mm(g, xz)  # [G X, G Z]
+            rowsum = jnp.sum(g, axis=1)
+            lbar = (
+                lbar + mm(zi.T, rowsum[:, None] * xi) - mm(gxz[:, d:].T, xi) - mm(zi.T, gxz[:, :d])
+            )
+            colsum = colsum + jnp.sum(g, axis=0)
+            if need_x:
+                gtz = gtz + mm(g.T, zi)
+            zrow = zrow + rowsum[:, None] * zi - gxz[:, d:]
+        return (total + loss, lbar, colsum, gtz, zcol), zrow
+
+    init = (
+        jnp.zeros((), dt),
+        jnp.zeros((kz, d), dt),
+        jnp.zeros((n,), dt),
+        jnp.zeros((n, kz) if need_x else (), dt),
+        jnp.zeros((n, kz) if need_x else (), dt),
+    )
+    (total, lbar, colsum, gtz, zcol), zrow = jax.lax.scan(body, init, jnp.arange(nblocks))
+    lbar = 2 * (lbar + mm(z.T, colsum[:, None] * xc))
+    xbar = jnp.zeros_like(x)
+    if need_x:
+        zbar = 2 * (zrow.reshape(-1, kz)[:n] + zcol + colsum[:, None] * z - gtz)
+        xbar = mm(zbar, transform)
+    return total, lbar, xbar
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
+def _lmnn(transform, x, codes, tn, push_weight, margin, block_size):
+    return _lmnn_pass(transform, x, codes, tn, push_weight, margin, block_size, with_grad=False)
+
+
+def _lmnn_fwd(transform, x, codes, tn, push_weight, margin, block_size):
+    # symbolic_zeros=True: skip the x cotangent when nobody differentiates x.
+    loss, lbar, xbar = _lmnn_pass(
+        transform.value,
+        x.value,
+        codes.value,
+        tn.value,
+        push_weight,
+        margin,
+        block_size,
+        with_grad=True,
+        need_x=x.perturbed,
+    )
+    return loss, (lbar, xbar)
+
+
+def _lmnn_bwd(push_weight, margin, block_size, res, g):
+    del push_weight, margin, block_size  # only shape the forward pass
+    lbar, xbar = res
+    return g * lbar, g * xbar, None, None
+
+
+_lmnn.defvjp(_lmnn_fwd, _lmnn_bwd, symbolic_zeros=True)
+
+
+# ----------------------------------------------------------------------------------
+# public loss
+# ----------------------------------------------------------------------------------
+def lmnn_loss(
+    transform,
+    x,
+    labels,
+    *,
+    target_neighbors=None,
+    n_neighbors: int = 3,
+    push_weight: float = 0.5,
+    margin: float = 1.0,
+    block_size: int | str | None = "auto",
+) -> jax.Array:
+    r"""LMNN loss: pull target neighbours in, push impostors out by a margin.
+
+    .. math::
+        \ell(L) = (1 - \mu) \sum_i \sum_{j \in N_i} D_{ij}
+        + \mu \sum_i \sum_{j \in N_i} \sum_{l:\, c_l \ne c_i}
+          \bigl[\, m + D_{ij} - D_{il} \,\bigr]_+ ,
+        \qquad D_{ij} = \lVert L x_i - L x_j \rVert^2,
+
+    with :math:`\mu` = ``push_weight``, :math:`m` = ``margin`` and :math:`N_i` the
+    target neighbours of :math:`i`: the :math:`k` nearest points of the same class in
+    the *original* Euclidean space, fixed while :math:`L` changes
+    (:func:`lmnn_target_neighbors`). With :math:`m = 1` this is the LMNN loss of
+    Weinberger & Saul (2009). The impostor sum runs over *all* differently-labelled
+    :math:`l`.
+
+    **Relation to metric-learn.** metric-learn 0.7's ``LMNN._loss_grad`` returns
+    :math:`r \sum D_{ij} + (1 - r) \sum_{\text{active}} (1 + D_{ij} - D_{il})`, where
+    :math:`r` = ``regularization`` weights the *pull* term and "active" means
+    :math:`D_{il} < 1 + D_{ij}`. Its impostor search only keeps pairs within
+    :math:`1 + \max_{j \in N_i} D_{ij}` of either point, which contains every active
+    triplet, so nothing is dropped: the value and gradient equal this function's with
+    ``push_weight = 1 - regularization`` and ``margin = 1`` (tested to rounding). Other
+    differences: metric-learn fixes the margin at 1 (here
+    :math:`\ell(L; m) = m\,\ell(L/\sqrt{m}; 1)`), accepts ``n_neighbors`` equal to the
+    smallest class size (a point then becomes its own target neighbour; refused here),
+    and breaks distance ties in the target search with an unstable sort (stable here:
+    smaller index first).
+
+    **Gradient.** The hinge is not differentiable where
+    :math:`m + D_{ij} - D_{il} = 0`; there the subgradient 0 is used (a triplet counts
+    as active only when :math:`m + D_{ij} - D_{il} > 0` strictly, like metric-learn).
+    The loss is piecewise linear in the :math:`D_{ij}`, with slopes
+    :math:`G_{ij} = \partial \ell / \partial D_{ij}`: :math:`(1 - \mu) + \mu\, a_{ij}`
+    on target pairs (:math:`a_{ij}` active triplets :math:`(i, j, \cdot)`),
+    :math:`-\mu\, b_{il}` on impostor pairs (:math:`b_{il}` active triplets
+    :math:`(i, \cdot, l)`), 0 elsewhere. Hence
+
+    .. math::
+        \nabla_L \ell = 2 L \sum_{ij} G_{ij} (x_i - x_j)(x_i - x_j)^\top
+        = 2 L X^\top (\mathrm{diag}(H 1) - H) X, \qquad H = G + G^\top,
+
+    computed in a ``jax.custom_vjp`` block by block with the loss, never forming an
+    ``(n, n, d)`` array (``docs/derivations.md``). Gradients flow to ``transform`` and
+    ``x`` (with the target neighbours held fixed); ``labels`` and
+    ``target_neighbors`` get none.
+
+    **Under jax.jit.** Finding target neighbours needs concrete data, so with
+    ``target_neighbors=None`` the call fails on traced ``x`` or ``labels`` (also under
+    ``jax.grad`` with respect to ``x``). Compute them once outside with
+    :func:`lmnn_target_neighbors` and pass them in; traced labels must then be integers
+    (only their equality matters).
+
+    Args:
+        transform: :math:`L`, shape ``(k_L, d)``.
+        x: inputs, shape ``(n, d)``.
+        labels: class labels, shape ``(n,)``. Any values ``np.unique`` can sort on the
+            host; integers under ``jit``.
+        target_neighbors: ``(n, k)`` integer indices of the target neighbours
+            (distinct, same label, not the point itself). ``None``: computed with
+            :func:`lmnn_target_neighbors` from ``x`` and ``labels``.
+        n_neighbors: :math:`k` when ``target_neighbors`` is ``None`` (ignored otherwise).
+        push_weight: :math:`\mu \in [0, 1]`, a static Python float.
+        margin: :math:`m \ge 0`, a static Python float.
+        block_size: rows :math:`i` processed at a time; ``"auto"`` (or ``None``) keeps
+            the ``(b, k, n)`` working set near 32 MiB. Results do not depend on it beyond
+            rounding.
+
+    Returns:
+        Scalar loss in the floating dtype of ``transform`` and ``x``.
+
+    References:
+        K. Q. Weinberger and L. K. Saul, `Distance Metric Learning for Large Margin
+        Nearest Neighbor Classification <https://jmlr.org/papers/v10/weinberger09a.html>`_,
+        JMLR 10, 2009.
+    """
+    x = _checks.points(x, "x")
+    transform = _checks.transform_matrix(transform, x.shape[1])
+    n = x.shape[0]
+    mu = _static_float(push_weight, "push_weight")
+    if not 0.0 <= mu <= 1.0:
+        raise ValueError(f"`push_weight` must lie in [0, 1], got {mu}")
+    m = _static_float(margin, "margin")
+    if m < 0:
+        raise ValueError(f"`margin` must be non-negative, got {m}")
+    codes, host_codes = _label_codes(labels, n)
+    if target_neighbors is None:
+        if _is_traced(x) or host_codes is None:
+            raise TypeError(
+                "with target_neighbors=None, `x` and `labels` must be concrete; under "
+                "jax.jit (or jax.grad with respect to x) pass "
+                "target_neighbors=lmnn_target_neighbors(x, labels, n_neighbors) computed outside"
+            )
+        tn = jnp.asarray(lmnn_target_neighbors(x, labels, n_neighbors), jnp.int32)
+    else:
+        tn = _check_target_neighbors(target_neighbors, n, host_codes)
+    dt = _checks.float_dtype(x, transform)
+    b = _block_rows(block_size, n, tn.shape[1], jnp.dtype(dt).itemsize)
+    return _lmnn(jnp.asarray(transform, dt), jnp.asarray(x, dt), codes, tn, mu, m, b)

@@ -34,7 +34,6 @@ import time
 T_START = time.perf_counter()
 
 import argparse  # noqa: E402
-import tempfile  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -151,20 +150,6 @@ def embed(transform, x):
     return np.asarray(x) @ (s[:, None] * vt).T, s
 
 
-def reuse_compiled_fits():
-    """Let repeated ``mj.fit`` calls on same-shaped data skip XLA compilation.
-
-    ``mj.fit`` builds and compiles its training loop on every call. The fits below
-    differ only in data values and ``lam`` (a traced argument), so they compile to the
-    same program: JAX's persistent compilation cache, here in a throw-away folder,
-    turns every compilation after the first into a cache hit.
-    """
-    cache = tempfile.TemporaryDirectory(prefix="metricjax-example-")
-    jax.config.update("jax_compilation_cache_dir", cache.name)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-    return cache
-
-
 @dataclass
 class Row:
     label: str
@@ -190,7 +175,6 @@ def print_table(rows, y_test):
 
 def main():
     args = parse_args()
-    cache = reuse_compiled_fits()  # noqa: F841  (kept alive until the end of main)
     args.out.mkdir(parents=True, exist_ok=True)
     x_tr, x_te, y_tr, y_te, names = load_data(args.seed)
     scaler = Standardised(y_tr)

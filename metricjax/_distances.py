@@ -151,6 +151,21 @@ _sq_transformed.defjvp(_sq_transformed_jvp, symbolic_zeros=True)
 
 
 # ---------------------------------------------------------------------- public API
+# Jitted entry points: eager calls run one compiled program instead of dispatching
+# op by op; under an outer jit/grad they are inlined and the custom rules still apply.
+_jit = {
+    f.__name__: jax.jit(f)
+    for f in (
+        _sq_euclidean_self,
+        _sq_euclidean,
+        _sq_mahalanobis_self,
+        _sq_mahalanobis,
+        _sq_transformed_self,
+        _sq_transformed,
+    )
+}
+
+
 def _cast(dtype, *arrays):
     return [None if a is None else jnp.asarray(a, dtype) for a in arrays]
 
@@ -190,11 +205,11 @@ def pairwise_sq_euclidean(x, y=None) -> jax.Array:
     x = _checks.points(x, "x")
     if y is None:
         (x,) = _cast(_checks.float_dtype(x), x)
-        return _sq_euclidean_self(x)
+        return _jit["_sq_euclidean_self"](x)
     y = _checks.points(y, "y")
     _checks.same_width(x, y)
     x, y = _cast(_checks.float_dtype(x, y), x, y)
-    return _sq_euclidean(x, y)
+    return _jit["_sq_euclidean"](x, y)
 
 
 def pairwise_sq_mahalanobis(x, metric, y=None) -> jax.Array:
@@ -234,11 +249,11 @@ def pairwise_sq_mahalanobis(x, metric, y=None) -> jax.Array:
     metric = _checks.square_metric(metric, x.shape[1])
     if y is None:
         x, metric = _cast(_checks.float_dtype(x, metric), x, metric)
-        return _sq_mahalanobis_self(x, metric)
+        return _jit["_sq_mahalanobis_self"](x, metric)
     y = _checks.points(y, "y")
     _checks.same_width(x, y)
     x, y, metric = _cast(_checks.float_dtype(x, y, metric), x, y, metric)
-    return _sq_mahalanobis(x, y, metric)
+    return _jit["_sq_mahalanobis"](x, y, metric)
 
 
 def pairwise_sq_transformed(x, transform, y=None) -> jax.Array:
@@ -274,8 +289,8 @@ def pairwise_sq_transformed(x, transform, y=None) -> jax.Array:
     transform = _checks.transform_matrix(transform, x.shape[1])
     if y is None:
         x, transform = _cast(_checks.float_dtype(x, transform), x, transform)
-        return _sq_transformed_self(x, transform)
+        return _jit["_sq_transformed_self"](x, transform)
     y = _checks.points(y, "y")
     _checks.same_width(x, y)
     x, y, transform = _cast(_checks.float_dtype(x, y, transform), x, y, transform)
-    return _sq_transformed(x, y, transform)
+    return _jit["_sq_transformed"](x, y, transform)

@@ -9,6 +9,7 @@ not per step.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -119,6 +120,25 @@ def make_loop(
     return init, run
 
 
+@functools.cache
+def _default_optimizer() -> optax.GradientTransformation:
+    # One shared instance, so that fits with the default optimizer share compiled loops.
+    return optax.lbfgs()
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_loop(loss_fn, optimizer, max_iter: int, tol: float, gtol: float):
+    return make_loop(loss_fn, optimizer, max_iter=max_iter, tol=tol, gtol=gtol)
+
+
+def _loop(loss_fn, optimizer, max_iter: int, tol: float, gtol: float):
+    """``make_loop``, cached on (loss, optimizer, settings) so refits skip compilation."""
+    try:
+        return _cached_loop(loss_fn, optimizer, max_iter, float(tol), float(gtol))
+    except TypeError:  # an unhashable loss or optimizer: build a fresh loop
+        return make_loop(loss_fn, optimizer, max_iter=max_iter, tol=tol, gtol=gtol)
+
+
 def fit(
     loss_fn: Callable[..., jax.Array],
     params,
@@ -156,6 +176,13 @@ def fit(
         chunk_size: iterations per compiled chunk when reporting progress
             (default ``max(1, max_iter // 100)``).
 
+    The compiled loop is cached per ``(loss_fn, optimizer, max_iter, tol, gtol)``
+    (and, as usual with ``jax.jit``, per argument shape and dtype), so a second fit
+    of the same problem does not compile again. Pass the same function and optimizer
+    objects to benefit (a fresh ``functools.partial`` or ``optax.adam(...)`` each
+    call is a new key). Keyword arguments of the loss go in with
+    ``functools.partial``, e.g. ``functools.partial(nca_loss, num_classes=3)``.
+
     Returns:
         :class:`FitResult`.
 
@@ -169,8 +196,8 @@ def fit(
         raise ValueError(f"`max_iter` must be >= 1, got {max_iter}")
     if not (tol >= 0 and gtol >= 0):
         raise ValueError(f"`tol` and `gtol` must be >= 0, got {tol}, {gtol}")
-    optimizer = optax.lbfgs() if optimizer is None else optimizer
-    init, run = make_loop(loss_fn, optimizer, max_iter=int(max_iter), tol=tol, gtol=gtol)
+    optimizer = _default_optimizer() if optimizer is None else optimizer
+    init, run = _loop(loss_fn, optimizer, int(max_iter), tol, gtol)
     carry = init(params, *args, opt_state=opt_state)
     if not bool(jnp.isfinite(carry.loss)):
         raise FloatingPointError(f"the initial loss is not finite ({float(carry.loss)})")

@@ -306,6 +306,8 @@ def _lmnn_bwd(push_weight, margin, block_size, res, g):
 
 
 _lmnn.defvjp(_lmnn_fwd, _lmnn_bwd, symbolic_zeros=True)
+# Eager calls run one compiled program; inside an outer jit this is inlined.
+_lmnn_jit = jax.jit(_lmnn, static_argnums=(4, 5, 6))
 
 
 # ----------------------------------------------------------------------------------
@@ -419,4 +421,4 @@ def lmnn_loss(
         tn = _check_target_neighbors(target_neighbors, n, host_codes)
     dt = _checks.float_dtype(x, transform)
     b = _block_rows(block_size, n, tn.shape[1], jnp.dtype(dt).itemsize)
-    return _lmnn(jnp.asarray(transform, dt), jnp.asarray(x, dt), codes, tn, mu, m, b)
+    return _lmnn_jit(jnp.asarray(transform, dt), jnp.asarray(x, dt), codes, tn, mu, m, b)

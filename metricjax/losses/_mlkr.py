@@ -45,6 +45,8 @@ def _mlkr_bwd(block_size, res, g):
 
 
 _mlkr.defvjp(_mlkr_fwd, _mlkr_bwd, symbolic_zeros=True)
+# Eager calls run one compiled program; inside an outer jit this is inlined.
+_mlkr_jit = jax.jit(_mlkr, static_argnums=3)
 
 
 def mlkr_loss(transform, x, y, *, block_size: int | str | None = "auto") -> jax.Array:
@@ -87,7 +89,7 @@ def mlkr_loss(transform, x, y, *, block_size: int | str | None = "auto") -> jax.
     """
     transform, x, y2 = _prepare(transform, x, y)
     b = sn.resolve_block_size(block_size, x.shape[0], x.dtype.itemsize)
-    return _mlkr(transform, x, y2, b)
+    return _mlkr_jit(transform, x, y2, b)
 
 
 def _prepare(transform, x, y):

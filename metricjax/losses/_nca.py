@@ -44,6 +44,8 @@ def _nca_bwd(block_size, res, g):
 
 
 _nca.defvjp(_nca_fwd, _nca_bwd, symbolic_zeros=True)
+# Eager calls run one compiled program; inside an outer jit this is inlined.
+_nca_jit = jax.jit(_nca, static_argnums=3)
 
 
 def encode_labels(labels, num_classes: int | None = None):
@@ -108,4 +110,4 @@ def nca_loss(
     dt = _checks.float_dtype(x, transform)
     onehot = encode_labels(labels, num_classes).astype(dt)
     b = sn.resolve_block_size(block_size, x.shape[0], jnp.dtype(dt).itemsize)
-    return _nca(jnp.asarray(transform, dt), jnp.asarray(x, dt), onehot, b)
+    return _nca_jit(jnp.asarray(transform, dt), jnp.asarray(x, dt), onehot, b)

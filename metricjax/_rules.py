@@ -56,7 +56,9 @@ def sq_euclidean(x, y=None):
     """``D_ij = ||x_i - y_j||^2`` by the expansion (centred input), self case if ``y`` is None."""
     qx = rowdot(x, x)
     if y is None:
-        return qx[:, None] + qx[None, :] - 2 * mm(x, x.T)
+        # A + A^T with A = q 1^T - X X^T: exactly symmetric in floating point.
+        a = qx[:, None] - mm(x, x.T)
+        return a + a.T
     return qx[:, None] + rowdot(y, y)[None, :] - 2 * mm(x, y.T)
 
 
@@ -69,7 +71,8 @@ def sq_mahalanobis(x, sym, y=None):
     u = mm(x, sym)
     qx = rowdot(u, x)
     if y is None:
-        return qx[:, None] + qx[None, :] - 2 * mm(u, x.T)
+        a = qx[:, None] - mm(u, x.T)  # A + A^T: exactly symmetric in floating point
+        return a + a.T
     return qx[:, None] + rowdot(mm(y, sym), y)[None, :] - 2 * mm(u, y.T)
 
 

@@ -386,3 +386,19 @@ def test_complex_input_raises_type_error(kind, where):
 def test_non_numeric_input_raises_type_error():
     with pytest.raises(TypeError):
         mj.pairwise_sq_euclidean([["a", "b"], ["c", "d"]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_self_distances_are_bitwise_symmetric(dtype):
+    rng = np.random.default_rng(3)
+    x = (1000 + 10 * rng.standard_normal((40, 6))).astype(dtype)
+    metric = rng.standard_normal((6, 6)).astype(dtype)
+    with jax.enable_x64(dtype == np.float64):
+        for d in (
+            mj.pairwise_sq_euclidean(x),
+            mj.pairwise_sq_mahalanobis(x, metric),
+            mj.pairwise_sq_transformed(x, metric[:3]),
+        ):
+            d = np.asarray(d)
+            assert np.array_equal(d, d.T)
+            assert np.all(np.diag(d) == 0)

@@ -382,3 +382,21 @@ def test_gradient_temp_memory_does_not_grow_with_d(dist, wrt, cross):
     # the difference-form reference does build (n, m, d) arrays: the check can fail
     ref_small, ref_large = _temps(dist, wrt, cross, reference=True)
     assert ref_large > ref_small + 0.5 * one_nmd, (ref_small, ref_large)
+
+
+@pytest.mark.parametrize("n", [8000, 12000])
+def test_gradient_compiles_quickly_at_large_n(n):
+    # An n x n `where(eye, ..., W + W.T)` once hung XLA's compiler from n = 7500 on;
+    # compile (not run) the gradients at sizes above that and bound the time.
+    import time
+
+    x = jax.ShapeDtypeStruct((n, 8), jnp.float32)
+    metric = jax.ShapeDtypeStruct((8, 8), jnp.float32)
+    for f, args in (
+        (lambda x: jnp.sum(jnp.sin(mj.pairwise_sq_euclidean(x))), (x,)),
+        (lambda x, m: jnp.sum(jnp.sin(mj.pairwise_sq_mahalanobis(x, m))), (x, metric)),
+        (lambda x, m: jnp.sum(jnp.sin(mj.pairwise_sq_transformed(x, m))), (x, metric)),
+    ):
+        t0 = time.perf_counter()
+        jax.jit(jax.grad(f, argnums=tuple(range(len(args))))).lower(*args).compile()
+        assert time.perf_counter() - t0 < 30

@@ -89,7 +89,9 @@ def make_loop(
 
     def step(carry: _Carry, args):
         params, state = carry.params, carry.opt_state
-        value, grad = value_and_grad(params, state, *args)
+        # Loss and gradient at the current point were computed at the end of the
+        # previous step (or by init): one evaluation per step for any optimizer.
+        value, grad = carry.loss, carry.grad
         value_fn = lambda p: loss_fn(p, *args)
         updates, state = opt.update(
             grad, state, params, value=value, grad=grad, value_fn=value_fn
@@ -104,7 +106,9 @@ def make_loop(
         small_grad = optax.tree.norm(new_grad) <= gtol
         # A step that made the loss non-finite is refused and stops the loop.
         bad = ~jnp.isfinite(new_value)
-        params = jax.tree.map(lambda new, old: jnp.where(bad, old, new), params, carry.params)
+        keep = lambda new, old: jnp.where(bad, old, new)
+        params = jax.tree.map(keep, params, carry.params)
+        new_grad = jax.tree.map(keep, new_grad, grad)
         new_value = jnp.where(bad, value, new_value)
         converged = (small_change | small_grad) & ~bad
         return _Carry(params, state, carry.it + 1, new_value, new_grad, hist, converged | bad)

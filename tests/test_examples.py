@@ -49,6 +49,17 @@ CASES = {
             "2-D NCA:",
         ],
     ),
+    "04_flax_metric_head.py": (
+        ["04_flax_metric_head.png"],
+        [
+            "3-NN test acc",
+            "raw pixels (64-D)",
+            "PCA of the pixels (8-D)",
+            "learned metric head (8-D)",
+            "learned metric head (2-D)",
+            "metric head:",
+        ],
+    ),
 }
 
 

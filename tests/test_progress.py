@@ -1,0 +1,92 @@
+"""Seeing training: the tqdm progress bar, the callback hook, loss histories, convergence warnings."""
+
+from __future__ import annotations
+
+import warnings
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import metricjax as mj
+from metricjax.losses import mlkr_loss
+
+
+def _regression(n=40, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x, (x[:, 0] + 0.1 * rng.standard_normal(n)).astype(np.float32)
+
+
+def test_verbose_fit_draws_a_progress_bar_on_stderr(capfd):
+    x, y = _regression()
+    res = mj.fit(mlkr_loss, 0.5 * jnp.eye(3), x, y, max_iter=20, tol=0.0, gtol=0.0,
+                 verbose=True, chunk_size=5)  # fmt: skip
+    out, err = capfd.readouterr()
+    assert res.num_iter == 20
+    assert out == ""  # nothing on stdout
+    assert "fit" in err and "20/20" in err and "loss=" in err
+
+
+def test_quiet_fit_prints_nothing(capfd):
+    x, y = _regression()
+    mj.fit(mlkr_loss, 0.5 * jnp.eye(3), x, y, max_iter=5)
+    out, err = capfd.readouterr()
+    assert out == "" and "it/s" not in err and "fit:" not in err
+
+
+def test_callback_sees_increasing_iterations_losses_and_params():
+    x, y = _regression()
+    seen = []
+    res = mj.fit(
+        mlkr_loss, 0.5 * jnp.eye(3), x, y, optimizer=optax.adam(1e-2), max_iter=23, tol=0.0,
+        gtol=0.0, chunk_size=4,
+        callback=lambda it, loss, params: seen.append((it, loss, np.array(params))),
+    )  # fmt: skip
+    its = [it for it, _, _ in seen]
+    assert its == [4, 8, 12, 16, 20, 23]
+    assert np.all(np.diff(its) > 0)
+    # the loss reported at iteration it is the history entry it
+    np.testing.assert_allclose([loss for _, loss, _ in seen], res.loss_history[its], rtol=1e-6)
+    np.testing.assert_allclose(seen[-1][2], res.params, rtol=1e-6)
+    assert len(res.loss_history) == res.num_iter + 1 == 24
+
+
+def test_estimator_verbose_bar_and_history(capfd):
+    pytest.importorskip("sklearn")
+    x, y = _regression()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = mj.MLKR(max_iter=10, tol=0.0, verbose=True).fit(x, y)
+    _, err = capfd.readouterr()
+    assert "fit" in err and "10/10" in err
+    assert est.loss_history_.shape == (est.n_iter_ + 1,) == (11,)
+    assert est.loss_history_[-1] < est.loss_history_[0]
+
+
+@pytest.mark.parametrize("name", ["MLKR", "NCA", "LMNN"])
+def test_estimators_warn_when_max_iter_is_hit(name):
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_iris
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = load_iris(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    est = getattr(mj, name)(n_components=2, max_iter=2, tol=0.0)
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        est.fit(X, y.astype(float) if name == "MLKR" else y)
+    assert est.n_iter_ == 2 and not est.converged_
+
+
+def test_no_warning_when_the_fit_converges():
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_iris
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = load_iris(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        est = mj.NCA(n_components=2, max_iter=1000, tol=1e-4).fit(X, y)
+    assert est.converged_ and est.n_iter_ < 1000

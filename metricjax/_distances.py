@@ -15,6 +15,11 @@ Why not ``jax.custom_vjp``: JAX refuses forward-mode differentiation of a
 the tangents (``metricjax._rules.vjp_*``) and the tests check they equal ``jax.vjp``
 of the public functions; the losses (``metricjax.losses``) apply the same closed
 forms block by block inside their own ``jax.custom_vjp`` rules.
+
+The non-squared distances (:func:`pairwise_euclidean`, :func:`pairwise_mahalanobis`)
+are :math:`E = \sqrt{D}` through one more ``custom_jvp``, :func:`_sqrt_dist`, whose
+tangent :math:`\dot E = \dot D / (2E)` is set to exactly 0 where :math:`E = 0`, so
+their derivatives are finite (zero) at coincident points, in both modes.
 """
 
 from __future__ import annotations
@@ -150,6 +155,93 @@ def _sq_transformed_jvp(primals, tangents):
 _sq_transformed.defjvp(_sq_transformed_jvp, symbolic_zeros=True)
 
 
+# ---------------------------------------------------------------------- E = sqrt(D)
+@jax.custom_jvp
+def _sqrt_dist(d):
+    """``sqrt(max(d, 0))`` with the tangent ``ddot / (2 sqrt(d))``, exactly 0 where the value is 0."""
+    return jnp.sqrt(jnp.maximum(d, 0))
+
+
+def _sqrt_dist_jvp(primals, tangents):
+    (d,), (ddot,) = primals, tangents
+    e = _sqrt_dist(d)
+    pos = e > 0
+    # Double where: the division never sees a zero, so neither the tangent nor its
+    # transpose (the VJP) can produce inf * 0 = NaN at coincident points.
+    return e, jnp.where(pos, ddot / (2 * jnp.where(pos, e, 1)), 0)
+
+
+_sqrt_dist.defjvp(_sqrt_dist_jvp)
+
+
+def _gram_sq_self(x, sym=None):
+    """Self squared distances that are exactly 0 between identical rows.
+
+    ``D_ij = (G_ii - G_ij) + (G_jj - G_ji)`` with ``G = X_c S X_c^T`` on the centred
+    points (``S = I`` when ``sym`` is None). Identical rows give identical Gram entries
+    (one matrix product computes them all the same way), hence ``D_ij = 0`` exactly,
+    where the expansion with separately computed norms leaves a rounding residue
+    whose square root would be far from 0. The optimisation barrier asks XLA not to
+    recompute entries of ``G`` inside the fusions that use them. For ``d = 1`` XLA
+    turns the product into elementwise multiplies that it fuses (and contracts into
+    fused multiply-adds, differently for different entries), so that case uses the
+    differences ``D_ij = s (x_i - x_j)^2`` of the raw points: exact 0 for equal
+    points, ``O(n^2)`` work like the product, and no centring needed.
+    """
+    if x.shape[1] == 1:
+        diff = x - x.T  # (n, 1) - (1, n)
+        sdiff = diff if sym is None else sym[0, 0] * diff
+        return R.zero_diagonal(sdiff * diff)
+    xc = x - R.centre(x)
+    u = xc if sym is None else R.mm(xc, sym)
+    g = jax.lax.optimization_barrier(R.mm(u, xc.T))
+    a = jnp.diagonal(g)[:, None] - g
+    return R.zero_diagonal(a + a.T)
+
+
+@jax.custom_jvp
+def _euclidean_self(x):
+    return _sqrt_dist(_gram_sq_self(x))
+
+
+def _euclidean_self_jvp(primals, tangents):
+    (x,), (xdot,) = primals, tangents
+    d = _gram_sq_self(x)
+    if _nz(xdot) is None:
+        return _finish(_sqrt_dist(d), 0)
+    return jax.jvp(_sqrt_dist, (d,), (R.jvp_sq_euclidean_self(x - R.centre(x), xdot),))
+
+
+_euclidean_self.defjvp(_euclidean_self_jvp, symbolic_zeros=True)
+
+
+@jax.custom_jvp
+def _mahalanobis_self(x, metric):
+    return _sqrt_dist(_gram_sq_self(x, 0.5 * (metric + metric.T)))
+
+
+def _mahalanobis_self_jvp(primals, tangents):
+    (x, metric), (xdot, metricdot) = primals, tangents
+    xdot, metricdot = _nz(xdot), _nz(metricdot)
+    sym = 0.5 * (metric + metric.T)
+    d = _gram_sq_self(x, sym)
+    if xdot is None and metricdot is None:
+        return _finish(_sqrt_dist(d), 0)
+    ddot = R.jvp_sq_mahalanobis_self(x - R.centre(x), sym, xdot, metricdot)
+    return jax.jvp(_sqrt_dist, (d,), (ddot,))
+
+
+_mahalanobis_self.defjvp(_mahalanobis_self_jvp, symbolic_zeros=True)
+
+
+def _euclidean(x, y):
+    return _sqrt_dist(_sq_euclidean(x, y))
+
+
+def _mahalanobis(x, y, metric):
+    return _sqrt_dist(_sq_mahalanobis(x, y, metric))
+
+
 # ---------------------------------------------------------------------- public API
 # Jitted entry points: eager calls run one compiled program instead of dispatching
 # op by op; under an outer jit/grad they are inlined and the custom rules still apply.
@@ -162,6 +254,10 @@ _jit = {
         _sq_mahalanobis,
         _sq_transformed_self,
         _sq_transformed,
+        _euclidean_self,
+        _euclidean,
+        _mahalanobis_self,
+        _mahalanobis,
     )
 }
 
@@ -294,3 +390,116 @@ def pairwise_sq_transformed(x, transform, y=None) -> jax.Array:
     _checks.same_width(x, y)
     x, y, transform = _cast(_checks.float_dtype(x, y, transform), x, y, transform)
     return _jit["_sq_transformed"](x, y, transform)
+
+
+def pairwise_euclidean(x, y=None) -> jax.Array:
+    r"""Euclidean distances (not squared) between all rows of ``x`` and ``y``.
+
+    .. math::
+        E_{ij} = \lVert x_i - y_j \rVert = \sqrt{D_{ij}}, \qquad
+        \frac{\partial E_{ij}}{\partial D_{ij}} = \frac{1}{2 E_{ij}} \ (E_{ij} > 0),
+        \quad 0 \ (E_{ij} = 0)
+
+    :math:`D` is the squared distance of :func:`pairwise_sq_euclidean` (centred norm
+    expansion, clamped at 0; in the self case the squared norms are read off the Gram
+    diagonal, so that identical rows give exactly 0). The derivative of :math:`\lVert x_i - y_j\rVert` is the unit vector
+    :math:`(x_i - y_j)/E_{ij}`, undefined at coincident points; there the derivative
+    is defined as **0** (a valid subgradient: the distance is minimal there). So
+    ``jax.grad``, ``jax.jacfwd`` and ``jax.jvp`` are finite everywhere, including the
+    diagonal of the self case and duplicate points, where plain ``jnp.sqrt`` gives
+    ``inf * 0 = NaN``. Implemented as a ``jax.custom_jvp`` on top of the closed-form
+    tangent :math:`\dot D` of the squared distances, so reverse mode keeps their
+    memory footprint.
+
+    Accuracy: the expansion has an absolute error of about
+    :math:`u\,(\lVert x_i - c\rVert^2 + \lVert y_j - c\rVert^2)` (:math:`u` the unit
+    roundoff, :math:`c` the mean point), so for nearly coincident points the square
+    root is accurate to about :math:`\sqrt{u}` times the spread of the data
+    (about :math:`3\cdot 10^{-4}` relative in float32, :math:`10^{-8}` in float64); use
+    float64 when such small distances matter. In the self case (``y=None``) the
+    diagonal and the distance between identical rows are exactly 0; in the cross case
+    a point of ``x`` equal to a point of ``y`` gets a value at that rounding level.
+
+    Args:
+        x: points, shape ``(n, d)``, one observation per row.
+        y: points, shape ``(m, d)``; ``None`` means ``y = x`` (the self case).
+
+    Returns:
+        Distance matrix, shape ``(n, m)``, non-negative, in the floating dtype of the
+        inputs (integer input becomes JAX's default float).
+
+    Raises:
+        ValueError: wrong rank, empty input, or ``x`` and ``y`` disagree on ``d``.
+        TypeError: complex or non-numeric input.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, metricjax as mj
+        >>> x = jnp.array([[0., 0.], [3., 4.], [3., 4.]])
+        >>> mj.pairwise_euclidean(x)
+        Array([[0., 5., 5.],
+               [5., 0., 0.],
+               [5., 0., 0.]], dtype=float32)
+        >>> jax.grad(lambda x: mj.pairwise_euclidean(x).sum())(x)
+        Array([[-2.4, -3.2],
+               [ 1.2,  1.6],
+               [ 1.2,  1.6]], dtype=float32)
+    """
+    x = _checks.points(x, "x")
+    if y is None:
+        (x,) = _cast(_checks.float_dtype(x), x)
+        return _jit["_euclidean_self"](x)
+    y = _checks.points(y, "y")
+    _checks.same_width(x, y)
+    x, y = _cast(_checks.float_dtype(x, y), x, y)
+    return _jit["_euclidean"](x, y)
+
+
+def pairwise_mahalanobis(x, metric, y=None) -> jax.Array:
+    r"""Mahalanobis distances (not squared) between all rows of ``x`` and ``y``.
+
+    .. math::
+        E_{ij} = \sqrt{\max\bigl(0,\ (x_i - y_j)^\top M (x_i - y_j)\bigr)}
+
+    ``metric`` must be **positive semi-definite** for this to be a distance (only its
+    symmetric part :math:`(M + M^\top)/2` matters). For a PSD :math:`M` the squared
+    value is non-negative up to rounding, and the clamp at 0 only removes rounding
+    residue. For an indefinite :math:`M` the negative squared values are clamped to
+    0 as well, with derivative 0: the result is then *not* a distance, and no error
+    can be raised under ``jax.jit`` (it would need the values). To be PSD by
+    construction, parametrise :math:`M = L^\top L` and use
+    :func:`pairwise_sq_transformed`; to see the signed squared values, use
+    :func:`pairwise_sq_mahalanobis`.
+
+    Derivatives are those of :func:`pairwise_euclidean`: :math:`\dot E = \dot D / (2E)`
+    where :math:`E > 0` and exactly 0 where :math:`E = 0` (coincident points, the
+    diagonal, clamped entries), with respect to ``x``, ``metric`` and ``y``, in forward
+    and reverse mode. Accuracy near coincident points: as for
+    :func:`pairwise_euclidean`.
+
+    Args:
+        x: points, shape ``(n, d)``.
+        metric: positive semi-definite matrix :math:`M`, shape ``(d, d)``.
+        y: points, shape ``(m, d)``; ``None`` means ``y = x``.
+
+    Returns:
+        Distance matrix, shape ``(n, m)``, non-negative.
+
+    Raises:
+        ValueError: if ``x``, ``y`` and ``metric`` disagree on ``d`` or ``metric`` is not square.
+        TypeError: complex or non-numeric input.
+
+    Examples:
+        >>> import jax.numpy as jnp, metricjax as mj
+        >>> mj.pairwise_mahalanobis(jnp.eye(2), jnp.diag(jnp.array([9., 16.])))
+        Array([[0., 5.],
+               [5., 0.]], dtype=float32)
+    """
+    x = _checks.points(x, "x")
+    metric = _checks.square_metric(metric, x.shape[1])
+    if y is None:
+        x, metric = _cast(_checks.float_dtype(x, metric), x, metric)
+        return _jit["_mahalanobis_self"](x, metric)
+    y = _checks.points(y, "y")
+    _checks.same_width(x, y)
+    x, y, metric = _cast(_checks.float_dtype(x, y, metric), x, y, metric)
+    return _jit["_mahalanobis"](x, y, metric)

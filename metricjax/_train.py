@@ -143,6 +143,28 @@ def _loop(loss_fn, optimizer, max_iter: int, tol: float, gtol: float):
         return make_loop(loss_fn, optimizer, max_iter=max_iter, tol=tol, gtol=gtol)
 
 
+def _check_settings(max_iter, tol, gtol) -> None:
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"`max_iter` must be an integer >= 1, got {max_iter!r}")
+    for name, value in (("tol", tol), ("gtol", gtol)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
+            value >= 0
+        ):
+            raise ValueError(f"`{name}` must be a number >= 0, got {value!r}")
+
+
+def _check_float_params(params) -> None:
+    leaves = jax.tree.leaves(params)
+    if not leaves:
+        raise ValueError("`params` is empty: there is nothing to optimise")
+    for leaf in leaves:
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+            raise TypeError(
+                f"`params` must be floating point (got a leaf of dtype "
+                f"{jnp.result_type(leaf)}); pass e.g. jnp.asarray(params, jnp.float32)"
+            )
+
+
 def fit(
     loss_fn: Callable[..., jax.Array],
     params,
@@ -196,10 +218,8 @@ def fit(
         >>> bool(res.converged), res.params.round(4).tolist()
         (True, [1.0, 1.0, 1.0])
     """
-    if int(max_iter) < 1:
-        raise ValueError(f"`max_iter` must be >= 1, got {max_iter}")
-    if not (tol >= 0 and gtol >= 0):
-        raise ValueError(f"`tol` and `gtol` must be >= 0, got {tol}, {gtol}")
+    _check_settings(max_iter, tol, gtol)
+    _check_float_params(params)
     optimizer = _default_optimizer() if optimizer is None else optimizer
     init, run = _loop(loss_fn, optimizer, int(max_iter), tol, gtol)
     carry = init(params, *args, opt_state=opt_state)
@@ -232,3 +252,299 @@ def _progress(total: int):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="fit", unit="it", leave=False, dynamic_ncols=True)
+
+
+# ----------------------------------------------------------------------------------
+# mini-batch training
+# ----------------------------------------------------------------------------------
+class MinibatchResult(NamedTuple):
+    """Outcome of :func:`fit_minibatch`.
+
+    Attributes:
+        params: the learned parameters.
+        loss_history: the batch loss at each step (before its update); length
+            ``num_steps``. Batch losses are on random subsets: noisy, and on the
+            scale of a batch.
+        eval_steps: steps at which the full-data loss was evaluated (``0``,
+            ``eval_every``, ``2 eval_every``, ... and ``num_steps``); empty without
+            ``eval_every``.
+        eval_history: the full-data loss at ``eval_steps``.
+        num_steps: number of updates performed.
+        opt_state: final optimizer state.
+        key: PRNG key to continue sampling from (pass it as ``key`` to resume).
+    """
+
+    params: Any
+    loss_history: np.ndarray
+    eval_steps: np.ndarray
+    eval_history: np.ndarray
+    num_steps: int
+    opt_state: Any
+    key: Any
+
+
+class _MBCarry(NamedTuple):
+    params: Any
+    opt_state: Any
+    it: jax.Array
+    key: jax.Array
+    perm: jax.Array
+    history: jax.Array
+    evals: jax.Array
+    stopped: jax.Array
+
+
+def _num_rows(data) -> int:
+    leaves = jax.tree.leaves(data)
+    if not leaves:
+        raise ValueError("fit_minibatch needs at least one data array to sample rows from")
+    n = int(np.shape(leaves[0])[0]) if np.ndim(leaves[0]) else 0
+    for a in leaves:
+        if np.ndim(a) == 0 or np.shape(a)[0] != n:
+            raise ValueError(
+                "every data array of fit_minibatch must have the rows (axis 0) of the first, "
+                f"got shapes {[np.shape(b) for b in leaves]}"
+            )
+    return n
+
+
+def _num_evals(num_steps: int, eval_every: int) -> int:
+    return -(-num_steps // eval_every) + 1 if eval_every else 0
+
+
+def make_minibatch_loop(
+    loss_fn: Callable[..., jax.Array],
+    optimizer: optax.GradientTransformation,
+    *,
+    batch_size: int,
+    num_steps: int,
+    eval_every: int = 0,
+):
+    """Build ``(init, run)`` for :func:`fit_minibatch`; ``run`` is one jitted ``while_loop``.
+
+    ``run(carry, stop_at, *data)`` advances up to step ``stop_at`` (traced, so chunked
+    and one-shot runs share one compilation).
+    """
+    opt = optax.with_extra_args_support(optimizer)
+    n_eval = _num_evals(num_steps, eval_every)
+
+    def init(params, key, *data, opt_state=None):
+        n = _num_rows(data)
+        state = opt.init(params) if opt_state is None else opt_state
+        dt = jnp.result_type(jax.eval_shape(loss_fn, params, *data))
+        carry = _MBCarry(
+            params,
+            state,
+            jnp.zeros((), jnp.int32),
+            key,
+            jnp.arange(n, dtype=jnp.int32),
+            jnp.full((num_steps,), jnp.nan, dt),
+            jnp.full((n_eval,), jnp.nan, dt),
+            jnp.zeros((), bool),
+        )
+        # strip weak types so the carry run() returns has the same types: one compilation
+        return jax.tree.map(lambda a: jax.lax.convert_element_type(a, jnp.result_type(a)), carry)
+
+    def batch_of(carry: _MBCarry, data, n: int):
+        """This step's rows: a slice of the epoch's permutation (reshuffled per epoch)."""
+        if batch_size >= n:  # the whole data set, in its order: full-batch steps
+            return carry.key, carry.perm, data
+        per_epoch = n // batch_size
+        pos = carry.it % per_epoch
+
+        def reshuffle(key):
+            key, sub = jax.random.split(key)
+            return key, jax.random.permutation(sub, n).astype(jnp.int32)
+
+        key, perm = jax.lax.cond(
+            pos == 0, reshuffle, lambda key: (key, carry.perm), carry.key
+        )
+        idx = jax.lax.dynamic_slice_in_dim(perm, pos * batch_size, batch_size)
+        batch = jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)
+        return key, perm, batch
+
+    def step(carry: _MBCarry, data, n: int):
+        evals = carry.evals
+        if eval_every:
+            slot = carry.it // eval_every
+            evals = jax.lax.cond(
+                carry.it % eval_every == 0,
+                lambda e: e.at[slot].set(loss_fn(carry.params, *data)),
+                lambda e: e,
+                evals,
+            )
+        key, perm, batch = batch_of(carry, data, n)
+        value, grad = jax.value_and_grad(loss_fn)(carry.params, *batch)
+        value_fn = lambda p: loss_fn(p, *batch)
+        updates, state = opt.update(
+            grad, carry.opt_state, carry.params, value=value, grad=grad, value_fn=value_fn
+        )
+        params = optax.apply_updates(carry.params, updates)
+        # a non-finite batch loss or step stops the loop, keeping the last good point
+        bad = ~(jnp.isfinite(value) & jnp.isfinite(optax.tree.norm(updates)))
+        keep = lambda new, old: jnp.where(bad, old, new)
+        params = jax.tree.map(keep, params, carry.params)
+        state = jax.tree.map(keep, state, carry.opt_state)
+        hist = carry.history.at[carry.it].set(value)
+        return _MBCarry(params, state, carry.it + 1, key, perm, hist, evals, bad)
+
+    @jax.jit
+    def run(carry: _MBCarry, stop_at, *data):
+        n = _num_rows(data)
+
+        def cond(c):
+            return (c.it < stop_at) & (c.it < num_steps) & ~c.stopped
+
+        out = jax.lax.while_loop(cond, lambda c: step(c, data, n), carry)
+        if eval_every:
+            last = n_eval - 1
+            final = (out.it == num_steps) & jnp.isnan(out.evals[last])
+            evals = jax.lax.cond(
+                final,
+                lambda e: e.at[last].set(loss_fn(out.params, *data)),
+                lambda e: e,
+                out.evals,
+            )
+            out = out._replace(evals=evals)
+        return out
+
+    return init, run
+
+
+@functools.cache
+def _default_minibatch_optimizer() -> optax.GradientTransformation:
+    # One shared instance, so that mini-batch fits with the default share compiled loops.
+    return optax.adam(1e-2)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_minibatch_loop(loss_fn, optimizer, batch_size, num_steps, eval_every):
+    return make_minibatch_loop(
+        loss_fn, optimizer, batch_size=batch_size, num_steps=num_steps, eval_every=eval_every
+    )
+
+
+def _check_count(value, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an int, got {value!r}")
+    if value < low:
+        raise ValueError(f"`{name}` must be >= {low}, got {value}")
+    return int(value)
+
+
+def fit_minibatch(
+    loss_fn: Callable[..., jax.Array],
+    params,
+    *data,
+    batch_size: int,
+    key,
+    optimizer: optax.GradientTransformation | None = None,
+    num_steps: int = 1000,
+    eval_every: int = 0,
+    opt_state=None,
+    callback: Callable[[int, float, Any], Any] | None = None,
+    verbose: bool = False,
+    chunk_size: int | None = None,
+) -> MinibatchResult:
+    r"""Stochastic optimisation of ``loss_fn(params, *data)`` over random row subsets.
+
+    Each step evaluates the loss and its gradient on ``batch_size`` rows of the data
+    (every array in ``data`` is indexed along axis 0 with the same rows) and applies
+    one optimizer update. Rows are drawn without replacement: each epoch is a fresh
+    random permutation of the ``n`` rows cut into ``n // batch_size`` batches (the
+    remainder is left out of that epoch). For MLKR and NCA the batch loss is the
+    leave-one-out loss *within the batch*: a step costs ``O(batch_size^2)`` instead of
+    ``O(n^2)``, at the price of a noisy, slightly biased gradient (each point sees
+    ``batch_size - 1`` neighbours instead of ``n - 1``; see ``docs/scaling.md``).
+
+    The whole run is one compiled ``jax.lax.while_loop``, the PRNG key in its carry
+    (no host round-trip per step); with a ``callback`` or ``verbose`` it is resumed in
+    chunks, one host sync per chunk. There is no convergence test: it runs
+    ``num_steps`` updates (or stops at a non-finite batch loss, keeping the last
+    finite parameters).
+
+    Args:
+        loss_fn: scalar loss ``loss_fn(params, *data)``, differentiable in ``params``.
+        params: initial parameters (a pytree).
+        *data: arrays sharing their first dimension ``n`` (the rows sampled).
+            Other arguments of the loss go in with ``functools.partial``.
+        batch_size: rows per step. ``batch_size >= n``: every step uses all the data,
+            in its order (plain full-batch steps with ``optimizer``).
+        key: ``jax.random`` key (the same key gives the same run).
+        optimizer: an ``optax.GradientTransformation``; default ``optax.adam(1e-2)``.
+        num_steps: number of updates.
+        eval_every: if positive, also evaluate the full-data loss every that many
+            steps and at the end (``O(n^2)`` each for MLKR/NCA; inside the loop).
+        opt_state: optimizer state to resume from.
+        callback: ``callback(step, batch_loss, params)`` on the host after each chunk;
+            returning ``True`` stops.
+        verbose: show a ``tqdm`` progress bar.
+        chunk_size: steps per chunk with ``callback`` / ``verbose`` (default
+            ``max(1, num_steps // 100)``).
+
+    Returns:
+        :class:`MinibatchResult`.
+
+    The compiled loop is cached per ``(loss_fn, optimizer, batch_size, num_steps,
+    eval_every)`` and data shape, like :func:`fit`.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, optax, metricjax as mj
+        >>> x = jnp.arange(100.0)[:, None]
+        >>> loss = lambda w, x: jnp.mean((x - w) ** 2)
+        >>> res = mj.fit_minibatch(loss, jnp.zeros(1), x, batch_size=10,
+        ...                        key=jax.random.key(0), optimizer=optax.adam(0.5),
+        ...                        num_steps=2000)
+        >>> bool(abs(float(res.params[0]) - 49.5) < 5)
+        True
+    """
+    batch_size = _check_count(batch_size, "batch_size", 1)
+    num_steps = _check_count(num_steps, "num_steps", 1)
+    eval_every = _check_count(eval_every, "eval_every", 0)
+    _num_rows(data)  # validates the rows of the data
+    _check_float_params(params)
+    optimizer = _default_minibatch_optimizer() if optimizer is None else optimizer
+    try:
+        init, run = _cached_minibatch_loop(loss_fn, optimizer, batch_size, num_steps, eval_every)
+    except TypeError:  # an unhashable loss or optimizer
+        init, run = make_minibatch_loop(
+            loss_fn, optimizer, batch_size=batch_size, num_steps=num_steps, eval_every=eval_every
+        )
+    if isinstance(key, (int, np.integer)):
+        key = jax.random.key(int(key))
+    carry = init(params, key, *data, opt_state=opt_state)
+    if callback is None and not verbose:
+        carry = run(carry, jnp.int32(num_steps), *data)
+    else:
+        chunk = int(chunk_size) if chunk_size else max(1, num_steps // 100)
+        bar = _progress(num_steps) if verbose else None
+        done = 0
+        try:
+            while done < num_steps and not bool(carry.stopped):
+                carry = run(carry, jnp.int32(min(done + chunk, num_steps)), *data)
+                it = int(carry.it)
+                if bar is not None:
+                    bar.update(it - done)
+                    bar.set_postfix(loss=f"{float(carry.history[it - 1]):.6g}")
+                done = it
+                stop = callback is not None and callback(
+                    it, float(carry.history[it - 1]), carry.params
+                )
+                if stop is True:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+    steps = int(carry.it)
+    hist = np.asarray(carry.history[:steps])
+    if eval_every:
+        ev_steps = np.asarray([*range(0, num_steps, eval_every), num_steps])
+        ev = np.asarray(carry.evals)
+        keep = ev_steps <= steps
+        ev_steps, ev = ev_steps[keep], ev[keep]
+        if steps < num_steps:  # stopped early: drop the unfilled final slot
+            filled = ~np.isnan(ev)
+            ev_steps, ev = ev_steps[filled], ev[filled]
+    else:
+        ev_steps, ev = np.zeros(0, np.int64), np.zeros(0, hist.dtype)
+    return MinibatchResult(carry.params, hist, ev_steps, ev, steps, carry.opt_state, carry.key)

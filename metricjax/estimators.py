@@ -146,6 +146,37 @@ def _fast_compile_options():
     return tuple(sorted(accepted.items()))
 
 
+def _dtype_of(a):
+    """The dtype of an array or list, without converting other containers."""
+    dt = getattr(a, "dtype", None)
+    if dt is None and isinstance(a, (list, tuple)):
+        dt = np.asarray(a).dtype
+    return np.dtype(dt) if isinstance(dt, np.dtype) else None
+
+
+def _refuse_complex(a, name: str) -> None:
+    """scikit-learn's message for complex input does not say which argument it was."""
+    dt = _dtype_of(a)
+    if dt is not None and dt.kind == "c":
+        raise ValueError(f"Complex data not supported: `{name}` has a complex dtype")
+
+
+def _numeric_targets(y, estimator: str):
+    """Regression targets as numbers, with an error naming ``y`` otherwise."""
+    dt = _dtype_of(y)
+    if dt is not None and dt.kind in "USO":
+        arr = np.asarray(y)
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"{estimator} needs numeric regression targets `y`; got values of dtype "
+                f"{np.asarray(y).dtype} that are not numbers"
+            ) from err
+        return arr
+    return y
+
+
 def _history_capacity(max_iter: int) -> int:
     """Length of the loss-history buffer: ``max_iter`` rounded up (at least 1024).
 
@@ -224,6 +255,32 @@ def _minimize(spec, params, args, *, optimizer, max_iter: int, tol: float, verbo
 
     gnorm = float(optax.tree.norm(carry.grad))
     return FitResult(carry.params, hist, n_iter, bool(carry.converged), gnorm, carry.opt_state)
+
+
+# Mini-batch mode (batch_size set): the loss function per spec is cached so that
+# fit_minibatch's compiled loop is reused across fits.
+_loss_of_spec = functools.lru_cache(maxsize=32)(_make_loss)
+
+
+def _minimize_minibatch(spec, params, args, *, optimizer, num_steps, batch_size, seed, verbose):
+    """:func:`metricjax.fit_minibatch` for the estimators (default ``optax.adam(1e-2)``)."""
+    from metricjax._train import fit_minibatch
+
+    res = fit_minibatch(
+        _loss_of_spec(spec),
+        params,
+        *args,
+        batch_size=batch_size,
+        key=jax.random.key(seed),
+        optimizer=optimizer,
+        num_steps=num_steps,
+        verbose=verbose,
+    )
+    _check_initial_loss(res.loss_history[0])
+    # no convergence test in stochastic mode: converged is False, grad_norm unknown
+    return FitResult(
+        res.params, res.loss_history, res.num_steps, False, float("nan"), res.opt_state
+    )
 
 
 def _check_initial_loss(loss) -> None:
@@ -331,6 +388,12 @@ class _MetricLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         max_iter = _check_int(self.max_iter, "max_iter", 1)
         tol = DEFAULT_TOL if self.tol is None else _check_real(self.tol, "tol", 0.0)
         optimizer = _check_optimizer(self.optimizer)
+        batch_size = getattr(self, "batch_size", None)  # MLKR and NCA only
+        if batch_size is not None:
+            batch_size = _check_int(batch_size, "batch_size", 2)
+        _refuse_complex(X, "X")
+        if not self._classification:
+            y = _numeric_targets(y, type(self).__name__)
         X, y = _validate_data(
             self,
             X,
@@ -359,20 +422,33 @@ class _MetricLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         params = self._initial_components(X, target, n_features, n_samples)
         x64 = jax.enable_x64(True) if dtype == np.float64 else contextlib.nullcontext()
         with x64:
-            res = _minimize(
-                spec,
-                jnp.asarray(params, dtype),
-                (jnp.asarray(X), *(jnp.asarray(a) for a in args)),
-                optimizer=optimizer,
-                max_iter=max_iter,
-                tol=tol,
-                verbose=bool(self.verbose),
-            )
+            data = (jnp.asarray(X), *(jnp.asarray(a) for a in args))
+            if batch_size is None:
+                res = _minimize(
+                    spec,
+                    jnp.asarray(params, dtype),
+                    data,
+                    optimizer=optimizer,
+                    max_iter=max_iter,
+                    tol=tol,
+                    verbose=bool(self.verbose),
+                )
+            else:
+                res = _minimize_minibatch(
+                    spec,
+                    jnp.asarray(params, dtype),
+                    data,
+                    optimizer=optimizer,
+                    num_steps=max_iter,
+                    batch_size=batch_size,
+                    seed=int(check_random_state(self.random_state).randint(2**31 - 1)),
+                    verbose=bool(self.verbose),
+                )
             components = np.array(res.params, dtype=dtype)
             history = np.array(res.loss_history)
         if not np.all(np.isfinite(components)):  # pragma: no cover - refused steps
             raise FloatingPointError("the fit produced a non-finite transformation")
-        if not res.converged:
+        if not res.converged and batch_size is None:
             warnings.warn(
                 f"{type(self).__name__} did not converge within max_iter={max_iter} "
                 f"iterations (tol={tol:g}); increase max_iter, or tol",
@@ -585,6 +661,15 @@ class MLKR(RegressorMixin, _MetricLearner):
         + r"""        block_size: rows of the pairwise matrix processed at a time by the loss
             (``"auto"``: about 32 MiB working set; see
             :func:`metricjax.losses.mlkr_loss`).
+        batch_size: ``None`` (default): full-batch optimisation. An int ``>= 2``:
+            mini-batch mode (:func:`metricjax.fit_minibatch`): each of ``max_iter``
+            steps takes the loss and gradient on ``batch_size`` random rows (fresh
+            permutation per epoch, drawn from ``random_state``), with ``optimizer``
+            (default ``optax.adam(1e-2)``; pass e.g. ``optax.adam(3e-3)`` to change
+            the learning rate). No convergence test: exactly ``max_iter`` steps,
+            ``converged_`` is ``False`` and no ``ConvergenceWarning``;
+            ``loss_history_`` holds the ``max_iter`` batch losses. For data too large
+            for ``O(n^2)`` work per step (``docs/scaling.md``).
 
     Attributes:"""
         + _COMMON_ATTRS
@@ -623,6 +708,7 @@ class MLKR(RegressorMixin, _MetricLearner):
         random_state=None,
         verbose=False,
         block_size="auto",
+        batch_size=None,
     ):
         self.n_components = n_components
         self.init = init
@@ -632,6 +718,7 @@ class MLKR(RegressorMixin, _MetricLearner):
         self.random_state = random_state
         self.verbose = verbose
         self.block_size = block_size
+        self.batch_size = batch_size
 
     def _objective(self, X, y, classes):
         spec = ("mlkr", ("block_size", _check_block_size(self.block_size)))
@@ -696,6 +783,15 @@ class NCA(_MetricLearner):
         + _COMMON_ARGS
         + r"""        block_size: rows of the pairwise matrix processed at a time by the loss
             (see :func:`metricjax.losses.nca_loss`).
+        batch_size: ``None`` (default): full-batch optimisation. An int ``>= 2``:
+            mini-batch mode (:func:`metricjax.fit_minibatch`): each of ``max_iter``
+            steps takes the loss and gradient on ``batch_size`` random rows (fresh
+            permutation per epoch, drawn from ``random_state``), with ``optimizer``
+            (default ``optax.adam(1e-2)``; pass e.g. ``optax.adam(3e-3)`` to change
+            the learning rate). No convergence test: exactly ``max_iter`` steps,
+            ``converged_`` is ``False`` and no ``ConvergenceWarning``;
+            ``loss_history_`` holds the ``max_iter`` batch losses. For data too large
+            for ``O(n^2)`` work per step (``docs/scaling.md``).
 
     Attributes:"""
         + _COMMON_ATTRS
@@ -732,6 +828,7 @@ class NCA(_MetricLearner):
         random_state=None,
         verbose=False,
         block_size="auto",
+        batch_size=None,
     ):
         self.n_components = n_components
         self.init = init
@@ -741,6 +838,7 @@ class NCA(_MetricLearner):
         self.random_state = random_state
         self.verbose = verbose
         self.block_size = block_size
+        self.batch_size = batch_size
 
     def _objective(self, X, codes, classes):
         spec = (

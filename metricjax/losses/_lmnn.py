@@ -392,7 +392,8 @@ def lmnn_loss(
             rounding.
 
     Returns:
-        Scalar loss in the floating dtype of ``transform`` and ``x``.
+        Scalar loss in the floating dtype of ``transform`` and ``x`` (float32 for
+        float16 or bfloat16 input, which is computed in float32).
 
     References:
         K. Q. Weinberger and L. K. Saul, `Distance Metric Learning for Large Margin
@@ -419,6 +420,6 @@ def lmnn_loss(
         tn = jnp.asarray(lmnn_target_neighbors(x, labels, n_neighbors), jnp.int32)
     else:
         tn = _check_target_neighbors(target_neighbors, n, host_codes)
-    dt = _checks.float_dtype(x, transform)
+    dt = _checks.compute_dtype(x, transform)  # half precision is computed in float32
     b = _block_rows(block_size, n, tn.shape[1], jnp.dtype(dt).itemsize)
     return _lmnn_jit(jnp.asarray(transform, dt), jnp.asarray(x, dt), codes, tn, mu, m, b)

@@ -81,7 +81,8 @@ def mlkr_loss(transform, x, y, *, block_size: int | str | None = "auto") -> jax.
             beyond rounding.
 
     Returns:
-        Scalar loss in the floating dtype of the inputs.
+        Scalar loss in the floating dtype of the inputs (float32 for float16 or
+        bfloat16 input, which is computed in float32).
 
     References:
         K. Q. Weinberger and G. Tesauro, `Metric Learning for Kernel Regression
@@ -92,17 +93,18 @@ def mlkr_loss(transform, x, y, *, block_size: int | str | None = "auto") -> jax.
     return _mlkr_jit(transform, x, y2, b)
 
 
-def _prepare(transform, x, y):
-    x = _checks.points(x, "x")
+def _prepare(transform, x, y, xname="x", yname="y"):
+    x = _checks.points(x, xname)
     transform = _checks.transform_matrix(transform, x.shape[1])
-    y = _checks._asarray(y, "y")
+    y = _checks._asarray(y, yname)
     if np.ndim(y) not in (1, 2):
-        raise ValueError(f"`y` must have shape (n,) or (n, c), got {np.shape(y)}")
+        raise ValueError(f"`{yname}` must have shape (n,) or (n, c), got {np.shape(y)}")
     if np.shape(y)[0] != np.shape(x)[0]:
-        raise ValueError(f"`y` has {np.shape(y)[0]} rows but `x` has {np.shape(x)[0]}")
+        raise ValueError(f"`{yname}` has {np.shape(y)[0]} rows but `{xname}` has {np.shape(x)[0]}")
     if np.shape(x)[0] < 2:
-        raise ValueError(f"MLKR needs at least 2 samples, got n={np.shape(x)[0]}")
-    dt = _checks.float_dtype(x, transform, y)
+        raise ValueError(f"MLKR needs at least 2 samples in `{xname}`, got n={np.shape(x)[0]}")
+    # half precision is computed in float32 (see metricjax._checks.compute_dtype)
+    dt = _checks.compute_dtype(x, transform, y)
     y = jnp.asarray(y, dt)
     y2 = y[:, None] if y.ndim == 1 else y
     return jnp.asarray(transform, dt), jnp.asarray(x, dt), y2
@@ -124,10 +126,18 @@ def kernel_regression(transform, x_train, y_train, x_query=None) -> jax.Array:
 
     Returns:
         Predictions of shape ``(m,)`` (or ``(m, c)``).
+
+    Raises:
+        ValueError: mismatched shapes (``x_query`` must have the width of ``x_train``),
+            fewer than 2 training points.
+        TypeError: complex or non-numeric input.
     """
     from metricjax._distances import pairwise_sq_transformed
 
-    transform, x_train, y2 = _prepare(transform, x_train, y_train)
+    transform, x_train, y2 = _prepare(transform, x_train, y_train, "x_train", "y_train")
+    if x_query is not None:
+        x_query = _checks.points(x_query, "x_query")
+        _checks.same_width(x_train, x_query, "x_train", "x_query")
     if x_query is None:
         d = pairwise_sq_transformed(x_train, transform)
         i = jnp.arange(d.shape[0])

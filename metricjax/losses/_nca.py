@@ -3,6 +3,7 @@ r"""NCA: Neighbourhood Components Analysis (Goldberger et al., 2004)."""
 from __future__ import annotations
 
 import functools
+import operator
 
 import jax
 import jax.numpy as jnp
@@ -66,8 +67,19 @@ def encode_labels(labels, num_classes: int | None = None):
     if arr.dtype.kind == "O":
         raise TypeError("`labels` must be integers, strings or floats, not objects")
     _, codes = np.unique(arr, return_inverse=True)
-    k = int(codes.max()) + 1 if num_classes is None else int(num_classes)
-    return jax.nn.one_hot(jnp.asarray(codes.reshape(-1)), k)
+    found = int(codes.max()) + 1
+    if num_classes is None:
+        return jax.nn.one_hot(jnp.asarray(codes.reshape(-1)), found)
+    try:
+        if isinstance(num_classes, bool):
+            raise TypeError
+        num_classes = operator.index(num_classes)
+    except TypeError:
+        raise TypeError(f"`num_classes` must be an int or None, got {num_classes!r}") from None
+    if num_classes < found:
+        # one_hot would silently encode the extra classes as all-zero rows
+        raise ValueError(f"`labels` has {found} distinct classes but `num_classes`={num_classes}")
+    return jax.nn.one_hot(jnp.asarray(codes.reshape(-1)), int(num_classes))
 
 
 def nca_loss(
@@ -95,7 +107,10 @@ def nca_loss(
         block_size: rows processed at a time (see :func:`metricjax.losses.mlkr_loss`).
 
     Returns:
-        Scalar loss (between ``-n`` and 0).
+        Scalar loss (between ``-n`` and 0), in the floating dtype of the inputs
+        (float32 for float16 or bfloat16 input, which is computed in float32). With a
+        single class every :math:`P_i = 1`: the loss is the constant ``-n`` and its
+        gradient is 0 (the estimator :class:`metricjax.NCA` refuses such labels).
 
     References:
         J. Goldberger, S. Roweis, G. Hinton, R. Salakhutdinov, `Neighbourhood Components
@@ -107,7 +122,7 @@ def nca_loss(
         raise ValueError(f"`labels` must have shape ({np.shape(x)[0]},), got {np.shape(labels)}")
     if np.shape(x)[0] < 2:
         raise ValueError(f"NCA needs at least 2 samples, got n={np.shape(x)[0]}")
-    dt = _checks.float_dtype(x, transform)
+    dt = _checks.compute_dtype(x, transform)  # half precision is computed in float32
     onehot = encode_labels(labels, num_classes).astype(dt)
     b = sn.resolve_block_size(block_size, x.shape[0], jnp.dtype(dt).itemsize)
     return _nca_jit(jnp.asarray(transform, dt), jnp.asarray(x, dt), onehot, b)

@@ -17,15 +17,36 @@ and the graph-Laplacian identity turns the pair sum into matrix products
 (``docs/derivations.md``):
 
 .. math::
-    \bar Z = 2\,(\mathrm{diag}(H 1) - H)\, Z, \quad H = G + G^\top, \quad
+    \bar Z = 2\,\bigl(\mathrm{diag}(G 1 + G^\top 1)\, Z - G Z - G^\top Z\bigr), \quad
     \bar L = \bar Z^\top X, \quad \bar X = \bar Z L.
 
-Each row :math:`i` of :math:`p`, :math:`a`, :math:`G` depends on row :math:`i` of
-:math:`D` only, so the engine walks over blocks of ``b`` rows: it computes the block
-of distances, its softmax (max-shifted, exact zero self-weight), the loss *and* the
-gradient contributions, then discards the block. One pass, one ``exp`` per pair,
-memory ``O(b n + n (k + c))``. The gradient is produced in the same pass as the loss,
-which is what the ``custom_vjp`` of the losses returns.
+Streaming. Each row :math:`i` of :math:`p`, :math:`a`, :math:`G` depends on row
+:math:`i` of :math:`D` only, so the engine walks over blocks of ``b`` *query rows*:
+it computes the ``(b, n)`` block of distances, its softmax (max-shifted, exact zero
+self-weight), the loss *and* the gradient contributions, then discards the block.
+What survives a block is small: the rows ``(G Z)_B`` and ``(G 1)_B`` of its own
+points, and three accumulators over all ``n`` columns, ``G^\top 1`` (``n``),
+``G^\top Z`` (``(n, k)``) and, when the values are differentiated,
+``P^\top W`` (``(n, c)``). One pass, one ``exp`` per pair, memory
+``O(b n + n (k + c + d))``, never ``n^2``. When only :math:`\bar L` is wanted and
+``d <= 2k``, the pass instead accumulates
+:math:`\bar L / 2 = Z^\top \mathrm{diag}(h) X - (G Z)^\top X - Z^\top (G X)` from the
+one product ``G [X Z]`` per block (same numbers, fewer and wider products).
+Column sums are taken as products with a small left factor (``1^\top G``,
+``Z_B^\top G``): XLA's CPU column reductions of a ``(b, n)`` block slow down 10-70x
+for ``n`` above about 16,000.
+
+No stored blocks, no recomputation. The gradient is complete at the end of the
+forward pass, so the ``custom_vjp`` of a loss returns it as its residual (a
+``(k, d)`` matrix, plus ``(n, d)`` / ``(n, c)`` arrays only when ``x`` / the values
+are differentiated) and the backward rule only multiplies it by the incoming scalar
+cotangent. Nothing of size ``n^2`` is saved between the two passes and no block is
+recomputed: the loss and its gradient cost one sweep over the pairs together.
+
+Sharding. The query rows need not be all the points: :func:`rows_pass` takes a
+slice of query rows (with the global index of its first row) against all ``n``
+points. :mod:`metricjax._sharding` runs it on each device's rows and sums the
+per-column accumulators across devices.
 """
 
 from __future__ import annotations
@@ -38,8 +59,16 @@ import jax.numpy as jnp
 
 from metricjax._rules import mm, rowdot
 
-# Default working-set budget for one row block (all b x n temporaries together).
+# Default working-set budget for the (b, n) temporaries of one row block.
 _BLOCK_BYTES = 32 * 2**20
+# Bytes per pair of a block counted by the rule (several (b, n) arrays of the pass;
+# XLA fuses most of them, so this is an upper bound, see docs/scaling.md).
+_ARRAYS_PER_PAIR = 8
+# Block rows chosen by "auto" when the matrix does not fit in one block. Blocks of
+# about 128 rows are the fastest on CPUs (measured: 32 rows 1.4x slower at n = 50k,
+# 1024 rows 1.6x slower at n = 20k), so "auto" never goes below 128 rows: beyond
+# n ~ 8k (float32) its working set is 128 rows, still linear in n.
+_MIN_ROWS, _MAX_ROWS = 128, 1024
 
 
 class SoftNeighbourGrads(NamedTuple):
@@ -52,19 +81,77 @@ class SoftNeighbourGrads(NamedTuple):
     targets: jax.Array  # (n, c)
 
 
-def auto_block_size(n: int, itemsize: int) -> int:
-    """Rows per block so that roughly 8 ``(b, n)`` temporaries fit ``_BLOCK_BYTES``."""
-    b = _BLOCK_BYTES // max(1, 8 * n * itemsize)
-    b = max(16, min(int(b), 1024))
-    return n if b >= n else b
+class RowsPass(NamedTuple):
+    """What one pass over a slice of ``m`` query rows against ``n`` points leaves.
+
+    Half the gradient, ``Zbar / 2``, is ``rows + colsum z - gtz`` summed over all
+    slices (each slice adds its own ``rows``); with ``x`` given to :func:`rows_pass`
+    (the ``lbar`` form) ``Lbar / 2 = lbar + Z^T diag(colsum) X`` instead.
+    """
+
+    loss: jax.Array  # () sum of f over the query rows
+    lbar: jax.Array  # (k, d) direct part of Lbar / 2 (lbar form), else zeros(())
+    rows: jax.Array  # (m, k) (G 1)_i z_i - (G Z)_i (zbar form), else zeros(())
+    colsum: jax.Array  # (n,) G^T 1 from these rows
+    gtz: jax.Array  # (n, k) G^T Z from these rows (zbar form), else zeros(())
+    values: jax.Array  # (n, c) P^T W from these rows, else zeros(())
+    targets: jax.Array  # (m, c) df/du for the query rows
+
+
+def auto_block_size(
+    n: int, itemsize: int, memory: int | None = None, min_rows: int = _MIN_ROWS
+) -> int:
+    """Rows per block for ``block_size="auto"``.
+
+    ``n`` (one dense block) when the ``(n, n)`` temporaries fit ``memory`` bytes
+    (``8 n^2 itemsize <= memory``, default 32 MiB); otherwise as many rows as fit,
+    clipped to ``[min_rows, 1024]`` (``min_rows``: 128 by default, the fastest block
+    on CPUs).
+    """
+    budget = _BLOCK_BYTES if memory is None else int(memory)
+    per_row = _ARRAYS_PER_PAIR * n * itemsize
+    if per_row * n <= budget:
+        return n
+    b = max(min_rows, min(budget // max(1, per_row), _MAX_ROWS))
+    return min(int(b), n)
 
 
 def resolve_block_size(block_size, n: int, itemsize: int) -> int:
-    if block_size is None or block_size == "auto":
+    if block_size is None or (isinstance(block_size, str) and block_size == "auto"):
         return auto_block_size(n, itemsize)
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"`block_size` must be a positive int, None or 'auto', got {block_size!r}")
     return min(int(block_size), n)
+
+
+def block_size_for(n: int, memory_bytes: int, dtype="float32") -> int:
+    """Block rows for ``n`` points whose ``(b, n)`` temporaries fit ``memory_bytes``.
+
+    The rule of ``block_size="auto"`` with another budget, kept strictly: ``n`` (the
+    dense matrix in one block) when it fits, else ``memory_bytes / (8 n itemsize)``
+    rows, clipped to ``[1, 1024]`` (``"auto"`` itself does not go below 128 rows).
+    Pass the result as ``block_size=`` to the losses or the estimators. The total
+    memory of a loss and gradient is about this working set plus
+    ``n (d + 3k + 2c + 4)`` floats (``docs/scaling.md``).
+
+    Args:
+        n: number of points.
+        memory_bytes: budget for the block temporaries, in bytes.
+        dtype: computation dtype (``float32`` or ``float64``).
+
+    Returns:
+        An int in ``[1, n]``.
+
+    Examples:
+        >>> from metricjax.losses import block_size_for
+        >>> block_size_for(1000, 2**30), block_size_for(100_000, 2**28)
+        (1000, 83)
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"`n` must be a positive int, got {n!r}")
+    if not memory_bytes > 0:
+        raise ValueError(f"`memory_bytes` must be positive, got {memory_bytes!r}")
+    return auto_block_size(n, jnp.dtype(dtype).itemsize, memory_bytes, min_rows=1)
 
 
 def _outer(w, values):
@@ -72,6 +159,170 @@ def _outer(w, values):
     if w.shape[1] == 1:
         return w * values[:, 0][None, :]
     return mm(w, values.T)
+
+
+def rows_pass(
+    zq,
+    uq,
+    z,
+    values,
+    f: Callable,
+    *,
+    xq=None,
+    x=None,
+    row_offset=0,
+    n_valid: int | None = None,
+    block_size: int,
+    with_grad: bool,
+    need_values: bool = True,
+):
+    """Blocked pass of ``m`` query rows against all ``n`` points.
+
+    Two forms of the gradient (same numbers up to rounding): the *zbar* form
+    accumulates ``G Z`` by rows and ``G^T Z`` by columns (``2 b n k`` flops per
+    block, and it yields ``Xbar`` too); the *lbar* form, selected by passing the
+    centred inputs ``xq`` and ``x``, accumulates ``Lbar`` directly from one product
+    ``G [X Z]`` (``b n (d + k)`` flops, one wide product: faster when ``d <= 2k``,
+    but no ``Xbar``).
+
+    Args:
+        zq: ``(m, k)`` embedded (centred) query points: rows ``row_offset ...
+            row_offset + m - 1`` of ``z``.
+        uq: ``(m, c)`` targets of the query rows.
+        z: ``(n, k)`` embedded (centred) points, all of them.
+        values: ``(n, c)`` values of all points.
+        f: per-row loss ``f(a, u)`` on ``(b, c)`` arrays.
+        xq, x: centred inputs of the query rows ``(m, d)`` and of all points
+            ``(n, d)``, for the lbar form; ``None`` for the zbar form.
+        row_offset: global index of the first query row (may be traced).
+        n_valid: points with index ``>= n_valid`` are padding: they are no
+            neighbour of anyone and their query rows count for nothing (static;
+            ``None``: all ``n``).
+        block_size: query rows per block (static).
+        with_grad: also return the gradient pieces (:class:`RowsPass`).
+        need_values: accumulate ``P^T W`` (the values' cotangent).
+
+    Returns:
+        The loss over the valid query rows, or a :class:`RowsPass`.
+    """
+    m, k = zq.shape
+    n = z.shape[0]
+    n_valid = n if n_valid is None else int(n_valid)
+    b = min(int(block_size), m)
+    nblocks = -(-m // b)
+    pad = nblocks * b - m
+    dt = z.dtype
+    q = rowdot(z, z)
+    zqp = jnp.pad(zq, ((0, pad), (0, 0)))
+    qqp = jnp.pad(rowdot(zq, zq), (0, pad))
+    up = jnp.pad(uq, ((0, pad), (0, 0)))
+    cols = jnp.arange(n)
+    neg_inf = jnp.array(-jnp.inf, dt)
+
+    def block(start):
+        zi = jax.lax.dynamic_slice_in_dim(zqp, start, b)
+        qi = jax.lax.dynamic_slice_in_dim(qqp, start, b)
+        ui = jax.lax.dynamic_slice_in_dim(up, start, b)
+        local = start + jnp.arange(b)
+        rows = row_offset + local
+        logits = -(qi[:, None] + q[None, :] - 2 * mm(zi, z.T))
+        drop = cols[None, :] == rows[:, None]
+        valid = local < m
+        if n_valid < n:  # padded points: never a neighbour, never a query
+            drop = drop | (cols >= n_valid)[None, :]
+            valid = valid & (rows < n_valid)
+        logits = jnp.where(drop, neg_inf, logits)
+        e = jnp.exp(logits - jnp.max(logits, axis=1, keepdims=True))
+        # p = e / s is never stored: its uses below scale e (or a small factor)
+        inv = 1 / jnp.sum(e, axis=1)
+        a = mm(e, values) * inv[:, None]
+        return zi, ui, e, inv, a, valid, start
+
+    if not with_grad:
+
+        def body(total, i):
+            _, ui, _, _, a, valid, _ = block(i * b)
+            return total + jnp.sum(jnp.where(valid, f(a, ui), 0)), None
+
+        total, _ = jax.lax.scan(body, jnp.zeros((), dt), jnp.arange(nblocks))
+        return total
+
+    c = values.shape[1]
+    lbar_form = x is not None
+    if lbar_form:
+        d = x.shape[1]
+        xqp = jnp.pad(xq, ((0, pad), (0, 0)))
+        xz = jnp.concatenate([x, z], axis=1)
+    none = jnp.zeros((), dt)
+    ones = jnp.ones((1, b), dt)
+
+    def body(carry, i):
+        total, lbar, colsum, gtz, vbar = carry
+        zi, ui, e, inv, a, valid, start = block(i * b)
+        li, f_vjp = jax.vjp(f, a, ui)
+        li = jnp.where(valid, li, 0)
+        w, ubar = f_vjp(valid.astype(dt))
+        # G_ij = dl/dD_ij = -p_ij (v_j . w_i - a_i . w_i)
+        g = -(e * inv[:, None]) * (_outer(w, values) - rowdot(a, w)[:, None])
+        rowsum = jnp.sum(g, axis=1)
+        # Column sums as products with a small left factor: XLA's CPU column
+        # reduction of a (b, n) block gets ~10-70x slower once n > ~16k, a dot does not.
+        if lbar_form:
+            colsum = colsum + mm(ones, g)[0]
+            # Lbar/2 = Z^T diag(h) X - (G Z)^T X - Z^T (G X), h = G 1 + G^T 1
+            xi = jax.lax.dynamic_slice_in_dim(xqp, start, b)
+            gxz = mm(g, xz)
+            lbar = lbar + mm(zi.T, rowsum[:, None] * xi) - mm(gxz[:, d:].T, xi)
+            lbar = lbar - mm(zi.T, gxz[:, :d])
+            rows = none
+        else:
+            rows = rowsum[:, None] * zi - mm(g, z)
+            # [G^T Z, G^T 1], kept transposed, (k + 1, n): a small left factor times
+            # the block, no transposed copy of the (b, n) block
+            zcol = mm(jnp.concatenate([zi, ones.T], axis=1).T, g)
+            gtz = gtz + zcol[:k]
+            colsum = colsum + zcol[k]
+        if need_values:
+            vbar = vbar + mm((w * inv[:, None]).T, e)  # (c, n) = (P^T W)^T, like gtz
+        return (total + jnp.sum(li), lbar, colsum, gtz, vbar), (rows, ubar)
+
+    init = (
+        jnp.zeros((), dt),
+        jnp.zeros((k, d), dt) if lbar_form else none,
+        jnp.zeros((n,), dt),
+        none if lbar_form else jnp.zeros((k, n), dt),
+        jnp.zeros((c, n), dt) if need_values else none,
+    )
+    (total, lbar, colsum, gtz, vbar), (rows, ubar) = jax.lax.scan(
+        body, init, jnp.arange(nblocks)
+    )
+    return RowsPass(
+        total,
+        lbar,
+        none if lbar_form else rows.reshape(-1, k)[:m],
+        colsum,
+        none if lbar_form else gtz.T,
+        vbar.T if need_values else none,
+        ubar.reshape(-1, c)[:m],
+    )
+
+
+def use_lbar_form(need_x: bool, d: int, k: int) -> bool:
+    """Whether the lbar form of :func:`rows_pass` is the faster one here."""
+    return not need_x and d <= 2 * k
+
+
+def embed(transform, x, mean=None):
+    """Centred points and their embedding: ``(x - mean, (x - mean) L^T)``.
+
+    Distances are translation invariant and the rows of ``Zbar`` sum to zero, so
+    centring changes neither the loss nor its gradient; it removes the cancellation
+    of the norm expansion far from the origin.
+    """
+    if mean is None:
+        mean = jnp.mean(x, axis=0, keepdims=True)
+    xc = x - mean
+    return xc, mm(xc, transform.T)
 
 
 def soft_neighbour(
@@ -93,85 +344,28 @@ def soft_neighbour(
     arrays only. ``need_x`` / ``need_values`` skip the work for cotangents nobody
     asked for (those entries are then zeros).
     """
-    n, d = x.shape
-    b = block_size
-    nblocks = -(-n // b)
-    pad = nblocks * b - n
-    # Centre before the norm expansion: distances are translation invariant, and
-    # sum_i zbar_i = 0, so the gradient with respect to L is unchanged too.
-    xc = x - jnp.mean(x, axis=0, keepdims=True)
-    z = mm(xc, transform.T)
-    k = z.shape[1]
-    q = rowdot(z, z)
-    xz = jnp.concatenate([xc, z], axis=1)
-    xzp = jnp.pad(xz, ((0, pad), (0, 0)))
-    qp = jnp.pad(q, (0, pad))
-    up = jnp.pad(targets, ((0, pad), (0, 0)))
-    cols = jnp.arange(n)
-    dt = z.dtype
-    neg_inf = jnp.array(-jnp.inf, dt)
-
-    def block(start):
-        xzi = jax.lax.dynamic_slice_in_dim(xzp, start, b)
-        qi = jax.lax.dynamic_slice_in_dim(qp, start, b)
-        ui = jax.lax.dynamic_slice_in_dim(up, start, b)
-        rows = start + jnp.arange(b)
-        logits = -(qi[:, None] + q[None, :] - 2 * mm(xzi[:, d:], z.T))
-        logits = jnp.where(cols[None, :] == rows[:, None], neg_inf, logits)
-        e = jnp.exp(logits - jnp.max(logits, axis=1, keepdims=True))
-        p = e / jnp.sum(e, axis=1, keepdims=True)
-        a = mm(p, values)
-        valid = rows < n
-        return xzi, ui, p, a, valid
-
+    xc, z = embed(transform, x)
+    lbar_form = with_grad and use_lbar_form(need_x, x.shape[1], z.shape[1])
+    r = rows_pass(
+        z,
+        targets,
+        z,
+        values,
+        f,
+        xq=xc if lbar_form else None,
+        x=xc if lbar_form else None,
+        block_size=block_size,
+        with_grad=with_grad,
+        need_values=with_grad and need_values,
+    )
     if not with_grad:
-
-        def body(total, i):
-            _, ui, _, a, valid = block(i * b)
-            return total + jnp.sum(jnp.where(valid, f(a, ui), 0)), None
-
-        total, _ = jax.lax.scan(body, jnp.zeros((), dt), jnp.arange(nblocks))
-        return total
-
-    c = values.shape[1]
-
-    def body(carry, i):
-        total, lbar, colsum, gtz, vbar = carry
-        xzi, ui, p, a, valid = block(i * b)
-        xi, zi = xzi[:, :d], xzi[:, d:]
-        li, f_vjp = jax.vjp(f, a, ui)
-        li = jnp.where(valid, li, 0)
-        w, ubar = f_vjp(valid.astype(dt))
-        # G_ij = dl/dD_ij = -p_ij (v_j . w_i - a_i . w_i)
-        g = -p * (_outer(w, values) - rowdot(a, w)[:, None])
-        gxz = mm(g, xz)  # [G X, G Z] for this block: no transposed product needed
-        rowsum = jnp.sum(g, axis=1)
-        # Lbar/2 = Z^T diag(h) X - (G Z)^T X - Z^T (G X), h = G 1 + G^T 1
-        lbar = lbar + mm(zi.T, rowsum[:, None] * xi) - mm(gxz[:, d:].T, xi) - mm(zi.T, gxz[:, :d])
-        if need_x:
-            gtz = gtz + mm(g.T, zi)
-        if need_values:
-            vbar = vbar + mm(p.T, w)
-        carry = (total + jnp.sum(li), lbar, colsum + jnp.sum(g, axis=0), gtz, vbar)
-        return carry, (gxz[:, d:], rowsum, ubar)
-
-    init = (
-        jnp.zeros((), dt),
-        jnp.zeros((k, d), dt),
-        jnp.zeros((n,), dt),
-        jnp.zeros((n, k) if need_x else (), dt),
-        jnp.zeros((n, c) if need_values else (), dt),
-    )
-    (total, lbar, colsum, gtz, vbar), (gz, rowsum, ubar) = jax.lax.scan(
-        body, init, jnp.arange(nblocks)
-    )
-    lbar = 2 * (lbar + mm(z.T, colsum[:, None] * xc))
-    xbar = jnp.zeros_like(x)
-    if need_x:
-        gz = gz.reshape(-1, k)[:n]
-        rowsum = rowsum.reshape(-1)[:n]
-        zbar = 2 * ((rowsum + colsum)[:, None] * z - gz - gtz)
-        xbar = mm(zbar, transform)
-    if not need_values:
-        vbar = jnp.zeros_like(values)
-    return SoftNeighbourGrads(total, lbar, xbar, vbar, ubar.reshape(-1, c)[:n])
+        return r
+    if lbar_form:
+        lbar = 2 * (r.lbar + mm(z.T, r.colsum[:, None] * xc))
+        xbar = jnp.zeros_like(x)
+    else:
+        zbar = 2 * (r.rows + r.colsum[:, None] * z - r.gtz)
+        lbar = mm(zbar.T, xc)
+        xbar = mm(zbar, transform) if need_x else jnp.zeros_like(x)
+    vbar = r.values if need_values else jnp.zeros_like(values)
+    return SoftNeighbourGrads(r.loss, lbar, xbar, vbar, r.targets)

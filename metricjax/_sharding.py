@@ -1,0 +1,307 @@
+r"""Soft-neighbour losses (MLKR, NCA) sharded by rows across devices.
+
+The rows of the pairwise matrix are split over the devices of a 1-D mesh axis
+(``"rows"`` by default) with ``jax.shard_map``. Each device
+
+1. holds its ``m = n / p`` rows of ``x`` (and of ``y`` or the labels),
+2. all-gathers the small embedded points ``Z = (X - \bar x) L^T`` (``(n, k)``) and
+   the values (``(n, c)``) of all points (and the centred ``X`` when the gradient
+   uses the wide ``G [X Z]`` product, see :func:`metricjax.losses._softneighbour.rows_pass`),
+3. runs the blocked engine for its own query rows against all ``n`` columns,
+4. reduces: the loss and the ``(k, d)`` gradient are ``psum``-ed, the per-column
+   accumulators (``G^T 1``, ``G^T Z``, ``P^T W``) are ``psum_scatter``-ed back to
+   the devices that own those points.
+
+The result equals the one-device loss and gradient up to summation order (tested
+to ``rtol = 1e-10`` in float64). Memory per device is ``O(b n + n (k + c) + m d)``
+(plus ``n d`` for the all-gathered inputs in the wide form); communication per
+evaluation is ``O(n (k + c + d))`` numbers, against ``O(n^2 (k + c) / p)`` flops.
+
+``n`` need not be a multiple of the device count: the rows are padded to one and
+the padded points are masked out (no neighbour of anyone, no loss, zero gradient).
+For the cheapest layout, make ``n`` a multiple of the device count and place the
+inputs with ``NamedSharding(mesh, PartitionSpec("rows"))`` (then no padding or
+resharding happens inside the call). Multi-host use and GPU notes:
+``docs/scaling.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from metricjax._rules import mm
+from metricjax.losses import _softneighbour as sn
+
+__all__ = ["row_mesh", "shard_rows", "sharded", "sharded_mlkr_loss", "sharded_nca_loss"]
+
+DEFAULT_AXIS = "rows"
+
+
+def row_mesh(devices=None, axis_name: str = DEFAULT_AXIS) -> Mesh:
+    """A 1-D mesh over ``devices`` (default: all of ``jax.devices()``, every host).
+
+    Args:
+        devices: a sequence of devices, or ``None`` for ``jax.devices()``.
+        axis_name: name of the mesh axis the rows are split over.
+
+    Returns:
+        ``jax.sharding.Mesh`` with one axis.
+    """
+    devs = jax.devices() if devices is None else list(devices)
+    if not devs:
+        raise ValueError("`devices` is empty")
+    return Mesh(np.asarray(devs, dtype=object), (axis_name,))
+
+
+def shard_rows(a, mesh: Mesh | None = None, axis_name: str | None = None):
+    """Place ``a`` split by rows (axis 0) over ``mesh`` (one host).
+
+    ``jax.device_put(a, NamedSharding(mesh, PartitionSpec(axis_name)))``; the number
+    of rows must be a multiple of the number of devices on that axis. On several
+    hosts build the global array with ``jax.make_array_from_process_local_data``
+    instead (``docs/scaling.md``).
+    """
+    mesh = row_mesh() if mesh is None else mesh
+    axis = _axis(mesh, axis_name)
+    p = mesh.shape[axis]
+    if np.shape(a)[0] % p:
+        raise ValueError(
+            f"{np.shape(a)[0]} rows cannot be split evenly over {p} devices; pass the "
+            "array unsharded (the sharded losses pad it) or drop rows"
+        )
+    return jax.device_put(a, NamedSharding(mesh, P(axis)))
+
+
+def _axis(mesh: Mesh, axis_name: str | None) -> str:
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"`mesh` must be a jax.sharding.Mesh, got {type(mesh).__name__}")
+    if axis_name is None:
+        if len(mesh.axis_names) != 1:
+            raise ValueError(
+                f"the mesh has axes {mesh.axis_names}; pass `axis_name` (the axis the rows "
+                "are split over)"
+            )
+        return mesh.axis_names[0]
+    if axis_name not in mesh.axis_names:
+        raise ValueError(f"`axis_name` {axis_name!r} is not an axis of the mesh {mesh.axis_names}")
+    return axis_name
+
+
+def _block_rows(block_size, m: int, n: int, itemsize: int) -> int:
+    """Rows per block on one device: ``m`` local rows against ``n`` columns."""
+    if block_size is None or (isinstance(block_size, str) and block_size == "auto"):
+        per_row = sn._ARRAYS_PER_PAIR * n * itemsize
+        if per_row * m <= sn._BLOCK_BYTES:
+            return m  # all local rows in one block
+        return min(sn.auto_block_size(n, itemsize), m)
+    return min(sn.resolve_block_size(block_size, n, itemsize), m)
+
+
+class _Config(NamedTuple):
+    f: Any  # per-row loss f(a, u)
+    mesh: Mesh
+    axis: str
+    block_size: int
+    n_valid: int
+
+
+def _local(cfg: _Config, with_grad: bool, need_x: bool, need_values: bool):
+    """The per-device function of the shard_map."""
+    axis = cfg.axis
+
+    def run(transform, x, values, targets):
+        m, d = x.shape
+        offset = jax.lax.axis_index(axis) * m
+        valid = (offset + jnp.arange(m)) < cfg.n_valid
+        total = jax.lax.psum(jnp.sum(jnp.where(valid[:, None], x, 0), axis=0), axis)
+        xc, zq = sn.embed(transform, x, (total / cfg.n_valid)[None, :])
+        z = jax.lax.all_gather(zq, axis, tiled=True)
+        v = jax.lax.all_gather(values, axis, tiled=True)
+        common = dict(row_offset=offset, n_valid=cfg.n_valid, block_size=cfg.block_size)
+        if not with_grad:
+            loss = sn.rows_pass(zq, targets, z, v, cfg.f, with_grad=False, **common)
+            return jax.lax.psum(loss, axis)
+        lbar_form = sn.use_lbar_form(need_x, d, zq.shape[1])
+        xall = jax.lax.all_gather(xc, axis, tiled=True) if lbar_form else None
+        r = sn.rows_pass(
+            zq, targets, z, v, cfg.f, xq=xc if lbar_form else None, x=xall,
+            with_grad=True, need_values=need_values, **common,
+        )
+
+        def scatter(a):  # sum over devices, keep this device's rows
+            return jax.lax.psum_scatter(a, axis, scatter_dimension=0, tiled=True)
+
+        colsum = scatter(r.colsum)
+        if lbar_form:
+            lbar = 2 * jax.lax.psum(r.lbar + mm(zq.T, colsum[:, None] * xc), axis)
+            xbar = jnp.zeros_like(x)
+        else:
+            zbar = 2 * (r.rows + colsum[:, None] * zq - scatter(r.gtz))
+            lbar = jax.lax.psum(mm(zbar.T, xc), axis)
+            xbar = mm(zbar, transform) if need_x else jnp.zeros_like(x)
+        vbar = scatter(r.values) if need_values else jnp.zeros_like(values)
+        return jax.lax.psum(r.loss, axis), lbar, xbar, vbar, r.targets
+
+    rows = P(axis)
+    out_specs = P() if not with_grad else (P(), P(), rows, rows, rows)
+    # check_vma=False: the engine's scan carries start replicated (zeros) and become
+    # device-varying; every replicated output is an explicit psum.
+    return jax.shard_map(
+        run,
+        mesh=cfg.mesh,
+        in_specs=(P(), rows, rows, rows),
+        out_specs=out_specs,
+        check_vma=False,
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _sharded_sn(transform, x, values, targets, cfg: _Config):
+    return _local(cfg, False, False, False)(transform, x, values, targets)
+
+
+def _sharded_sn_fwd(transform, x, values, targets, cfg: _Config):
+    # symbolic_zeros=True: skip the x / values cotangents nobody asked for.
+    need_x, need_values = x.perturbed, values.perturbed
+    loss, lbar, xbar, vbar, ubar = _local(cfg, True, need_x, need_values)(
+        transform.value, x.value, values.value, targets.value
+    )
+    # The gradient is complete after the forward pass: it is the residual, and the
+    # backward rule only scales it (no (n, n) block is stored or recomputed).
+    return loss, (lbar, xbar if need_x else None, vbar if need_values else None, ubar)
+
+
+def _sharded_sn_bwd(cfg, res, g):
+    del cfg
+    return tuple(None if r is None else g * r for r in res)
+
+
+_sharded_sn.defvjp(_sharded_sn_fwd, _sharded_sn_bwd, symbolic_zeros=True)
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5, 6, 7))
+def _run(transform, x, values, targets, f, mesh, axis, block_size):
+    n = x.shape[0]
+    p = mesh.shape[axis]
+    n_pad = -(-n // p) * p
+    pad = ((0, n_pad - n), (0, 0))
+    if n_pad != n:
+        x, values, targets = (jnp.pad(a, pad) for a in (x, values, targets))
+    b = _block_rows(block_size, n_pad // p, n_pad, x.dtype.itemsize)
+    cfg = _Config(f, mesh, axis, b, n)
+    return _sharded_sn(transform, x, values, targets, cfg)
+
+
+def sharded_mlkr_loss(
+    transform,
+    x,
+    y,
+    *,
+    mesh: Mesh | None = None,
+    axis_name: str | None = None,
+    block_size: int | str | None = "auto",
+) -> jax.Array:
+    """:func:`metricjax.losses.mlkr_loss` with the rows split over the devices of ``mesh``.
+
+    Same value and gradients (with respect to ``transform``, ``x`` and ``y``) as the
+    one-device loss, up to summation order. Works eagerly, under ``jax.jit`` and in
+    :func:`metricjax.fit`.
+
+    Args:
+        transform: :math:`L`, shape ``(k, d)`` (replicated on every device).
+        x: ``(n, d)``; any ``n >= 2`` (padded to a multiple of the device count).
+        y: ``(n,)`` or ``(n, c)``.
+        mesh: a ``jax.sharding.Mesh``; ``None``: :func:`row_mesh` over all devices.
+        axis_name: the mesh axis the rows are split over (needed for a mesh with
+            several axes; the others hold replicas).
+        block_size: rows per block on each device (``"auto"``: about 32 MiB of
+            ``(b, n)`` temporaries per device, or all local rows when they fit).
+
+    Returns:
+        Scalar loss, replicated.
+    """
+    from metricjax.losses._mlkr import _prepare, _sq_error
+
+    transform, x, y2 = _prepare(transform, x, y)
+    mesh = row_mesh() if mesh is None else mesh
+    axis = _axis(mesh, axis_name)
+    _check_block(block_size)
+    return _run(transform, x, y2, y2, _sq_error, mesh, axis, block_size)
+
+
+def sharded_nca_loss(
+    transform,
+    x,
+    labels,
+    *,
+    num_classes: int | None = None,
+    mesh: Mesh | None = None,
+    axis_name: str | None = None,
+    block_size: int | str | None = "auto",
+) -> jax.Array:
+    """:func:`metricjax.losses.nca_loss` with the rows split over the devices of ``mesh``.
+
+    Same value and gradients (with respect to ``transform`` and ``x``) as the
+    one-device loss, up to summation order. Arguments as in
+    :func:`metricjax.losses.nca_loss` and :func:`sharded_mlkr_loss`.
+    """
+    from metricjax import _checks
+    from metricjax.losses._nca import _neg_match, encode_labels
+
+    x = _checks.points(x, "x")
+    transform = _checks.transform_matrix(transform, x.shape[1])
+    if np.shape(labels) != (np.shape(x)[0],):
+        raise ValueError(f"`labels` must have shape ({np.shape(x)[0]},), got {np.shape(labels)}")
+    if np.shape(x)[0] < 2:
+        raise ValueError(f"NCA needs at least 2 samples, got n={np.shape(x)[0]}")
+    dt = _checks.compute_dtype(x, transform)
+    onehot = jax.lax.stop_gradient(encode_labels(labels, num_classes).astype(dt))
+    mesh = row_mesh() if mesh is None else mesh
+    axis = _axis(mesh, axis_name)
+    _check_block(block_size)
+    transform, x = jnp.asarray(transform, dt), jnp.asarray(x, dt)
+    return _run(transform, x, onehot, onehot, _neg_match, mesh, axis, block_size)
+
+
+def _check_block(block_size) -> None:
+    sn.resolve_block_size(block_size, 2, 8)  # validates; the size is resolved per device
+
+
+def sharded(loss_fn, mesh: Mesh | None = None, *, axis_name: str | None = None):
+    """The row-sharded version of :func:`~metricjax.losses.mlkr_loss` or :func:`~metricjax.losses.nca_loss`.
+
+    ``sharded(mlkr_loss, mesh)`` is ``functools.partial(sharded_mlkr_loss,
+    mesh=mesh, axis_name=axis_name)``: same call signature as the loss it replaces,
+    same numbers, the work split by rows across the devices of ``mesh``. Build it
+    once and reuse it (:func:`metricjax.fit` caches its compiled loop per loss
+    object).
+
+    Args:
+        loss_fn: :func:`metricjax.losses.mlkr_loss` or :func:`metricjax.losses.nca_loss`.
+        mesh: ``jax.sharding.Mesh``; ``None``: :func:`row_mesh` over all devices.
+        axis_name: mesh axis of the rows (for a mesh with several axes).
+
+    Examples:
+        >>> import jax, metricjax as mj
+        >>> loss = mj.sharded(mj.losses.mlkr_loss)        # all devices, axis "rows"
+        >>> # res = mj.fit(loss, L0, x, y)                 # same as one device
+    """
+    from metricjax.losses import mlkr_loss, nca_loss
+
+    mesh = row_mesh() if mesh is None else mesh
+    axis = _axis(mesh, axis_name)
+    if loss_fn is mlkr_loss:
+        return functools.partial(sharded_mlkr_loss, mesh=mesh, axis_name=axis)
+    if loss_fn is nca_loss:
+        return functools.partial(sharded_nca_loss, mesh=mesh, axis_name=axis)
+    raise ValueError(
+        "sharded() supports metricjax.losses.mlkr_loss and nca_loss; for another "
+        "soft-neighbour loss use metricjax.losses._softneighbour.rows_pass in a shard_map"
+    )

@@ -659,8 +659,8 @@ class MLKR(RegressorMixin, _MetricLearner):
     Args:"""
         + _COMMON_ARGS
         + r"""        block_size: rows of the pairwise matrix processed at a time by the loss
-            (``"auto"``: about 32 MiB working set; see
-            :func:`metricjax.losses.mlkr_loss`).
+            (``"auto"``: dense up to a 32 MiB working set, else row blocks of 128 to 1024;
+            see :func:`metricjax.losses.mlkr_loss`).
         batch_size: ``None`` (default): full-batch optimisation. An int ``>= 2``:
             mini-batch mode (:func:`metricjax.fit_minibatch`): each of ``max_iter``
             steps takes the loss and gradient on ``batch_size`` random rows (fresh

@@ -76,7 +76,9 @@ def mlkr_loss(transform, x, y, *, block_size: int | str | None = "auto") -> jax.
         x: inputs, shape ``(n, d)``, ``n >= 2``.
         y: targets, shape ``(n,)`` (or ``(n, c)`` for several outputs).
         block_size: rows of the pairwise matrix processed at a time. ``"auto"`` (or
-            ``None``) picks a block that keeps the working set near 32 MiB; an int
+            ``None``) uses one dense block when its temporaries fit 32 MiB, else
+            rows of 128 to 1024 (memory then grows linearly in ``n``, see
+            ``docs/scaling.md`` and :func:`metricjax.losses.block_size_for`); an int
             fixes it (``n`` or more: one dense block). Results do not depend on it
             beyond rounding.
 

@@ -266,6 +266,25 @@ def _cast(dtype, *arrays):
     return [None if a is None else jnp.asarray(a, dtype) for a in arrays]
 
 
+def _dispatch(name, x, y, param=None, check_param=None):
+    """Validate, cast to one floating dtype and call the jitted self or cross kernel.
+
+    ``param`` (a metric or transform) is checked against the points' width by
+    ``check_param``; shape errors are raised here, at trace time.
+    """
+    x = _checks.points(x, "x")
+    if param is not None:
+        param = check_param(param, x.shape[1])
+    if y is not None:
+        y = _checks.points(y, "y")
+        _checks.same_width(x, y)
+    x, y, param = _cast(_checks.float_dtype(x, y, param), x, y, param)
+    args = (x,) if y is None else (x, y)
+    if param is not None:
+        args = (*args, param)
+    return _jit[f"_{name}_self" if y is None else f"_{name}"](*args)
+
+
 def pairwise_sq_euclidean(x, y=None) -> jax.Array:
     r"""Squared Euclidean distances between all rows of ``x`` and ``y``: ``D(X)``.
 
@@ -298,14 +317,7 @@ def pairwise_sq_euclidean(x, y=None) -> jax.Array:
         Array([[ 0., 25.],
                [25.,  0.]], dtype=float32)
     """
-    x = _checks.points(x, "x")
-    if y is None:
-        (x,) = _cast(_checks.float_dtype(x), x)
-        return _jit["_sq_euclidean_self"](x)
-    y = _checks.points(y, "y")
-    _checks.same_width(x, y)
-    x, y = _cast(_checks.float_dtype(x, y), x, y)
-    return _jit["_sq_euclidean"](x, y)
+    return _dispatch("sq_euclidean", x, y)
 
 
 def pairwise_sq_mahalanobis(x, metric, y=None) -> jax.Array:
@@ -341,15 +353,7 @@ def pairwise_sq_mahalanobis(x, metric, y=None) -> jax.Array:
         Array([[0., 5.],
                [5., 0.]], dtype=float32)
     """
-    x = _checks.points(x, "x")
-    metric = _checks.square_metric(metric, x.shape[1])
-    if y is None:
-        x, metric = _cast(_checks.float_dtype(x, metric), x, metric)
-        return _jit["_sq_mahalanobis_self"](x, metric)
-    y = _checks.points(y, "y")
-    _checks.same_width(x, y)
-    x, y, metric = _cast(_checks.float_dtype(x, y, metric), x, y, metric)
-    return _jit["_sq_mahalanobis"](x, y, metric)
+    return _dispatch("sq_mahalanobis", x, y, metric, _checks.square_metric)
 
 
 def pairwise_sq_transformed(x, transform, y=None) -> jax.Array:
@@ -381,15 +385,7 @@ def pairwise_sq_transformed(x, transform, y=None) -> jax.Array:
         Array([[0., 4.],
                [4., 0.]], dtype=float32)
     """
-    x = _checks.points(x, "x")
-    transform = _checks.transform_matrix(transform, x.shape[1])
-    if y is None:
-        x, transform = _cast(_checks.float_dtype(x, transform), x, transform)
-        return _jit["_sq_transformed_self"](x, transform)
-    y = _checks.points(y, "y")
-    _checks.same_width(x, y)
-    x, y, transform = _cast(_checks.float_dtype(x, y, transform), x, y, transform)
-    return _jit["_sq_transformed"](x, y, transform)
+    return _dispatch("sq_transformed", x, y, transform, _checks.transform_matrix)
 
 
 def pairwise_euclidean(x, y=None) -> jax.Array:
@@ -444,14 +440,7 @@ def pairwise_euclidean(x, y=None) -> jax.Array:
                [ 1.2,  1.6],
                [ 1.2,  1.6]], dtype=float32)
     """
-    x = _checks.points(x, "x")
-    if y is None:
-        (x,) = _cast(_checks.float_dtype(x), x)
-        return _jit["_euclidean_self"](x)
-    y = _checks.points(y, "y")
-    _checks.same_width(x, y)
-    x, y = _cast(_checks.float_dtype(x, y), x, y)
-    return _jit["_euclidean"](x, y)
+    return _dispatch("euclidean", x, y)
 
 
 def pairwise_mahalanobis(x, metric, y=None) -> jax.Array:
@@ -494,12 +483,4 @@ def pairwise_mahalanobis(x, metric, y=None) -> jax.Array:
         Array([[0., 5.],
                [5., 0.]], dtype=float32)
     """
-    x = _checks.points(x, "x")
-    metric = _checks.square_metric(metric, x.shape[1])
-    if y is None:
-        x, metric = _cast(_checks.float_dtype(x, metric), x, metric)
-        return _jit["_mahalanobis_self"](x, metric)
-    y = _checks.points(y, "y")
-    _checks.same_width(x, y)
-    x, y, metric = _cast(_checks.float_dtype(x, y, metric), x, y, metric)
-    return _jit["_mahalanobis"](x, y, metric)
+    return _dispatch("mahalanobis", x, y, metric, _checks.square_metric)

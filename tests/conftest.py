@@ -1,7 +1,16 @@
 """Shared fixtures: PRNG key, float64 context, strict rank promotion."""
 
+import pathlib
+import sys
+
 import jax
 import pytest
+
+# The repository root, so tests can import the test-only reference shims of
+# ``benchmarks/_reference_libs.py`` (metric-learn on current scikit-learn).
+_ROOT = str(pathlib.Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
 
 # Hidden broadcasting between arrays of different rank fails loudly in the tests.
 jax.config.update("jax_numpy_rank_promotion", "raise")

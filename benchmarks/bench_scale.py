@@ -95,7 +95,7 @@ def child_eval(n: int, dtype: str, block: str, repeats: int) -> dict:
     import numpy as np
 
     from metricjax.losses import mlkr_loss
-    from metricjax.losses._softneighbour import resolve_block_size
+    from metricjax.losses._engine import resolve_block_size
 
     jax.config.update("jax_enable_x64", dtype == "float64")
     x, y = regression_data(n)

@@ -9,48 +9,53 @@ and ``pairwise_mahalanobis`` are their square roots (with derivatives that are f
 at coincident points).
 """
 
+from metricjax import constraints as constraints
 from metricjax import jacobians as jacobians
 from metricjax import losses as losses
 from metricjax import reference as reference
+from metricjax import solvers as solvers
 from metricjax._checks import check_finite as check_finite
 from metricjax._distances import pairwise_euclidean as pairwise_euclidean
 from metricjax._distances import pairwise_mahalanobis as pairwise_mahalanobis
 from metricjax._distances import pairwise_sq_euclidean as pairwise_sq_euclidean
 from metricjax._distances import pairwise_sq_mahalanobis as pairwise_sq_mahalanobis
 from metricjax._distances import pairwise_sq_transformed as pairwise_sq_transformed
-from metricjax._sharding import row_mesh as row_mesh
-from metricjax._sharding import shard_rows as shard_rows
-from metricjax._sharding import sharded as sharded
+from metricjax._persist import SavedState as SavedState
+from metricjax._persist import load_state as load_state
+from metricjax._persist import save_state as save_state
 from metricjax._train import FitResult as FitResult
 from metricjax._train import MinibatchResult as MinibatchResult
 from metricjax._train import fit as fit
 from metricjax._train import fit_minibatch as fit_minibatch
+from metricjax.losses import row_mesh as row_mesh
+from metricjax.losses import shard_rows as shard_rows
+from metricjax.losses import sharded as sharded
 
 __version__ = "0.1.0"
 
 _ESTIMATORS = ("MLKR", "NCA", "LMNN")
 
 
-# Imported on first use: metricjax.nn (flax), metricjax.plot (matplotlib, an optional
-# extra) and the checkpoint helpers of metricjax._persist.
-_SUBMODULES = ("nn", "plot")
-_PERSIST = ("save_state", "load_state", "SavedState")
+# Imported on first use, as they need optional extras: metricjax.nn (flax),
+# metricjax.plot (matplotlib) and metricjax.estimators (scikit-learn).
+_SUBMODULES = ("nn", "plot", "estimators")
+
+
+def __dir__():
+    # tab completion lists the names imported on first use as well
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))
 
 
 def __getattr__(name):
     # The estimators need scikit-learn (an optional extra): import them on first use.
     if name in _ESTIMATORS:
-        from metricjax import estimators
+        import importlib
 
-        return getattr(estimators, name)
+        return getattr(importlib.import_module("metricjax.estimators"), name)
     if name in _SUBMODULES:
         import importlib
 
         return importlib.import_module(f"metricjax.{name}")
-    if name in _PERSIST:
-        from metricjax import _persist
-
-        return getattr(_persist, name)
     raise AttributeError(f"module 'metricjax' has no attribute {name!r}")
 
 
@@ -63,6 +68,8 @@ __all__ = [
     "jacobians",
     "losses",
     "reference",
+    "solvers",
+    "constraints",
     "fit",
     "FitResult",
     "fit_minibatch",
@@ -74,6 +81,7 @@ __all__ = [
     "MLKR",
     "NCA",
     "LMNN",
+    "estimators",
     "save_state",
     "load_state",
     "SavedState",

@@ -168,3 +168,60 @@ def check_finite(name: str, *arrays) -> None:
             raise ValueError(
                 f"`{name}` contains NaN or inf ({int(bad.sum())} of {arr.size} entries)"
             )
+
+
+def _is_traced(a) -> bool:
+    return isinstance(a, jax.core.Tracer)
+
+
+def check_pairs(pairs, y, *, require_both: bool = True):
+    r"""Validate pair constraints ``pairs`` ``(n_pairs, 2, d)`` and labels ``y`` in {-1, +1}.
+
+    Shapes and dtypes are always checked (static information, also under ``jax.jit``);
+    values (NaN/inf in ``pairs``, labels outside {-1, +1}, a single class) only when the
+    arrays are concrete.
+
+    Args:
+        pairs: pair constraints, shape ``(n_pairs, 2, d)``: ``pairs[p, 0]`` and ``pairs[p, 1]``
+            are the two points of pair ``p``.
+        y: labels, shape ``(n_pairs,)``: +1 for a similar pair, -1 for a dissimilar one.
+        require_both: refuse constraints with only one class of pairs.
+
+    Returns:
+        ``(pairs, y)``, the validated array-likes (not copied, not cast).
+
+    Raises:
+        ValueError: wrong shapes, NaN/inf in ``pairs``, labels outside {-1, +1}, or a single
+            class while ``require_both``.
+        TypeError: a non-numeric dtype.
+    """
+    pairs = _asarray(pairs, "pairs")
+    shape = np.shape(pairs)
+    if len(shape) != 3 or shape[1] != 2:
+        raise ValueError(
+            f"`pairs` must have shape (n_pairs, 2, d) (two points per pair), got shape {shape}"
+        )
+    n, _, d = shape
+    if n < 1 or d < 1:
+        raise ValueError(f"`pairs` must hold at least one pair of d >= 1 features, got {shape}")
+    y = _asarray(y, "y")
+    if np.shape(y) != (n,):
+        raise ValueError(f"`y` must have shape ({n},), one label per pair, got {np.shape(y)}")
+    if not _is_traced(pairs):
+        p = np.asarray(pairs)
+        if p.dtype.kind == "f" and not np.all(np.isfinite(p)):
+            raise ValueError("`pairs` contains NaN or inf")
+    if not _is_traced(y):
+        yy = np.asarray(y)
+        if yy.dtype == np.bool_ or not np.all((yy == 1) | (yy == -1)):
+            bad = np.unique(yy[~((yy == 1) | (yy == -1))]) if yy.dtype != np.bool_ else yy[:3]
+            raise ValueError(
+                f"`y` must hold +1 (similar pair) or -1 (dissimilar pair) only, got {bad[:5]}"
+            )
+        if require_both and (np.all(yy == 1) or np.all(yy == -1)):
+            which = "similar (+1)" if yy[0] == 1 else "dissimilar (-1)"
+            raise ValueError(
+                f"`y` holds a single class: all {n} pairs are {which}; both similar and "
+                "dissimilar pairs are needed"
+            )
+    return pairs, y

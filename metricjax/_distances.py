@@ -22,14 +22,13 @@ tangent :math:`\dot E = \dot D / (2E)` is set to exactly 0 where :math:`E = 0`, 
 their derivatives are finite (zero) at coincident points, in both modes.
 """
 
-from __future__ import annotations
-
 import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
 from metricjax import _checks
 from metricjax import _rules as R
+from metricjax._typing import Metric, OtherPoints, Pairwise, Points, Transform
 
 
 def _nz(t):
@@ -285,7 +284,7 @@ def _dispatch(name, x, y, param=None, check_param=None):
     return _jit[f"_{name}_self" if y is None else f"_{name}"](*args)
 
 
-def pairwise_sq_euclidean(x, y=None) -> jax.Array:
+def pairwise_sq_euclidean(x: Points, y: OtherPoints | None = None) -> Pairwise:
     r"""Squared Euclidean distances between all rows of ``x`` and ``y``: ``D(X)``.
 
     .. math::
@@ -320,7 +319,7 @@ def pairwise_sq_euclidean(x, y=None) -> jax.Array:
     return _dispatch("sq_euclidean", x, y)
 
 
-def pairwise_sq_mahalanobis(x, metric, y=None) -> jax.Array:
+def pairwise_sq_mahalanobis(x: Points, metric: Metric, y: OtherPoints | None = None) -> Pairwise:
     r"""Squared Mahalanobis distances between all rows of ``x`` and ``y``: ``D(M)``.
 
     .. math::
@@ -356,13 +355,15 @@ def pairwise_sq_mahalanobis(x, metric, y=None) -> jax.Array:
     return _dispatch("sq_mahalanobis", x, y, metric, _checks.square_metric)
 
 
-def pairwise_sq_transformed(x, transform, y=None) -> jax.Array:
+def pairwise_sq_transformed(
+    x: Points, transform: Transform, y: OtherPoints | None = None
+) -> Pairwise:
     r"""Squared distances after a linear map ``L``: ``D(A)`` with :math:`M = L^\top L`.
 
     .. math::
         D_{ij} = \lVert L x_i - L y_j \rVert^2 = (x_i - y_j)^\top L^\top L (x_i - y_j)
 
-    ``L`` (called ``A`` in the seed documents) has shape ``(k, d)``; ``k`` may be
+    ``L`` (called ``A`` in ``docs/derivations.md``) has shape ``(k, d)``; ``k`` may be
     smaller (a projection) or larger than ``d``. Never negative; exact zero diagonal
     in the self case. Gradient with respect to ``L``:
     :math:`\bar L = 2 L \sum_{ij} G_{ij}(x_i-y_j)(x_i-y_j)^\top`, computed without
@@ -388,7 +389,7 @@ def pairwise_sq_transformed(x, transform, y=None) -> jax.Array:
     return _dispatch("sq_transformed", x, y, transform, _checks.transform_matrix)
 
 
-def pairwise_euclidean(x, y=None) -> jax.Array:
+def pairwise_euclidean(x: Points, y: OtherPoints | None = None) -> Pairwise:
     r"""Euclidean distances (not squared) between all rows of ``x`` and ``y``.
 
     .. math::
@@ -443,7 +444,7 @@ def pairwise_euclidean(x, y=None) -> jax.Array:
     return _dispatch("euclidean", x, y)
 
 
-def pairwise_mahalanobis(x, metric, y=None) -> jax.Array:
+def pairwise_mahalanobis(x: Points, metric: Metric, y: OtherPoints | None = None) -> Pairwise:
     r"""Mahalanobis distances (not squared) between all rows of ``x`` and ``y``.
 
     .. math::

@@ -176,6 +176,7 @@ def save_state(path, params, opt_state=None, **meta) -> Path:
 
     Raises:
         TypeError: a leaf that is not numeric, or metadata that is not serialisable.
+        FileNotFoundError: the folder of ``path`` does not exist (named in the message).
 
     Examples:
         >>> import jax.numpy as jnp, optax, metricjax as mj, tempfile, os
@@ -209,6 +210,12 @@ def save_state(path, params, opt_state=None, **meta) -> Path:
     header["meta"] = meta
     text = json.dumps(header, default=_json_default)
     arrays[_HEADER] = np.array(text)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"cannot save to {os.fspath(path)!r}: the folder {os.fspath(folder)!r} does not exist "
+            "(create it first, e.g. with os.makedirs)"
+        )
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -144,26 +144,66 @@ def tangent_of_embedding(x, transform, xdot, transformdot):
 
 
 # ----------------------------------------------------------------------------------
-# cotangents (VJPs), written out; used by the losses' custom_vjp rules and tested
-# against jax.vjp of the public functions
+# The graph-Laplacian form of every cotangent. One place for the formula: the dense
+# VJPs below and the blocked losses (metricjax.losses._engine, _lmnn) call these.
 # ----------------------------------------------------------------------------------
-def laplacian_apply(h, x):
-    r""":math:`(\mathrm{diag}(H 1) - H) X`, the graph Laplacian of ``H`` applied to ``X``.
+def laplacian_combine(rowsum, colsum, gz, gtz, z):
+    r"""Assemble :math:`L_H Z = (\mathrm{diag}(G 1 + G^\top 1) - G - G^\top) Z` from its parts.
 
-    For symmetric ``H``, :math:`\sum_{ij} H_{ij}(x_i - x_j)(x_i - x_j)^T = 2 X^T L_H X`.
+    :math:`H = G + G^\top`; for any ``G`` (``(n, n)``) the pair sum
+    :math:`\sum_{ij} G_{ij} (z_i - z_j)(z_i - z_j)^\top = 2 Z^\top L_H Z` and
+    :math:`\partial/\partial Z \sum_{ij} G_{ij} \lVert z_i - z_j\rVert^2 = 2 L_H Z`
+    (``docs/derivations.md``). The parts ``rowsum = G 1``, ``colsum = G^T 1``,
+    ``gz = G Z`` and ``gtz = G^T Z`` may be accumulated block by block (the losses
+    never hold ``G``); pass ``0`` for a part known to vanish.
     """
-    return jnp.sum(h, axis=1)[:, None] * x - mm(h, x)
+    return (rowsum + colsum)[:, None] * z - gz - gtz
 
 
+def laplacian_apply(h, x):
+    r""":math:`(\mathrm{diag}(H 1) - H) X`, the graph Laplacian of a symmetric ``H`` applied to ``X``."""
+    return laplacian_combine(jnp.sum(h, axis=1), 0, mm(h, x), 0, x)
+
+
+def laplacian_transform_block(g, zi, xi, x, z):
+    r"""One row block's share of :math:`\bar L / 2 = Z^\top L_H X` (without the column-sum term).
+
+    For the rows ``B`` of ``G`` (``g``: ``(b, n)``), their embedded and centred points
+    ``zi`` (``(b, k)``), ``xi`` (``(b, d)``) and all points ``x`` (``(n, d)``), ``z`` (``(n, k)``):
+    :math:`Z_B^\top \mathrm{diag}(G_B 1) X_B - (G_B Z)^\top X_B - Z_B^\top (G_B X)`, from the one
+    wide product :math:`G_B [X\ Z]`. Summed over the blocks and completed by
+    :math:`Z^\top \mathrm{diag}(G^\top 1) X` (:func:`laplacian_transform_finish`) it is
+    :math:`Z^\top L_H X`, i.e. :math:`\bar L = 2 Z^\top L_H X` with :math:`Z = X L^\top`.
+
+    Returns:
+        ``(part, rowsum, gz)``: the ``(k, d)`` share, ``G_B 1`` (``(b,)``) and
+        ``G_B Z`` (``(b, k)``).
+    """
+    d = x.shape[1]
+    gxz = mm(g, jnp.concatenate([x, z], axis=1))
+    rowsum = jnp.sum(g, axis=1)
+    part = mm(zi.T, rowsum[:, None] * xi) - mm(gxz[:, d:].T, xi) - mm(zi.T, gxz[:, :d])
+    return part, rowsum, gxz[:, d:]
+
+
+def laplacian_transform_finish(part, colsum, x, z):
+    r""":math:`\bar L = 2 (\text{blocks' parts} + Z^\top \mathrm{diag}(G^\top 1) X)` (see above)."""
+    return 2 * (part + mm(z.T, colsum[:, None] * x))
+
+
+# ----------------------------------------------------------------------------------
+# cotangents (VJPs), written out with the Laplacian helpers; tested against jax.vjp
+# of the public functions (whose reverse mode is the transpose of the tangents above)
+# ----------------------------------------------------------------------------------
 def vjp_sq_euclidean_self(x, g):
     r""":math:`\bar X = 2 (\mathrm{diag}(H 1) - H) X`, :math:`H = G + G^T`."""
-    return 2 * laplacian_apply(g + g.T, x)
+    return 2 * laplacian_combine(jnp.sum(g, 1), jnp.sum(g, 0), mm(g, x), mm(g.T, x), x)
 
 
 def vjp_sq_euclidean(x, y, g):
     r""":math:`\bar X = 2(\mathrm{diag}(r) X - G Y)`, :math:`\bar Y = 2(\mathrm{diag}(c) Y - G^T X)`."""
-    xbar = 2 * (jnp.sum(g, 1)[:, None] * x - mm(g, y))
-    ybar = 2 * (jnp.sum(g, 0)[:, None] * y - mm(g.T, x))
+    xbar = 2 * laplacian_combine(jnp.sum(g, 1), 0, mm(g, y), 0, x)
+    ybar = 2 * laplacian_combine(jnp.sum(g, 0), 0, mm(g.T, x), 0, y)
     return xbar, ybar
 
 
@@ -182,9 +222,8 @@ def vjp_sq_mahalanobis(x, y, sym, g):
     :math:`\bar X = 2(\mathrm{diag}(r) X - G Y) S`, :math:`\bar Y = 2(\mathrm{diag}(c) Y - G^T X) S`,
     :math:`\bar M = X^T \mathrm{diag}(r) X + Y^T \mathrm{diag}(c) Y - X^T G Y - Y^T G^T X`.
     """
-    r, c = jnp.sum(g, 1), jnp.sum(g, 0)
-    ax = r[:, None] * x - mm(g, y)
-    ay = c[:, None] * y - mm(g.T, x)
+    ax = laplacian_combine(jnp.sum(g, 1), 0, mm(g, y), 0, x)
+    ay = laplacian_combine(jnp.sum(g, 0), 0, mm(g.T, x), 0, y)
     mbar = mm(x.T, ax) + mm(y.T, ay)
     return 2 * mm(ax, sym), 2 * mm(ay, sym), mbar
 

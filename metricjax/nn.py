@@ -29,8 +29,6 @@ The module works under ``nnx.jit``, ``nnx.grad`` and ``nnx.value_and_grad`` and
 with ``nnx.Optimizer``. This module needs flax, a dependency of metricjax.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 
 import jax
@@ -39,13 +37,15 @@ import numpy as np
 
 try:
     from flax import nnx
-except ImportError as err:  # pragma: no cover - flax is a dependency of metricjax
+except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError(
-        'metricjax.nn needs flax (a dependency of metricjax); install it with pip install "flax>=0.10"'
+        'metricjax.nn needs flax (an optional extra); install it with pip install "metricjax[flax]" '
+        '(or pip install "flax>=0.11")'
     ) from err
 
 from metricjax import _checks
 from metricjax._distances import pairwise_sq_transformed
+from metricjax._typing import Array, Float, OtherPoints, Pairwise, Points
 
 __all__ = ["MahalanobisMetric"]
 
@@ -129,7 +129,7 @@ class MahalanobisMetric(nnx.Module):
         self.transform = nnx.Param(_initial_transform(init, k, d, param_dtype, rngs))
 
     # -- distances -------------------------------------------------------------------
-    def __call__(self, x, y=None) -> jax.Array:
+    def __call__(self, x: Points, y: OtherPoints | None = None) -> Pairwise:
         r"""Squared distances in the learned metric.
 
         .. math::
@@ -146,7 +146,7 @@ class MahalanobisMetric(nnx.Module):
         """
         return pairwise_sq_transformed(x, self.transform[...], y)
 
-    def embed(self, x) -> jax.Array:
+    def embed(self, x: Points) -> Float[Array, "n k"]:
         r"""The embedding :math:`z_i = L x_i`, i.e. ``x @ L.T``.
 
         Euclidean distances between embeddings are the learned distances, so the
@@ -166,7 +166,7 @@ class MahalanobisMetric(nnx.Module):
             raise ValueError(f"`x` must have shape (..., {self.in_features}), got {jnp.shape(x)}")
         return jnp.matmul(x.astype(dt), L.T.astype(dt), precision=jax.lax.Precision.HIGHEST)
 
-    def metric(self) -> jax.Array:
+    def metric(self) -> Float[Array, "d d"]:
         r"""The Mahalanobis matrix :math:`M = L^\top L` (``(d, d)``, symmetric PSD)."""
         L = self.transform[...]
         return jnp.matmul(L.T, L, precision=jax.lax.Precision.HIGHEST)

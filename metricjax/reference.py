@@ -6,10 +6,10 @@ memory hungry, but transparent and free of custom rules. They are the oracles th
 closed-form rules are tested against, and they stay public so users can compare.
 """
 
-from __future__ import annotations
-
 import jax
 import jax.numpy as jnp
+
+from metricjax._typing import Metric, OtherPoints, Pairwise, Points, Transform
 
 __all__ = [
     "pairwise_sq_euclidean",
@@ -24,18 +24,20 @@ def _diff(x, y):
     return x[:, None, :] - y[None, :, :]
 
 
-def pairwise_sq_euclidean(x, y=None):
+def pairwise_sq_euclidean(x: Points, y: OtherPoints | None = None) -> Pairwise:
     """``D_ij = sum_l (x_il - y_jl)^2``, plain ``jnp`` (see :func:`metricjax.pairwise_sq_euclidean`)."""
     return jnp.sum(_diff(x, y) ** 2, axis=-1)
 
 
-def pairwise_sq_mahalanobis(x, metric, y=None):
+def pairwise_sq_mahalanobis(x: Points, metric: Metric, y: OtherPoints | None = None) -> Pairwise:
     """``D_ij = (x_i - y_j)^T M (x_i - y_j)``, plain ``jnp`` (any square ``M``)."""
     diff = _diff(x, y)
     return jnp.einsum("ijk,kl,ijl->ij", diff, metric, diff, precision=jax.lax.Precision.HIGHEST)
 
 
-def pairwise_sq_transformed(x, transform, y=None):
+def pairwise_sq_transformed(
+    x: Points, transform: Transform, y: OtherPoints | None = None
+) -> Pairwise:
     """``D_ij = ||L (x_i - y_j)||^2``, plain ``jnp``."""
     z = jnp.einsum("ijl,kl->ijk", _diff(x, y), transform, precision=jax.lax.Precision.HIGHEST)
     return jnp.sum(z**2, axis=-1)

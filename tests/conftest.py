@@ -12,8 +12,10 @@ _ROOT = str(pathlib.Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-# Hidden broadcasting between arrays of different rank fails loudly in the tests.
+# Hidden broadcasting between arrays of different rank, and implicit promotion
+# between dtypes (float32 with float64, ints with floats), fail loudly in the tests.
 jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 
 @pytest.fixture

@@ -1,11 +1,27 @@
-"""Metric-learning losses of a linear map ``L`` (``(k, d)``), first argument for ``jax.grad``."""
+"""Metric-learning losses of a linear map ``L`` (``(k, d)``), first argument for ``jax.grad``.
 
+Each loss is a pure function ``loss(transform, x, ...)`` with a closed-form gradient
+(``jax.custom_vjp``), usable with :func:`metricjax.fit`, any optax optimizer and inside
+a flax model. Reverse mode only: ``jax.grad``, ``jax.value_and_grad``, ``jax.jacrev``
+and ``jax.hessian`` (reverse-over-reverse) work; ``jax.jvp`` / ``jax.jacfwd`` do not
+(JAX refuses forward mode through a ``custom_vjp``).
+"""
+
+from metricjax.losses._engine import block_size_for as block_size_for
+from metricjax.losses._itml import itml_loss as itml_loss
+from metricjax.losses._itml import itml_loss_transform as itml_loss_transform
 from metricjax.losses._lmnn import lmnn_loss as lmnn_loss
 from metricjax.losses._lmnn import lmnn_target_neighbors as lmnn_target_neighbors
 from metricjax.losses._mlkr import kernel_regression as kernel_regression
 from metricjax.losses._mlkr import mlkr_loss as mlkr_loss
+from metricjax.losses._mmc import mmc_loss as mmc_loss
+from metricjax.losses._mmc import mmc_loss_transform as mmc_loss_transform
 from metricjax.losses._nca import nca_loss as nca_loss
-from metricjax.losses._softneighbour import block_size_for as block_size_for
+from metricjax.losses._sharded import row_mesh as row_mesh
+from metricjax.losses._sharded import shard_rows as shard_rows
+from metricjax.losses._sharded import sharded as sharded
+from metricjax.losses._sharded import sharded_mlkr_loss as sharded_mlkr_loss
+from metricjax.losses._sharded import sharded_nca_loss as sharded_nca_loss
 
 __all__ = [
     "mlkr_loss",
@@ -14,15 +30,13 @@ __all__ = [
     "lmnn_loss",
     "lmnn_target_neighbors",
     "block_size_for",
+    "itml_loss",
+    "itml_loss_transform",
+    "mmc_loss",
+    "mmc_loss_transform",
+    "sharded",
     "sharded_mlkr_loss",
     "sharded_nca_loss",
+    "row_mesh",
+    "shard_rows",
 ]
-
-
-def __getattr__(name):
-    # the row-sharded losses live in metricjax._sharding (imported with metricjax)
-    if name in ("sharded_mlkr_loss", "sharded_nca_loss"):
-        from metricjax import _sharding
-
-        return getattr(_sharding, name)
-    raise AttributeError(f"module 'metricjax.losses' has no attribute {name!r}")

@@ -1,7 +1,5 @@
 r"""LMNN: Large Margin Nearest Neighbor metric learning (Weinberger & Saul, 2009)."""
 
-from __future__ import annotations
-
 import functools
 import math
 
@@ -10,8 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from metricjax import _checks
-from metricjax._rules import mm, rowdot
-from metricjax.losses import _softneighbour as sn
+from metricjax._rules import (
+    laplacian_combine,
+    laplacian_transform_block,
+    laplacian_transform_finish,
+    mm,
+    rowdot,
+)
+from metricjax._typing import Int, Labels, Points, Scalar, TargetNeighbors, Transform
+from metricjax.losses import _engine
 
 # Rows of the host-side target-neighbour search processed at a time (per class).
 _HOST_CHUNK = 1024
@@ -62,7 +67,9 @@ def _static_float(value, name: str) -> float:
     return v
 
 
-def lmnn_target_neighbors(x, labels, n_neighbors: int = 3) -> np.ndarray:
+def lmnn_target_neighbors(
+    x: Points, labels: Labels, n_neighbors: int = 3
+) -> Int[np.ndarray, "n k"]:
     r"""Target neighbours of LMNN: the ``n_neighbors`` nearest same-class points.
 
     For every point :math:`i`, the indices of the ``n_neighbors`` points :math:`j \ne i`
@@ -166,12 +173,8 @@ def _check_target_neighbors(tn, n: int, host_codes):
 
 
 def _block_rows(block_size, n: int, k: int, itemsize: int) -> int:
-    """Rows per block: about ``4k + 6`` arrays of ``n`` entries per row in ``_BLOCK_BYTES``."""
-    if block_size is None or block_size == "auto":
-        b = sn._BLOCK_BYTES // max(1, (4 * k + 6) * n * itemsize)
-        b = max(16, min(int(b), 1024))
-        return n if b >= n else b
-    return sn.resolve_block_size(block_size, n, itemsize)
+    """Rows per block: the engine's rule with ``4k + 6`` arrays of ``n`` entries per row."""
+    return _engine.block_rows(block_size, n, n, itemsize, arrays_per_pair=4 * k + 6, min_rows=16)
 
 
 # ----------------------------------------------------------------------------------
@@ -197,8 +200,7 @@ def _lmnn_pass(transform, x, codes, tn, push_weight, margin, block_size, *, with
     z = mm(xc, transform.T)
     kz = z.shape[1]
     q = rowdot(z, z)
-    xz = jnp.concatenate([xc, z], axis=1)
-    xzp = jnp.pad(xz, ((0, pad), (0, 0)))
+    xzp = jnp.pad(jnp.concatenate([xc, z], axis=1), ((0, pad), (0, 0)))
     qp = jnp.pad(q, (0, pad))
     cp = jnp.pad(codes, (0, pad))
     tp = jnp.pad(tn, ((0, pad), (0, 0)))
@@ -251,15 +253,12 @@ def _lmnn_pass(transform, x, codes, tn, push_weight, margin, block_size, *, with
         if use_push:
             # impostor pairs (i, l): G_il = -mu * #{active j}, a dense (b, n) block
             g = -mu * jnp.sum(af, axis=1)
-            gxz = mm(g, xz)  # [G X, G Z]
-            rowsum = jnp.sum(g, axis=1)
-            lbar = (
-                lbar + mm(zi.T, rowsum[:, None] * xi) - mm(gxz[:, d:].T, xi) - mm(zi.T, gxz[:, :d])
-            )
-            colsum = colsum + jnp.sum(g, axis=0)
+            part, rowsum, gz = laplacian_transform_block(g, zi, xi, xc, z)
+            lbar = lbar + part
+            colsum = colsum + mm(jnp.ones((1, g.shape[0]), dt), g)[0]
             if need_x:
                 gtz = gtz + mm(g.T, zi)
-            zrow = zrow + rowsum[:, None] * zi - gxz[:, d:]
+            zrow = zrow + laplacian_combine(rowsum, 0, gz, 0, zi)
         return (total + loss, lbar, colsum, gtz, zcol), zrow
 
     init = (
@@ -270,10 +269,10 @@ def _lmnn_pass(transform, x, codes, tn, push_weight, margin, block_size, *, with
         jnp.zeros((n, kz) if need_x else (), dt),
     )
     (total, lbar, colsum, gtz, zcol), zrow = jax.lax.scan(body, init, jnp.arange(nblocks))
-    lbar = 2 * (lbar + mm(z.T, colsum[:, None] * xc))
+    lbar = laplacian_transform_finish(lbar, colsum, xc, z)
     xbar = jnp.zeros_like(x)
     if need_x:
-        zbar = 2 * (zrow.reshape(-1, kz)[:n] + zcol + colsum[:, None] * z - gtz)
+        zbar = 2 * laplacian_combine(0, colsum, -(zrow.reshape(-1, kz)[:n] + zcol), gtz, z)
         xbar = mm(zbar, transform)
     return total, lbar, xbar
 
@@ -314,16 +313,16 @@ _lmnn_jit = jax.jit(_lmnn, static_argnums=(4, 5, 6))
 # public loss
 # ----------------------------------------------------------------------------------
 def lmnn_loss(
-    transform,
-    x,
-    labels,
+    transform: Transform,
+    x: Points,
+    labels: Labels,
     *,
-    target_neighbors=None,
+    target_neighbors: TargetNeighbors | None = None,
     n_neighbors: int = 3,
     push_weight: float = 0.5,
     margin: float = 1.0,
     block_size: int | str | None = "auto",
-) -> jax.Array:
+) -> Scalar:
     r"""LMNN loss: pull target neighbours in, push impostors out by a margin.
 
     .. math::
@@ -375,6 +374,13 @@ def lmnn_loss(
     ``jax.grad`` with respect to ``x``). Compute them once outside with
     :func:`lmnn_target_neighbors` and pass them in; traced labels must then be integers
     (only their equality matters).
+
+    **Differentiation.** ``jax.grad``, ``jax.value_and_grad``, ``jax.vjp`` and
+    ``jax.jacrev`` use the closed-form gradient; second derivatives work by
+    differentiating it again (``jax.hessian``, ``jax.jacrev(jax.jacrev(loss))``).
+    Forward mode on the loss itself (``jax.jvp``, ``jax.jacfwd``) is not supported: the
+    gradient is a ``jax.custom_vjp`` rule, and JAX refuses forward mode through one
+    ("can't apply forward-mode autodiff (jvp) to a custom_vjp function").
 
     Args:
         transform: :math:`L`, shape ``(k_L, d)``.

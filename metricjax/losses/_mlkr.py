@@ -1,55 +1,26 @@
 r"""MLKR: Metric Learning for Kernel Regression (Weinberger & Tesauro, 2007)."""
 
-from __future__ import annotations
-
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from metricjax import _checks
-from metricjax.losses import _softneighbour as sn
+from metricjax._typing import Array, Float, OtherPoints, Points, Scalar, Targets, Transform
+from metricjax.losses import _engine as sn
 
 
 def _sq_error(a, u):
     return jnp.sum((a - u) ** 2, axis=-1)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _mlkr(transform, x, y, block_size):
-    return sn.soft_neighbour(transform, x, y, y, _sq_error, block_size=block_size, with_grad=False)
+# y enters as both the regressed values v and the targets u (and is differentiated).
+_mlkr_jit = sn.soft_neighbour_loss(_sq_error, values_are_targets=True)
 
 
-def _mlkr_fwd(transform, x, y, block_size):
-    # symbolic_zeros=True: arguments arrive as CustomVJPPrimal(value, perturbed), so
-    # the pass skips the x / y cotangent work when nobody differentiates them.
-    r = sn.soft_neighbour(
-        transform.value,
-        x.value,
-        y.value,
-        y.value,
-        _sq_error,
-        block_size=block_size,
-        with_grad=True,
-        need_x=x.perturbed,
-        need_values=y.perturbed,
-    )
-    # y enters as both the regressed values v and the targets u.
-    return r.loss, (r.transform, r.x, r.values + r.targets)
-
-
-def _mlkr_bwd(block_size, res, g):
-    del block_size  # only shapes the forward pass
-    return tuple(g * t for t in res)
-
-
-_mlkr.defvjp(_mlkr_fwd, _mlkr_bwd, symbolic_zeros=True)
-# Eager calls run one compiled program; inside an outer jit this is inlined.
-_mlkr_jit = jax.jit(_mlkr, static_argnums=3)
-
-
-def mlkr_loss(transform, x, y, *, block_size: int | str | None = "auto") -> jax.Array:
+def mlkr_loss(
+    transform: Transform, x: Points, y: Targets, *, block_size: int | str | None = "auto"
+) -> Scalar:
     r"""MLKR leave-one-out kernel-regression loss of a linear map ``L``.
 
     .. math::
@@ -70,6 +41,13 @@ def mlkr_loss(transform, x, y, *, block_size: int | str | None = "auto") -> jax.
 
     computed block by block together with the loss (``docs/derivations.md``).
     Gradients flow to ``transform``, ``x`` and ``y``.
+
+    **Differentiation.** ``jax.grad``, ``jax.value_and_grad``, ``jax.vjp`` and
+    ``jax.jacrev`` use the closed-form gradient; second derivatives work by
+    differentiating it again (``jax.hessian``, ``jax.jacrev(jax.jacrev(loss))``).
+    Forward mode on the loss itself (``jax.jvp``, ``jax.jacfwd``) is not supported: the
+    gradient is a ``jax.custom_vjp`` rule, and JAX refuses forward mode through one
+    ("can't apply forward-mode autodiff (jvp) to a custom_vjp function").
 
     Args:
         transform: :math:`L`, shape ``(k, d)``.
@@ -112,7 +90,12 @@ def _prepare(transform, x, y, xname="x", yname="y"):
     return jnp.asarray(transform, dt), jnp.asarray(x, dt), y2
 
 
-def kernel_regression(transform, x_train, y_train, x_query=None) -> jax.Array:
+def kernel_regression(
+    transform: Transform,
+    x_train: Points,
+    y_train: Targets,
+    x_query: OtherPoints | None = None,
+) -> Float[Array, " m *c"]:
     r"""Nadaraya--Watson prediction with the learned metric (Gaussian kernel).
 
     :math:`\hat y(q) = \sum_j k(q, x_j) y_j / \sum_j k(q, x_j)` with

@@ -1,8 +1,5 @@
 r"""NCA: Neighbourhood Components Analysis (Goldberger et al., 2004)."""
 
-from __future__ import annotations
-
-import functools
 import operator
 
 import jax
@@ -10,43 +7,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from metricjax import _checks
-from metricjax.losses import _softneighbour as sn
+from metricjax._typing import Labels, Points, Scalar, Transform
+from metricjax.losses import _engine as sn
 
 
 def _neg_match(a, u):
     return -jnp.sum(a * u, axis=-1)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _nca(transform, x, onehot, block_size):
-    return sn.soft_neighbour(
-        transform, x, onehot, onehot, _neg_match, block_size=block_size, with_grad=False
-    )
-
-
-def _nca_fwd(transform, x, onehot, block_size):
-    r = sn.soft_neighbour(
-        transform.value,
-        x.value,
-        onehot.value,
-        onehot.value,
-        _neg_match,
-        block_size=block_size,
-        with_grad=True,
-        need_x=x.perturbed,
-        need_values=False,
-    )
-    return r.loss, (r.transform, r.x)
-
-
-def _nca_bwd(block_size, res, g):
-    del block_size
-    return g * res[0], g * res[1], None
-
-
-_nca.defvjp(_nca_fwd, _nca_bwd, symbolic_zeros=True)
-# Eager calls run one compiled program; inside an outer jit this is inlined.
-_nca_jit = jax.jit(_nca, static_argnums=3)
+# the one-hot labels are constants: no cotangent
+_nca_jit = sn.soft_neighbour_loss(_neg_match, values_are_targets=False)
 
 
 def encode_labels(labels, num_classes: int | None = None):
@@ -83,8 +53,13 @@ def encode_labels(labels, num_classes: int | None = None):
 
 
 def nca_loss(
-    transform, x, labels, *, num_classes: int | None = None, block_size: int | str | None = "auto"
-) -> jax.Array:
+    transform: Transform,
+    x: Points,
+    labels: Labels,
+    *,
+    num_classes: int | None = None,
+    block_size: int | str | None = "auto",
+) -> Scalar:
     r"""NCA loss: minus the expected number of correctly classified points.
 
     .. math::
@@ -97,6 +72,13 @@ def nca_loss(
     :math:`G_{ij} = \partial \ell/\partial D_{ij} = p_{ij}([c_j = c_i] - P_i)` and
     :math:`\nabla_L \ell = 2 L X^\top(\mathrm{diag}(H1) - H)X`, :math:`H = G + G^\top`
     (see ``docs/derivations.md``), computed block by block with the loss.
+
+    **Differentiation.** ``jax.grad``, ``jax.value_and_grad``, ``jax.vjp`` and
+    ``jax.jacrev`` use the closed-form gradient; second derivatives work by
+    differentiating it again (``jax.hessian``, ``jax.jacrev(jax.jacrev(loss))``).
+    Forward mode on the loss itself (``jax.jvp``, ``jax.jacfwd``) is not supported: the
+    gradient is a ``jax.custom_vjp`` rule, and JAX refuses forward mode through one
+    ("can't apply forward-mode autodiff (jvp) to a custom_vjp function").
 
     Args:
         transform: :math:`L`, shape ``(k, d)``.
@@ -116,6 +98,13 @@ def nca_loss(
         J. Goldberger, S. Roweis, G. Hinton, R. Salakhutdinov, `Neighbourhood Components
         Analysis <https://papers.nips.cc/paper/2566>`_, NIPS 2004.
     """
+    transform, x, onehot = _prepare(transform, x, labels, num_classes)
+    b = sn.resolve_block_size(block_size, x.shape[0], x.dtype.itemsize)
+    return _nca_jit(transform, x, onehot, b)
+
+
+def _prepare(transform, x, labels, num_classes):
+    """Checked ``(transform, x, one-hot labels)`` in the computation dtype."""
     x = _checks.points(x, "x")
     transform = _checks.transform_matrix(transform, x.shape[1])
     if np.shape(labels) != (np.shape(x)[0],):
@@ -123,6 +112,5 @@ def nca_loss(
     if np.shape(x)[0] < 2:
         raise ValueError(f"NCA needs at least 2 samples, got n={np.shape(x)[0]}")
     dt = _checks.compute_dtype(x, transform)  # half precision is computed in float32
-    onehot = encode_labels(labels, num_classes).astype(dt)
-    b = sn.resolve_block_size(block_size, x.shape[0], jnp.dtype(dt).itemsize)
-    return _nca_jit(jnp.asarray(transform, dt), jnp.asarray(x, dt), onehot, b)
+    onehot = jax.lax.stop_gradient(encode_labels(labels, num_classes).astype(dt))
+    return jnp.asarray(transform, dt), jnp.asarray(x, dt), onehot

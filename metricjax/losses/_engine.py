@@ -1,4 +1,7 @@
-r"""Shared engine for soft-neighbour losses (MLKR, NCA, and any loss of that form).
+r"""The row-block engine of the losses: one block-size rule, the soft-neighbour pass.
+
+Shared by MLKR, NCA (the soft-neighbour pass below), LMNN (the block-size rule and
+the Laplacian accumulators of :mod:`metricjax._rules`) and the row-sharded losses.
 
 A *soft-neighbour* loss of a linear map :math:`L` (``(k, d)``) is
 
@@ -45,19 +48,26 @@ recomputed: the loss and its gradient cost one sweep over the pairs together.
 
 Sharding. The query rows need not be all the points: :func:`rows_pass` takes a
 slice of query rows (with the global index of its first row) against all ``n``
-points. :mod:`metricjax._sharding` runs it on each device's rows and sums the
+points. :mod:`metricjax.losses._sharded` runs it on each device's rows and sums the
 per-column accumulators across devices.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from metricjax._rules import mm, rowdot
+from metricjax._rules import (
+    laplacian_combine,
+    laplacian_transform_block,
+    laplacian_transform_finish,
+    mm,
+    rowdot,
+)
 
 # Default working-set budget for the (b, n) temporaries of one row block.
 _BLOCK_BYTES = 32 * 2**20
@@ -98,30 +108,47 @@ class RowsPass(NamedTuple):
     targets: jax.Array  # (m, c) df/du for the query rows
 
 
+def block_rows(
+    block_size,
+    m: int,
+    n: int,
+    itemsize: int,
+    *,
+    arrays_per_pair: int = _ARRAYS_PER_PAIR,
+    min_rows: int = _MIN_ROWS,
+    memory: int | None = None,
+) -> int:
+    """Rows per block for ``m`` query rows against ``n`` columns: the one block-size rule.
+
+    ``block_size="auto"`` (or ``None``): all ``m`` rows in one block when their
+    ``(m, n)`` temporaries fit ``memory`` bytes (``arrays_per_pair * m * n * itemsize``,
+    default 32 MiB); otherwise as many rows as fit, clipped to ``[min_rows, 1024]``
+    (128 by default, the fastest block on CPUs) and to ``m``. An int is used as given
+    (clipped to ``m``). MLKR / NCA count 8 arrays per pair, LMNN ``4 k + 6`` (its
+    ``(b, k, n)`` hinge arguments), the sharded losses pass their local rows as ``m``.
+    """
+    if block_size is None or (isinstance(block_size, str) and block_size == "auto"):
+        budget = _BLOCK_BYTES if memory is None else int(memory)
+        per_row = arrays_per_pair * n * itemsize
+        if per_row * m <= budget:
+            return m
+        b = max(min_rows, min(budget // max(1, per_row), _MAX_ROWS))
+        return min(int(b), m)
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"`block_size` must be a positive int, None or 'auto', got {block_size!r}")
+    return min(int(block_size), m)
+
+
 def auto_block_size(
     n: int, itemsize: int, memory: int | None = None, min_rows: int = _MIN_ROWS
 ) -> int:
-    """Rows per block for ``block_size="auto"``.
-
-    ``n`` (one dense block) when the ``(n, n)`` temporaries fit ``memory`` bytes
-    (``8 n^2 itemsize <= memory``, default 32 MiB); otherwise as many rows as fit,
-    clipped to ``[min_rows, 1024]`` (``min_rows``: 128 by default, the fastest block
-    on CPUs).
-    """
-    budget = _BLOCK_BYTES if memory is None else int(memory)
-    per_row = _ARRAYS_PER_PAIR * n * itemsize
-    if per_row * n <= budget:
-        return n
-    b = max(min_rows, min(budget // max(1, per_row), _MAX_ROWS))
-    return min(int(b), n)
+    """Rows per block for ``block_size="auto"`` on ``n`` points (:func:`block_rows`, ``m = n``)."""
+    return block_rows("auto", n, n, itemsize, min_rows=min_rows, memory=memory)
 
 
 def resolve_block_size(block_size, n: int, itemsize: int) -> int:
-    if block_size is None or (isinstance(block_size, str) and block_size == "auto"):
-        return auto_block_size(n, itemsize)
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"`block_size` must be a positive int, None or 'auto', got {block_size!r}")
-    return min(int(block_size), n)
+    """:func:`block_rows` for the ``n`` rows of an ``(n, n)`` soft-neighbour pass."""
+    return block_rows(block_size, n, n, itemsize)
 
 
 def block_size_for(n: int, memory_bytes: int, dtype="float32") -> int:
@@ -252,7 +279,6 @@ def rows_pass(
     if lbar_form:
         d = x.shape[1]
         xqp = jnp.pad(xq, ((0, pad), (0, 0)))
-        xz = jnp.concatenate([x, z], axis=1)
     none = jnp.zeros((), dt)
     ones = jnp.ones((1, b), dt)
 
@@ -264,19 +290,17 @@ def rows_pass(
         w, ubar = f_vjp(valid.astype(dt))
         # G_ij = dl/dD_ij = -p_ij (v_j . w_i - a_i . w_i)
         g = -(e * inv[:, None]) * (_outer(w, values) - rowdot(a, w)[:, None])
-        rowsum = jnp.sum(g, axis=1)
         # Column sums as products with a small left factor: XLA's CPU column
         # reduction of a (b, n) block gets ~10-70x slower once n > ~16k, a dot does not.
         if lbar_form:
             colsum = colsum + mm(ones, g)[0]
-            # Lbar/2 = Z^T diag(h) X - (G Z)^T X - Z^T (G X), h = G 1 + G^T 1
             xi = jax.lax.dynamic_slice_in_dim(xqp, start, b)
-            gxz = mm(g, xz)
-            lbar = lbar + mm(zi.T, rowsum[:, None] * xi) - mm(gxz[:, d:].T, xi)
-            lbar = lbar - mm(zi.T, gxz[:, :d])
+            part, _, _ = laplacian_transform_block(g, zi, xi, x, z)
+            lbar = lbar + part
             rows = none
         else:
-            rows = rowsum[:, None] * zi - mm(g, z)
+            # this block's rows of L_H Z without the column parts: (G 1)_B z_B - (G Z)_B
+            rows = laplacian_combine(jnp.sum(g, axis=1), 0, mm(g, z), 0, zi)
             # [G^T Z, G^T 1], kept transposed, (k + 1, n): a small left factor times
             # the block, no transposed copy of the (b, n) block
             zcol = mm(jnp.concatenate([zi, ones.T], axis=1).T, g)
@@ -361,11 +385,53 @@ def soft_neighbour(
     if not with_grad:
         return r
     if lbar_form:
-        lbar = 2 * (r.lbar + mm(z.T, r.colsum[:, None] * xc))
+        lbar = laplacian_transform_finish(r.lbar, r.colsum, xc, z)
         xbar = jnp.zeros_like(x)
     else:
-        zbar = 2 * (r.rows + r.colsum[:, None] * z - r.gtz)
+        zbar = 2 * laplacian_combine(0, r.colsum, -r.rows, r.gtz, z)
         lbar = mm(zbar.T, xc)
         xbar = mm(zbar, transform) if need_x else jnp.zeros_like(x)
     vbar = r.values if need_values else jnp.zeros_like(values)
     return SoftNeighbourGrads(r.loss, lbar, xbar, vbar, r.targets)
+
+
+def soft_neighbour_loss(f: Callable, *, values_are_targets: bool):
+    """The jitted ``custom_vjp`` loss ``loss(transform, x, values, block_size)`` for ``f``.
+
+    One wiring for every soft-neighbour loss: the forward rule runs the blocked pass
+    with its gradient and keeps the finished cotangents as residuals (nothing of
+    size ``n^2``), the backward rule scales them by the incoming cotangent.
+    ``values_are_targets``: the values are also the targets and are differentiated
+    (MLKR's ``y``: cotangent ``P^T W + df/du``); otherwise they are constants (NCA's
+    one-hot labels, no cotangent). ``block_size`` is static. Eager calls run one
+    compiled program; inside an outer ``jit`` it is inlined.
+    """
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+    def loss(transform, x, values, block_size):
+        return soft_neighbour(transform, x, values, values, f, block_size=block_size, with_grad=False)
+
+    def fwd(transform, x, values, block_size):
+        # symbolic_zeros=True: arguments arrive as CustomVJPPrimal(value, perturbed), so
+        # the pass skips the x / values cotangent work when nobody differentiates them.
+        need_values = values_are_targets and values.perturbed
+        r = soft_neighbour(
+            transform.value,
+            x.value,
+            values.value,
+            values.value,
+            f,
+            block_size=block_size,
+            with_grad=True,
+            need_x=x.perturbed,
+            need_values=need_values,
+        )
+        vbar = r.values + r.targets if values_are_targets else None
+        return r.loss, (r.transform, r.x, vbar)
+
+    def bwd(block_size, res, g):
+        del block_size  # only shapes the forward pass
+        return tuple(None if t is None else g * t for t in res)
+
+    loss.defvjp(fwd, bwd, symbolic_zeros=True)
+    return jax.jit(loss, static_argnums=3)

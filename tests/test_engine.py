@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from metricjax.losses import _softneighbour as sn
+from metricjax.losses import _engine as sn
 from metricjax.losses import (
     block_size_for,
     lmnn_loss,

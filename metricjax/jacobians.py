@@ -10,18 +10,16 @@ delta, the closed forms are
     \frac{\partial D_{ij}}{\partial M_{kl}} &= \Delta_{ij,k}\,\Delta_{ij,l} \\
     \frac{\partial D_{ij}}{\partial L_{kl}} &= 2\,(L\Delta_{ij})_k\,\Delta_{ij,l}
 
-Derivations and the mapping to the column convention of the seed documents are in
+Derivations and the mapping to the column convention of the papers are in
 ``docs/derivations.md``. These tensors have ``n^2 d^2``-ish entries: use them to
 inspect or verify; for training use ``jax.grad`` (which never builds them).
 """
 
-from __future__ import annotations
-
-import jax
 import jax.numpy as jnp
 
 from metricjax import _checks, reference
 from metricjax._rules import HIGHEST
+from metricjax._typing import Array, Float, Metric, Points, Transform
 
 _METHODS = ("closed_form", "jacfwd", "jacrev")
 
@@ -38,7 +36,9 @@ def _delta_diff(x):
     return eye[:, None, :] - eye[None, :, :], x[:, None, :] - x[None, :, :]
 
 
-def wrt_x(x, metric=None, *, method: str = "closed_form") -> jax.Array:
+def wrt_x(
+    x: Points, metric: Metric | None = None, *, method: str = "closed_form"
+) -> Float[Array, "n n n d"]:
     r"""Jacobian of the self-distance matrix with respect to the points.
 
     .. math::
@@ -76,7 +76,7 @@ def wrt_x(x, metric=None, *, method: str = "closed_form") -> jax.Array:
     return dlt[:, :, :, None] * grad_i[:, :, None, :]
 
 
-def wrt_metric(x, *, method: str = "closed_form") -> jax.Array:
+def wrt_metric(x: Points, *, method: str = "closed_form") -> Float[Array, "n n d d"]:
     r"""Jacobian of the Mahalanobis self-distance matrix with respect to ``M``.
 
     .. math::
@@ -102,7 +102,9 @@ def wrt_metric(x, *, method: str = "closed_form") -> jax.Array:
     return diff[:, :, :, None] * diff[:, :, None, :]
 
 
-def wrt_transform(x, transform, *, method: str = "closed_form") -> jax.Array:
+def wrt_transform(
+    x: Points, transform: Transform, *, method: str = "closed_form"
+) -> Float[Array, "n n k d"]:
     r"""Jacobian of ``D(A)`` (:math:`M = L^\top L`) with respect to ``L``.
 
     .. math::

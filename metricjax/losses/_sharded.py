@@ -6,7 +6,7 @@ The rows of the pairwise matrix are split over the devices of a 1-D mesh axis
 1. holds its ``m = n / p`` rows of ``x`` (and of ``y`` or the labels),
 2. all-gathers the small embedded points ``Z = (X - \bar x) L^T`` (``(n, k)``) and
    the values (``(n, c)``) of all points (and the centred ``X`` when the gradient
-   uses the wide ``G [X Z]`` product, see :func:`metricjax.losses._softneighbour.rows_pass`),
+   uses the wide ``G [X Z]`` product, see :func:`metricjax.losses._engine.rows_pass`),
 3. runs the blocked engine for its own query rows against all ``n`` columns,
 4. reduces: the loss and the ``(k, d)`` gradient are ``psum``-ed, the per-column
    accumulators (``G^T 1``, ``G^T Z``, ``P^T W``) are ``psum_scatter``-ed back to
@@ -25,9 +25,8 @@ resharding happens inside the call). Multi-host use and GPU notes:
 ``docs/scaling.md``.
 """
 
-from __future__ import annotations
-
 import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -36,8 +35,12 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from metricjax._rules import mm
-from metricjax.losses import _softneighbour as sn
+from metricjax._rules import laplacian_combine, laplacian_transform_finish, mm
+from metricjax._typing import Array, ArrayLike, Labels, Points, Scalar, Shaped, Targets, Transform
+from metricjax.losses import _engine as sn
+from metricjax.losses._mlkr import _prepare, _sq_error, mlkr_loss
+from metricjax.losses._nca import _neg_match, nca_loss
+from metricjax.losses._nca import _prepare as _nca_prepare
 
 __all__ = ["row_mesh", "shard_rows", "sharded", "sharded_mlkr_loss", "sharded_nca_loss"]
 
@@ -60,7 +63,9 @@ def row_mesh(devices=None, axis_name: str = DEFAULT_AXIS) -> Mesh:
     return Mesh(np.asarray(devs, dtype=object), (axis_name,))
 
 
-def shard_rows(a, mesh: Mesh | None = None, axis_name: str | None = None):
+def shard_rows(
+    a: Shaped[ArrayLike, " n *rest"], mesh: Mesh | None = None, axis_name: str | None = None
+) -> Shaped[Array, " n *rest"]:
     """Place ``a`` split by rows (axis 0) over ``mesh`` (one host).
 
     ``jax.device_put(a, NamedSharding(mesh, PartitionSpec(axis_name)))``; the number
@@ -96,12 +101,7 @@ def _axis(mesh: Mesh, axis_name: str | None) -> str:
 
 def _block_rows(block_size, m: int, n: int, itemsize: int) -> int:
     """Rows per block on one device: ``m`` local rows against ``n`` columns."""
-    if block_size is None or (isinstance(block_size, str) and block_size == "auto"):
-        per_row = sn._ARRAYS_PER_PAIR * n * itemsize
-        if per_row * m <= sn._BLOCK_BYTES:
-            return m  # all local rows in one block
-        return min(sn.auto_block_size(n, itemsize), m)
-    return min(sn.resolve_block_size(block_size, n, itemsize), m)
+    return sn.block_rows(block_size, m, n, itemsize)
 
 
 class _Config(NamedTuple):
@@ -140,10 +140,10 @@ def _local(cfg: _Config, with_grad: bool, need_x: bool, need_values: bool):
 
         colsum = scatter(r.colsum)
         if lbar_form:
-            lbar = 2 * jax.lax.psum(r.lbar + mm(zq.T, colsum[:, None] * xc), axis)
+            lbar = jax.lax.psum(laplacian_transform_finish(r.lbar, colsum, xc, zq), axis)
             xbar = jnp.zeros_like(x)
         else:
-            zbar = 2 * (r.rows + colsum[:, None] * zq - scatter(r.gtz))
+            zbar = 2 * laplacian_combine(0, colsum, -r.rows, scatter(r.gtz), zq)
             lbar = jax.lax.psum(mm(zbar.T, xc), axis)
             xbar = mm(zbar, transform) if need_x else jnp.zeros_like(x)
         vbar = scatter(r.values) if need_values else jnp.zeros_like(values)
@@ -200,14 +200,14 @@ def _run(transform, x, values, targets, f, mesh, axis, block_size):
 
 
 def sharded_mlkr_loss(
-    transform,
-    x,
-    y,
+    transform: Transform,
+    x: Points,
+    y: Targets,
     *,
     mesh: Mesh | None = None,
     axis_name: str | None = None,
     block_size: int | str | None = "auto",
-) -> jax.Array:
+) -> Scalar:
     """:func:`metricjax.losses.mlkr_loss` with the rows split over the devices of ``mesh``.
 
     Same value and gradients (with respect to ``transform``, ``x`` and ``y``) as the
@@ -227,8 +227,6 @@ def sharded_mlkr_loss(
     Returns:
         Scalar loss, replicated.
     """
-    from metricjax.losses._mlkr import _prepare, _sq_error
-
     transform, x, y2 = _prepare(transform, x, y)
     mesh = row_mesh() if mesh is None else mesh
     axis = _axis(mesh, axis_name)
@@ -237,36 +235,25 @@ def sharded_mlkr_loss(
 
 
 def sharded_nca_loss(
-    transform,
-    x,
-    labels,
+    transform: Transform,
+    x: Points,
+    labels: Labels,
     *,
     num_classes: int | None = None,
     mesh: Mesh | None = None,
     axis_name: str | None = None,
     block_size: int | str | None = "auto",
-) -> jax.Array:
+) -> Scalar:
     """:func:`metricjax.losses.nca_loss` with the rows split over the devices of ``mesh``.
 
     Same value and gradients (with respect to ``transform`` and ``x``) as the
     one-device loss, up to summation order. Arguments as in
     :func:`metricjax.losses.nca_loss` and :func:`sharded_mlkr_loss`.
     """
-    from metricjax import _checks
-    from metricjax.losses._nca import _neg_match, encode_labels
-
-    x = _checks.points(x, "x")
-    transform = _checks.transform_matrix(transform, x.shape[1])
-    if np.shape(labels) != (np.shape(x)[0],):
-        raise ValueError(f"`labels` must have shape ({np.shape(x)[0]},), got {np.shape(labels)}")
-    if np.shape(x)[0] < 2:
-        raise ValueError(f"NCA needs at least 2 samples, got n={np.shape(x)[0]}")
-    dt = _checks.compute_dtype(x, transform)
-    onehot = jax.lax.stop_gradient(encode_labels(labels, num_classes).astype(dt))
+    transform, x, onehot = _nca_prepare(transform, x, labels, num_classes)
     mesh = row_mesh() if mesh is None else mesh
     axis = _axis(mesh, axis_name)
     _check_block(block_size)
-    transform, x = jnp.asarray(transform, dt), jnp.asarray(x, dt)
     return _run(transform, x, onehot, onehot, _neg_match, mesh, axis, block_size)
 
 
@@ -274,7 +261,9 @@ def _check_block(block_size) -> None:
     sn.resolve_block_size(block_size, 2, 8)  # validates; the size is resolved per device
 
 
-def sharded(loss_fn, mesh: Mesh | None = None, *, axis_name: str | None = None):
+def sharded(
+    loss_fn: Callable[..., Any], mesh: Mesh | None = None, *, axis_name: str | None = None
+) -> Callable[..., Any]:
     """The row-sharded version of :func:`~metricjax.losses.mlkr_loss` or :func:`~metricjax.losses.nca_loss`.
 
     ``sharded(mlkr_loss, mesh)`` is ``functools.partial(sharded_mlkr_loss,
@@ -293,8 +282,6 @@ def sharded(loss_fn, mesh: Mesh | None = None, *, axis_name: str | None = None):
         >>> loss = mj.sharded(mj.losses.mlkr_loss)        # all devices, axis "rows"
         >>> # res = mj.fit(loss, L0, x, y)                 # same as one device
     """
-    from metricjax.losses import mlkr_loss, nca_loss
-
     mesh = row_mesh() if mesh is None else mesh
     axis = _axis(mesh, axis_name)
     if loss_fn is mlkr_loss:
@@ -303,5 +290,5 @@ def sharded(loss_fn, mesh: Mesh | None = None, *, axis_name: str | None = None):
         return functools.partial(sharded_nca_loss, mesh=mesh, axis_name=axis)
     raise ValueError(
         "sharded() supports metricjax.losses.mlkr_loss and nca_loss; for another "
-        "soft-neighbour loss use metricjax.losses._softneighbour.rows_pass in a shard_map"
+        "soft-neighbour loss use metricjax.losses._engine.rows_pass in a shard_map"
     )

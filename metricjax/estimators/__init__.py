@@ -1,0 +1,14 @@
+"""scikit-learn estimators on metric-learn's API (needs the ``sklearn`` extra).
+
+Every estimator is a :class:`MahalanobisLearner`: it learns a linear map ``components_``
+and offers ``transform``, ``get_mahalanobis_matrix``, ``get_metric``, ``pair_distance``
+and ``pair_score``. ``pip install "metricjax[sklearn]"`` installs scikit-learn.
+"""
+
+from metricjax.estimators._base import DEFAULT_TOL as DEFAULT_TOL
+from metricjax.estimators._base import MahalanobisLearner as MahalanobisLearner
+from metricjax.estimators._lmnn import LMNN as LMNN
+from metricjax.estimators._mlkr import MLKR as MLKR
+from metricjax.estimators._nca import NCA as NCA
+
+__all__ = ["MLKR", "NCA", "LMNN", "MahalanobisLearner", "DEFAULT_TOL"]

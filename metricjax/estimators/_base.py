@@ -1,0 +1,643 @@
+r"""The shared base of the estimators: metric-learn's Mahalanobis contract on scikit-learn.
+
+:class:`MahalanobisLearner` is what every metricjax estimator is: it holds a learned
+linear map :math:`L` (``components_``, shape ``(n_components, n_features)``) and offers
+metric-learn 0.7's API around it — ``transform``, ``get_mahalanobis_matrix``,
+``get_metric``, ``pair_distance`` / ``pair_score`` (and the deprecated
+``score_pairs``) — with metric-learn's ``preprocessor`` (points or tuples given as
+indices). The learned (squared) distance is :math:`d(x, x')^2 = \lVert Lx - Lx'\rVert^2
+= (x - x')^\top L^\top L (x - x')`.
+
+:class:`SupervisedLearner` adds ``fit(X, y)`` by minimising a loss of
+:mod:`metricjax.losses` with :func:`metricjax.fit` (or :func:`metricjax.fit_minibatch`),
+shared by MLKR, NCA and LMNN. Shared behaviour:
+
+* **dtype.** ``float32`` input is fitted in ``float32`` and ``float64`` input in
+  ``float64`` (inside ``jax.enable_x64(True)``, so it is really 64-bit even when
+  JAX's global default is 32-bit). Any other input (integers, booleans, numeric
+  objects) is converted to ``float64`` first, like ``sklearn.utils.check_array``
+  does. ``components_`` has the fitted dtype, and ``transform`` returns the dtype of
+  its (validated) input.
+* **Stopping.** ``max_iter`` caps the optimizer updates; ``tol`` is the relative
+  loss-change tolerance of :func:`metricjax.fit`, ``tol=None`` meaning
+  :data:`DEFAULT_TOL` (``1e-6``). A fit that stops at ``max_iter`` warns with
+  ``sklearn.exceptions.ConvergenceWarning``.
+* **Compilation.** :func:`metricjax.fit` caches the compiled loop per loss
+  configuration, optimizer, ``tol``, data shape and dtype: refitting on data of the
+  same shape (cross-validation folds of equal size, repeated fits, a grid over
+  ``max_iter`` or over ``init``) does not recompile.
+* **Failure.** A ``fit`` that raises leaves the estimator exactly as it was (a
+  previously fitted model stays usable).
+"""
+
+import numbers
+import warnings
+
+import jax
+import numpy as np
+
+try:
+    from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+    from sklearn.decomposition import PCA
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.utils import check_random_state
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import check_is_fitted
+except ImportError as err:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        'metricjax.estimators needs scikit-learn; install it with pip install "metricjax[sklearn]"'
+    ) from err
+
+try:
+    from sklearn.utils.validation import validate_data as _validate_data
+except ImportError:  # pragma: no cover - scikit-learn < 1.6
+
+    def _validate_data(estimator, *args, **kwargs):
+        return estimator._validate_data(*args, **kwargs)
+
+
+from metricjax._train import fit as _fit
+from metricjax._train import fit_minibatch as _fit_minibatch
+from metricjax._train import resolve_optimizer
+
+#: Relative loss-change tolerance used when an estimator has ``tol=None``.
+DEFAULT_TOL = 1e-6
+
+_INIT_OPTIONS = ("auto", "pca", "lda", "identity", "random")
+FLOAT_DTYPES = (np.float64, np.float32)
+
+
+# ----------------------------------------------------------------------------------
+# parameter checks
+# ----------------------------------------------------------------------------------
+def check_int(value, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be an int, got {value!r}")
+    if value < low:
+        raise ValueError(f"`{name}` must be >= {low}, got {value}")
+    return int(value)
+
+
+def check_real(value, name: str, low: float, high: float = np.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a real number, got {value!r}")
+    v = float(value)
+    if not (low <= v <= high):
+        raise ValueError(f"`{name}` must lie in [{low}, {high}], got {value}")
+    return v
+
+
+def check_block_size(value):
+    if value is None or (isinstance(value, str) and value == "auto"):
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"`block_size` must be a positive int, 'auto' or None, got {value!r}")
+    return int(value)
+
+
+def _dtype_of(a):
+    """The dtype of an array or list, without converting other containers."""
+    dt = getattr(a, "dtype", None)
+    if dt is None and isinstance(a, (list, tuple)):
+        dt = np.asarray(a).dtype
+    return np.dtype(dt) if isinstance(dt, np.dtype) else None
+
+
+def refuse_complex(a, name: str) -> None:
+    """scikit-learn's message for complex input does not say which argument it was."""
+    dt = _dtype_of(a)
+    if dt is not None and dt.kind == "c":
+        raise ValueError(f"Complex data not supported: `{name}` has a complex dtype")
+
+
+def _numeric_targets(y, estimator: str):
+    """Regression targets as numbers, with an error naming ``y`` otherwise."""
+    dt = _dtype_of(y)
+    if dt is not None and dt.kind in "USO":
+        arr = np.asarray(y)
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"{estimator} needs numeric regression targets `y`; got values of dtype "
+                f"{np.asarray(y).dtype} that are not numbers"
+            ) from err
+        return arr
+    return y
+
+
+# ----------------------------------------------------------------------------------
+# preprocessor: points or tuples given as indices (metric-learn's convention)
+# ----------------------------------------------------------------------------------
+class ArrayIndexer:
+    """metric-learn's array preprocessor: ``indices -> X[indices]``."""
+
+    def __init__(self, X):
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(
+                f"an array `preprocessor` must have shape (n_samples, n_features), got {X.shape}"
+            )
+        self.X = X
+
+    def __call__(self, indices):
+        indices = np.asarray(indices)
+        if indices.dtype.kind not in "iu":
+            raise TypeError(f"indices into the `preprocessor` must be integers, got {indices.dtype}")
+        if indices.size and (indices.min() < -len(self.X) or indices.max() >= len(self.X)):
+            raise ValueError(
+                f"indices out of range for the `preprocessor` of {len(self.X)} points: "
+                f"found [{indices.min()}, {indices.max()}]"
+            )
+        return self.X[indices]
+
+
+def resolve_preprocessor(preprocessor):
+    """``None``, a callable, or an array wrapped in :class:`ArrayIndexer`."""
+    if preprocessor is None or callable(preprocessor):
+        return preprocessor
+    if isinstance(preprocessor, (np.ndarray, list, tuple)) or hasattr(preprocessor, "__array__"):
+        return ArrayIndexer(preprocessor)
+    raise ValueError(
+        f"Invalid type for the `preprocessor`: {type(preprocessor).__name__}; pass an array of "
+        "points (indices select its rows) or a callable from indices to points"
+    )
+
+
+def _apply_preprocessor(preprocessor, indices, what: str):
+    try:
+        out = preprocessor(indices)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"the `preprocessor` failed on the {what}: {err}") from err
+    return np.asarray(out)
+
+
+# ----------------------------------------------------------------------------------
+# the Mahalanobis base class
+# ----------------------------------------------------------------------------------
+class MahalanobisLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    r"""Base of every metricjax estimator: a learned linear map and metric-learn's API.
+
+    Subclasses set ``components_`` (``(n_components, n_features)``) in ``fit`` and store
+    their hyperparameters in ``__init__``, including ``preprocessor`` (``None``, an
+    array of points — tuples and points may then be given as indices into it — or a
+    callable from an array of indices to the points).
+    """
+
+    preprocessor = None  # subclasses store their own in __init__
+
+    @property
+    def _n_features_out(self):
+        # For get_feature_names_out: "<classname><i>" for i < n_components.
+        return self.components_.shape[0]
+
+    # -- inputs ----------------------------------------------------------------------
+    def _points(self, X, *args, reset: bool, **kwargs):
+        """Validated points ``(n, d)`` (indices go through the preprocessor first).
+
+        ``args`` (the targets ``y`` of a fit) and ``kwargs`` go to scikit-learn's
+        ``validate_data``.
+        """
+        prep = resolve_preprocessor(self.preprocessor)
+        if prep is not None and np.ndim(X) == 1:
+            X = _apply_preprocessor(prep, X, "points")
+        return _validate_data(self, X, *args, reset=reset, dtype=list(FLOAT_DTYPES), **kwargs)
+
+    def _tuples(self, tuples, tuple_size: int, *, name: str = "pairs", reset: bool = False):
+        """Validated tuples ``(n_tuples, tuple_size, d)``, float32 or float64.
+
+        ``(n_tuples, tuple_size)`` integer arrays are indices through the preprocessor.
+        """
+        refuse_complex(tuples, name)
+        arr = np.asarray(tuples)
+        prep = resolve_preprocessor(self.preprocessor)
+        if arr.ndim == 2:
+            if prep is None:
+                raise ValueError(
+                    f"`{name}` must be a 3D array of formed tuples (n_tuples, {tuple_size}, "
+                    f"n_features), or 2D indices with a `preprocessor`; got shape {arr.shape}"
+                )
+            n_tuples, size = arr.shape
+            arr = _apply_preprocessor(prep, arr.reshape(-1), name)
+            arr = arr.reshape(n_tuples, size, -1)
+        if arr.ndim != 3:
+            raise ValueError(
+                f"`{name}` must have shape (n_tuples, {tuple_size}, n_features), got {arr.shape}"
+            )
+        if arr.shape[1] != tuple_size:
+            raise ValueError(
+                f"`{name}` must hold tuples of {tuple_size} points, got tuples of {arr.shape[1]} "
+                f"(shape {arr.shape})"
+            )
+        if arr.shape[0] < 1:
+            raise ValueError(f"`{name}` is empty")
+        if arr.dtype.kind not in "biuf":
+            try:
+                arr = arr.astype(np.float64)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"`{name}` must be numeric, got dtype {arr.dtype}") from err
+        if arr.dtype not in FLOAT_DTYPES:
+            arr = arr.astype(np.float64)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"`{name}` contains NaN or inf")
+        n_features = arr.shape[2]
+        if reset:
+            self.n_features_in_ = n_features
+        elif hasattr(self, "n_features_in_") and n_features != self.n_features_in_:
+            raise ValueError(
+                f"`{name}` has {n_features} features, but {type(self).__name__} was fitted "
+                f"with {self.n_features_in_} features"
+            )
+        return arr
+
+    # -- using the learned metric ----------------------------------------------------
+    def transform(self, X):
+        """Embed ``X`` with the learned map: ``X @ components_.T``.
+
+        Args:
+            X: array-like of shape ``(n_samples, n_features)`` (or 1-D indices with a
+                ``preprocessor``).
+
+        Returns:
+            Array of shape ``(n_samples, n_components)``, in the dtype of ``X``
+            (``float64`` for non-float input).
+        """
+        check_is_fitted(self, "components_")
+        X = self._points(X, reset=False)
+        return X @ self.components_.T.astype(X.dtype, copy=False)
+
+    def get_mahalanobis_matrix(self):
+        r"""The learned Mahalanobis matrix :math:`M = L^\top L`.
+
+        Returns:
+            Array of shape ``(n_features, n_features)`` (a new copy).
+        """
+        check_is_fitted(self, "components_")
+        return self.components_.T @ self.components_
+
+    def get_metric(self):
+        r"""A function computing the learned distance between two points.
+
+        The function is independent of the estimator (refitting the estimator does not
+        change it) and can be passed as ``metric=`` to scikit-learn's neighbours
+        estimators, e.g. ``KNeighborsClassifier(metric=est.get_metric())``.
+
+        Returns:
+            ``metric_fun(u, v, squared=False)``: for 1-D arrays ``u`` and ``v`` of length
+            ``n_features``, :math:`\lVert L(u - v)\rVert` (its square with
+            ``squared=True``) as a float.
+        """
+        check_is_fitted(self, "components_")
+        components_t = self.components_.T.copy()
+        n_features = components_t.shape[0]
+
+        def metric_fun(u, v, squared=False):
+            """Learned distance between the points ``u`` and ``v`` (1-D, n_features)."""
+            u = np.asarray(u, dtype=np.float64)
+            v = np.asarray(v, dtype=np.float64)
+            if u.ndim != 1 or v.ndim != 1 or u.shape != (n_features,) or v.shape != u.shape:
+                raise ValueError(
+                    f"u and v must be 1-D arrays of length {n_features}, got shapes "
+                    f"{u.shape} and {v.shape}"
+                )
+            diff = (u - v) @ components_t
+            dist = float(diff @ diff)
+            return dist if squared else float(np.sqrt(dist))
+
+        return metric_fun
+
+    def pair_distance(self, pairs):
+        r"""The learned distance :math:`\lVert L(a - b)\rVert` of each pair ``(a, b)``.
+
+        Not squared, as metric-learn's ``pair_distance``.
+
+        Args:
+            pairs: ``(n_pairs, 2, n_features)``, or ``(n_pairs, 2)`` indices with a
+                ``preprocessor``.
+
+        Returns:
+            Array of shape ``(n_pairs,)``.
+        """
+        check_is_fitted(self, "components_")
+        pairs = self._tuples(pairs, 2, name="pairs")
+        diff = (pairs[:, 1, :] - pairs[:, 0, :]) @ self.components_.T.astype(pairs.dtype)
+        return np.sqrt(np.einsum("ij,ij->i", diff, diff))
+
+    def pair_score(self, pairs):
+        """Similarity of each pair: ``-pair_distance(pairs)`` (larger is more similar).
+
+        Args:
+            pairs: ``(n_pairs, 2, n_features)``, or ``(n_pairs, 2)`` indices with a
+                ``preprocessor``.
+
+        Returns:
+            Array of shape ``(n_pairs,)``.
+        """
+        return -self.pair_distance(pairs)
+
+    def score_pairs(self, pairs):
+        """Deprecated alias of :meth:`pair_distance` (as in metric-learn 0.7).
+
+        .. deprecated:: 0.1
+            Use :meth:`pair_distance` (distances) or :meth:`pair_score` (similarities).
+        """
+        warnings.warn(
+            "score_pairs is deprecated (as in metric-learn 0.7); use pair_distance for "
+            "distances or pair_score for similarities",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.pair_distance(pairs)
+
+
+# ----------------------------------------------------------------------------------
+# supervised learners: fit(X, y) by minimising a loss of metricjax.losses
+# ----------------------------------------------------------------------------------
+class SupervisedLearner(MahalanobisLearner):
+    """``fit(X, y)`` for the learners that minimise a loss of :mod:`metricjax.losses`.
+
+    Subclasses define ``__init__`` (storing hyperparameters only), ``_classification``
+    and ``_objective(X, target, classes)``, which returns the loss (a hashable
+    module-level function of ``(transform, x, *args)``), the extra loss arguments and
+    the extra fitted attributes. ``batch_size`` (``None`` unless a subclass has it)
+    switches to mini-batch training.
+    """
+
+    _classification = True
+    batch_size = None  # MLKR and NCA store their own
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        if tags.transformer_tags is not None:
+            tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    def fit(self, X, y):
+        """Learn the linear map ``components_`` from ``X`` and ``y``.
+
+        Args:
+            X: training inputs, array-like of shape ``(n_samples, n_features)``,
+                finite, at least 2 samples (or 1-D indices with a ``preprocessor``).
+            y: shape ``(n_samples,)``: real targets (MLKR) or class labels of any
+                type (NCA, LMNN; at least 2 classes).
+
+        Returns:
+            The fitted estimator (``self``).
+
+        Raises:
+            ValueError: invalid inputs or hyperparameters. The estimator is left
+                unchanged by any exception raised here.
+        """
+        saved = dict(self.__dict__)  # validate_data sets n_features_in_ early
+        try:
+            fitted = self._fit(X, y)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+        for name, value in fitted.items():
+            setattr(self, name, value)
+        return self
+
+    def _tol(self) -> float:
+        return DEFAULT_TOL if self.tol is None else check_real(self.tol, "tol", 0.0)
+
+    def _fit(self, X, y):
+        max_iter = check_int(self.max_iter, "max_iter", 1)
+        tol = self._tol()
+        resolve_optimizer(self.optimizer, "lbfgs")  # validates before any work
+        batch_size = self.batch_size
+        if batch_size is not None:
+            batch_size = check_int(batch_size, "batch_size", 2)
+        refuse_complex(X, "X")
+        if not self._classification:
+            y = _numeric_targets(y, type(self).__name__)
+        X, y = self._points(
+            X, y, reset=True, ensure_min_samples=2, y_numeric=not self._classification
+        )
+        n_samples, n_features = X.shape
+        dtype = X.dtype
+        extra = {}
+        if self._classification:
+            check_classification_targets(y)
+            classes, codes = np.unique(y, return_inverse=True)
+            codes = codes.reshape(-1).astype(np.int32)
+            if len(classes) < 2:
+                raise ValueError(
+                    f"{type(self).__name__} needs samples of at least 2 classes; got 1 class"
+                )
+            extra["classes_"] = classes
+            target = codes
+        else:
+            target = np.asarray(y, dtype=dtype)
+        loss, args, more = self._objective(X, target, extra.get("classes_"))
+        extra.update(more)
+        params = self._initial_components(X, target, n_features, n_samples)
+        with jax.enable_x64(dtype == np.float64):
+            data = (X, *args)
+            params = np.asarray(params, dtype)
+            try:
+                if batch_size is None:
+                    res = _fit(loss, params, *data, optimizer=self.optimizer,
+                               max_iter=max_iter, tol=tol, verbose=bool(self.verbose))  # fmt: skip
+                    converged, n_iter = res.converged, res.num_iter
+                else:
+                    seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+                    res = _fit_minibatch(loss, params, *data, batch_size=batch_size,
+                                         key=jax.random.key(seed), optimizer=self.optimizer,
+                                         num_steps=max_iter, verbose=bool(self.verbose))  # fmt: skip
+                    # no convergence test in stochastic mode
+                    converged, n_iter = False, res.num_steps
+                    if not np.isfinite(res.loss_history[0]):
+                        raise FloatingPointError(f"the initial loss is not finite ({res.loss_history[0]})")
+            except FloatingPointError as err:
+                raise FloatingPointError(
+                    f"{err}: the loss at the initial transformation is not finite; scale the "
+                    "features (e.g. with StandardScaler) or choose another `init`"
+                ) from err
+            components = np.array(res.params, dtype=dtype)
+            history = np.array(res.loss_history)
+        if not np.all(np.isfinite(components)):  # pragma: no cover - refused steps
+            raise FloatingPointError("the fit produced a non-finite transformation")
+        if not converged and batch_size is None:
+            warnings.warn(
+                f"{type(self).__name__} did not converge within max_iter={max_iter} "
+                f"iterations (tol={tol:g}); increase max_iter, or tol",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return {
+            "components_": components,
+            "n_iter_": n_iter,
+            "loss_history_": history,
+            "converged_": converged,
+            **extra,
+        }
+
+    def _initial_components(self, X, target, n_features: int, n_samples: int):
+        init = self.init
+        n_components = self.n_components
+        if n_components is not None:
+            if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral):
+                raise TypeError(f"`n_components` must be an int or None, got {n_components!r}")
+            if not 1 <= n_components <= n_features:
+                raise ValueError(
+                    f"`n_components` must lie in [1, n_features] = [1, {n_features}], "
+                    f"got {n_components}"
+                )
+            n_components = int(n_components)
+
+        if not isinstance(init, str):
+            arr = np.asarray(init)
+            want = f"({'n_components' if n_components is None else n_components}, {n_features})"
+            if arr.ndim != 2 or arr.dtype.kind not in "biuf":
+                raise ValueError(
+                    f"`init` must be one of {_INIT_OPTIONS} or a real array of shape "
+                    f"(n_components, n_features) = {want}, got "
+                    f"{'shape ' + str(arr.shape) if arr.dtype.kind in 'biuf' else repr(init)}"
+                )
+            rows_ok = (
+                1 <= arr.shape[0] <= n_features
+                if n_components is None
+                else arr.shape[0] == n_components
+            )
+            if arr.shape[1] != n_features or not rows_ok:
+                raise ValueError(
+                    f"`init` must have shape (n_components, n_features) = {want}"
+                    + (" with n_components <= n_features" if n_components is None else "")
+                    + f", got {arr.shape}"
+                )
+            if not np.all(np.isfinite(arr)):
+                raise ValueError("`init` contains NaN or inf")
+            return np.array(arr, dtype=X.dtype)
+
+        if init not in _INIT_OPTIONS or (init == "lda" and not self._classification):
+            allowed = [o for o in _INIT_OPTIONS if self._classification or o != "lda"]
+            raise ValueError(
+                f"`init` must be one of {tuple(allowed)} or an array of shape "
+                f"(n_components, n_features), got {init!r}"
+            )
+        k = n_features if n_components is None else n_components
+        n_classes = int(target.max()) + 1 if self._classification else 0
+        if init == "auto":
+            if self._classification and k <= min(n_features, n_classes - 1):
+                init = "lda"
+            elif k < min(n_features, n_samples):
+                init = "pca"
+            else:
+                init = "identity"
+        if init == "identity":
+            out = np.eye(k, n_features)
+        elif init == "random":
+            out = check_random_state(self.random_state).standard_normal((k, n_features))
+        elif init == "pca":
+            if k > min(n_samples, n_features):
+                raise ValueError(
+                    f"init='pca' needs n_components <= min(n_samples, n_features) = "
+                    f"{min(n_samples, n_features)}, got n_components={k}"
+                )
+            pca = PCA(n_components=k, random_state=check_random_state(self.random_state))
+            out = pca.fit(X).components_
+        else:  # lda
+            if k > min(n_features, n_classes - 1):
+                raise ValueError(
+                    f"init='lda' needs n_components <= min(n_features, n_classes - 1) = "
+                    f"{min(n_features, n_classes - 1)}, got n_components={k}"
+                )
+            lda = LinearDiscriminantAnalysis(n_components=k).fit(X, target)
+            out = lda.scalings_.T[:k]
+            if out.shape[0] < k:  # rank-deficient within-class scatter
+                out = np.vstack([out, np.eye(k, n_features)[out.shape[0] :]])
+        return np.array(out, dtype=X.dtype)
+
+
+# ----------------------------------------------------------------------------------
+# shared docstrings (one place for the hyperparameters every learner has)
+# ----------------------------------------------------------------------------------
+COMMON_ARGS = """
+        n_components: dimension of the embedding (rows of ``components_``); ``None``
+            means ``n_features`` (or the number of rows of an array ``init``). Must lie
+            in ``[1, n_features]``.
+        init: initial transformation. ``"auto"`` (metric-learn's rule): ``"lda"`` if
+            the targets are classes and ``n_components <= min(n_features, n_classes -
+            1)``, else ``"pca"`` if ``n_components < min(n_features, n_samples)``, else
+            ``"identity"``. ``"pca"``: the leading principal axes of ``X``
+            (``sklearn.decomposition.PCA``). ``"lda"`` (classification only): the
+            leading discriminant directions
+            (``sklearn.discriminant_analysis.LinearDiscriminantAnalysis``; needs
+            ``n_components <= min(n_features, n_classes - 1)``). ``"identity"``: the
+            first ``n_components`` rows of the identity. ``"random"``: standard normal
+            entries drawn from ``random_state``. Or an array of shape
+            ``(n_components, n_features)`` (copied, never modified).
+        max_iter: maximum number of optimizer updates.
+        tol: relative loss-change tolerance of :func:`metricjax.fit`: the fit stops
+            when :math:`|f_k - f_{k+1}| \\le \\mathrm{tol} \\cdot \\max(|f_k|,
+            |f_{k+1}|, 1)` (or when the gradient norm falls below ``1e-7``, as in
+            :func:`metricjax.fit`); ``None`` means :data:`DEFAULT_TOL` (``1e-6``).
+        optimizer: any ``optax.GradientTransformation`` or the name of one (``"lbfgs"``,
+            ``"adam"``, ...); ``None`` means ``optax.lbfgs()`` (full-batch L-BFGS with a
+            zoom line search).
+        random_state: seed or ``numpy.random.RandomState`` for ``init="random"`` and
+            ``init="pca"``. The same ``random_state`` gives identical results.
+        verbose: show a ``tqdm`` progress bar with the current loss.
+        preprocessor: ``None``, an array of points (``X`` may then be given as 1-D
+            indices into it, tuples as 2-D indices), or a callable from an array of
+            indices to the points (metric-learn's ``preprocessor``).
+"""
+
+BATCH_ARGS = """        block_size: rows of the pairwise matrix processed at a time by the loss
+            (``"auto"``: dense up to a 32 MiB working set, else row blocks of 128 to 1024;
+            see :func:`metricjax.losses.mlkr_loss`).
+        batch_size: ``None`` (default): full-batch optimisation. An int ``>= 2``:
+            mini-batch mode (:func:`metricjax.fit_minibatch`): each of ``max_iter``
+            steps takes the loss and gradient on ``batch_size`` random rows (fresh
+            permutation per epoch, drawn from ``random_state``), with ``optimizer``
+            (default ``optax.adam(1e-2)``; pass e.g. ``optax.adam(3e-3)`` to change
+            the learning rate). No convergence test: exactly ``max_iter`` steps,
+            ``converged_`` is ``False`` and no ``ConvergenceWarning``;
+            ``loss_history_`` holds the ``max_iter`` batch losses. For data too large
+            for ``O(n^2)`` work per step (``docs/scaling.md``).
+"""
+
+COMMON_ATTRS = """
+        components_: the learned map :math:`L`, shape ``(n_components, n_features)``,
+            in the fitted dtype.
+        n_iter_: number of optimizer updates performed.
+        loss_history_: loss at the start of every update, then the final loss;
+            shape ``(n_iter_ + 1,)``.
+        converged_: whether the tolerance test stopped the fit before ``max_iter``.
+        n_features_in_: number of features seen during ``fit``.
+        feature_names_in_: feature names seen during ``fit`` (only for inputs with
+            string column names).
+"""
+
+
+class SoftNeighbourLearner(SupervisedLearner):
+    """Shared constructor of MLKR and NCA (same hyperparameters)."""
+
+    def __init__(
+        self,
+        n_components=None,
+        *,
+        init="auto",
+        max_iter=1000,
+        tol=None,
+        optimizer=None,
+        random_state=None,
+        verbose=False,
+        block_size="auto",
+        batch_size=None,
+        preprocessor=None,
+    ):
+        self.n_components = n_components
+        self.init = init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.optimizer = optimizer
+        self.random_state = random_state
+        self.verbose = verbose
+        self.block_size = block_size
+        self.batch_size = batch_size
+        self.preprocessor = preprocessor

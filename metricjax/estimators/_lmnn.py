@@ -1,0 +1,205 @@
+"""LMNN estimator: Large Margin Nearest Neighbor (Weinberger & Saul, 2009)."""
+
+import functools
+import warnings
+
+import numpy as np
+
+from metricjax.estimators._base import (
+    COMMON_ARGS,
+    COMMON_ATTRS,
+    SupervisedLearner,
+    check_block_size,
+    check_int,
+    check_real,
+)
+from metricjax.losses import lmnn_loss, lmnn_target_neighbors
+
+
+class LMNN(SupervisedLearner):
+    __doc__ = (
+        r"""Large Margin Nearest Neighbor metric learning (LMNN).
+
+    Learns :math:`L` pulling every point's target neighbours (its ``n_neighbors``
+    nearest same-class points in the input space, fixed during the fit) close and
+    pushing differently labelled points ("impostors") out by a margin
+    (:func:`metricjax.losses.lmnn_loss`):
+
+    .. math::
+        \ell(L) = (1 - \mu) \sum_i \sum_{j \in N_i} D_{ij}
+        + \mu \sum_i \sum_{j \in N_i} \sum_{l:\, c_l \ne c_i}
+          \bigl[\, m + D_{ij} - D_{il} \,\bigr]_+ ,
+        \qquad D_{ij} = \lVert Lx_i - Lx_j \rVert^2.
+
+    A transformer like metric-learn's ``LMNN``. The loss is piecewise smooth (a
+    hinge, with subgradient 0 at the kink); the default L-BFGS is used as for the
+    smooth losses.
+
+    **Small classes.** Every point needs ``n_neighbors`` other points of its class.
+    If the smallest class has ``m <= n_neighbors`` members, the fit uses
+    ``m - 1`` target neighbours (with a ``UserWarning``) and records the value used
+    in ``n_neighbors_``. A class with a single member has no target neighbour at
+    all and is refused (``ValueError``).
+
+    Args:"""
+        + COMMON_ARGS
+        + r"""        n_neighbors: number of target neighbours :math:`k` per point.
+        push_weight: :math:`\mu \in [0, 1]`, weight of the impostor (push) term;
+            ``1 - push_weight`` weighs the pull term (metric-learn's
+            ``regularization`` is ``1 - push_weight``).
+        margin: :math:`m \ge 0`, the margin of the hinge.
+        block_size: rows processed at a time by the loss (see
+            :func:`metricjax.losses.lmnn_loss`).
+        regularization: metric-learn's name for the weight of the *pull* term:
+            if given, ``push_weight = 1 - regularization`` (the same objective as
+            metric-learn's ``LMNN`` with that ``regularization``).
+        convergence_tol: metric-learn's relative objective-change tolerance; if
+            given, used as ``tol``.
+        k: metric-learn's deprecated name of ``n_neighbors`` (``FutureWarning``).
+        learn_rate: accepted for metric-learn compatibility, not used: the default
+            L-BFGS chooses its step lengths by line search (``FutureWarning``; pass
+            ``optimizer=optax.sgd(learn_rate)`` for metric-learn's fixed-step descent).
+        min_iter: accepted for metric-learn compatibility, not used: the fit stops by
+            ``tol`` (``FutureWarning``).
+
+    Attributes:"""
+        + COMMON_ATTRS
+        + r"""        classes_: the class labels, sorted.
+        n_neighbors_: the number of target neighbours actually used.
+        target_neighbors_: ``(n_samples, n_neighbors_)`` indices of the target
+            neighbours of the training points.
+
+    References:
+        K. Q. Weinberger and L. K. Saul, `Distance Metric Learning for Large Margin
+        Nearest Neighbor Classification <https://jmlr.org/papers/v10/weinberger09a.html>`_,
+        JMLR 10, 2009.
+
+    Examples:
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.neighbors import KNeighborsClassifier
+        >>> from sklearn.pipeline import make_pipeline
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> from metricjax.estimators import LMNN
+        >>> X, y = load_iris(return_X_y=True)
+        >>> lmnn = make_pipeline(StandardScaler(), LMNN(n_neighbors=3, max_iter=200))
+        >>> knn = make_pipeline(lmnn, KNeighborsClassifier(n_neighbors=3)).fit(X, y)
+        >>> bool(knn.score(X, y) > 0.9)
+        True
+    """
+    )
+
+    def __init__(
+        self,
+        n_components=None,
+        *,
+        init="auto",
+        n_neighbors=3,
+        push_weight=0.5,
+        margin=1.0,
+        max_iter=1000,
+        tol=None,
+        optimizer=None,
+        random_state=None,
+        verbose=False,
+        block_size="auto",
+        preprocessor=None,
+        regularization=None,
+        convergence_tol=None,
+        k=None,
+        learn_rate=None,
+        min_iter=None,
+    ):
+        self.n_components = n_components
+        self.init = init
+        self.n_neighbors = n_neighbors
+        self.push_weight = push_weight
+        self.margin = margin
+        self.max_iter = max_iter
+        self.tol = tol
+        self.optimizer = optimizer
+        self.random_state = random_state
+        self.verbose = verbose
+        self.block_size = block_size
+        self.preprocessor = preprocessor
+        self.regularization = regularization
+        self.convergence_tol = convergence_tol
+        self.k = k
+        self.learn_rate = learn_rate
+        self.min_iter = min_iter
+
+    def _tol(self) -> float:
+        if self.convergence_tol is not None:  # metric-learn's name
+            return check_real(self.convergence_tol, "convergence_tol", 0.0)
+        return super()._tol()
+
+    def _neighbours_and_push(self):
+        """``(n_neighbors, push_weight)`` after metric-learn's argument names (and warnings)."""
+        n_neighbors, push_weight = self.n_neighbors, self.push_weight
+        if self.k is not None and not (isinstance(self.k, str) and self.k == "deprecated"):
+            warnings.warn(
+                f"`k` is deprecated (as in metric-learn); using n_neighbors={self.k!r}",
+                FutureWarning,
+                stacklevel=5,
+            )
+            n_neighbors = self.k
+        if self.regularization is not None:
+            push_weight = 1.0 - check_real(self.regularization, "regularization", 0.0, 1.0)
+        for name, instead in (
+            ("learn_rate", "the L-BFGS line search chooses step lengths (pass "
+             "optimizer=optax.sgd(learn_rate) for fixed steps)"),
+            ("min_iter", "the fit stops by `tol` or `max_iter`"),
+        ):  # fmt: skip
+            if getattr(self, name) is not None:
+                warnings.warn(
+                    f"`{name}` (metric-learn) is not used by metricjax's LMNN: {instead}",
+                    FutureWarning,
+                    stacklevel=5,
+                )
+        return n_neighbors, push_weight
+
+    def _objective(self, X, codes, classes):
+        n_neighbors, push_weight = self._neighbours_and_push()
+        k = check_int(n_neighbors, "n_neighbors", 1)
+        push_weight = check_real(push_weight, "push_weight", 0.0, 1.0)
+        margin = check_real(self.margin, "margin", 0.0)
+        counts = np.bincount(codes)
+        smallest = int(counts.min())
+        if smallest < 2:
+            label = classes[int(np.argmin(counts))]
+            label = label.item() if hasattr(label, "item") else label
+            raise ValueError(
+                f"LMNN needs at least 2 samples in every class (each point needs a target "
+                f"neighbour of its own class), but class {label!r} has 1 sample"
+            )
+        if k > smallest - 1:
+            warnings.warn(
+                f"n_neighbors={k} is too large for the smallest class ({smallest} samples); "
+                f"using n_neighbors={smallest - 1}",
+                UserWarning,
+                stacklevel=4,
+            )
+            k = smallest - 1
+        tn = np.asarray(lmnn_target_neighbors(X, codes, k), dtype=np.int32)
+        loss = _lmnn_objective(check_block_size(self.block_size), margin, push_weight)
+        return loss, (codes, tn), {"n_neighbors_": k, "target_neighbors_": tn}
+
+
+def _lmnn_with_targets(transform, x, codes, target_neighbors, *, push_weight, margin, block_size):
+    """:func:`metricjax.losses.lmnn_loss` with the target neighbours as a data argument."""
+    return lmnn_loss(
+        transform,
+        x,
+        codes,
+        target_neighbors=target_neighbors,
+        push_weight=push_weight,
+        margin=margin,
+        block_size=block_size,
+    )
+
+
+@functools.cache
+def _lmnn_objective(block_size, margin: float, push_weight: float):
+    """One loss object per configuration, so refits reuse the compiled loop."""
+    return functools.partial(
+        _lmnn_with_targets, push_weight=push_weight, margin=margin, block_size=block_size
+    )

@@ -1,0 +1,67 @@
+"""NCA estimator: Neighbourhood Components Analysis (Goldberger et al., 2004)."""
+
+import functools
+
+from metricjax.estimators._base import (
+    BATCH_ARGS,
+    COMMON_ARGS,
+    COMMON_ATTRS,
+    SoftNeighbourLearner,
+    check_block_size,
+)
+from metricjax.losses import nca_loss
+
+
+@functools.cache
+def _nca_objective(block_size, num_classes: int):
+    """One loss object per configuration, so refits reuse the compiled loop."""
+    return functools.partial(nca_loss, num_classes=num_classes, block_size=block_size)
+
+
+class NCA(SoftNeighbourLearner):
+    __doc__ = (
+        r"""Neighbourhood Components Analysis (NCA).
+
+    Learns :math:`L` maximising the expected number of points correctly classified
+    by a stochastic nearest-neighbour rule in the embedding
+    (:func:`metricjax.losses.nca_loss`):
+
+    .. math::
+        \ell(L) = -\sum_i \sum_{j:\, c_j = c_i} p_{ij}, \qquad
+        p_{ij} = \frac{\exp(-\lVert Lx_i - Lx_j\rVert^2)}
+                      {\sum_{l \ne i} \exp(-\lVert Lx_i - Lx_l\rVert^2)}, \quad p_{ii} = 0.
+
+    A transformer like metric-learn's ``NCA``: use :meth:`transform` (or
+    :meth:`get_metric`) with a nearest-neighbour classifier.
+
+    Args:"""
+        + COMMON_ARGS
+        + BATCH_ARGS
+        + r"""
+    Attributes:"""
+        + COMMON_ATTRS
+        + r"""        classes_: the class labels, sorted.
+
+    References:
+        J. Goldberger, S. Roweis, G. Hinton and R. Salakhutdinov, `Neighbourhood
+        Components Analysis <https://papers.nips.cc/paper/2566>`_, NIPS 2004.
+
+    Examples:
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.neighbors import KNeighborsClassifier
+        >>> from sklearn.pipeline import make_pipeline
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> from metricjax.estimators import NCA
+        >>> X, y = load_iris(return_X_y=True)
+        >>> nca = make_pipeline(StandardScaler(), NCA(n_components=2, random_state=0))
+        >>> nca.fit_transform(X, y).shape
+        (150, 2)
+        >>> knn = make_pipeline(nca, KNeighborsClassifier(n_neighbors=3)).fit(X, y)
+        >>> bool(knn.score(X, y) > 0.9)
+        True
+    """
+    )
+
+    def _objective(self, X, codes, classes):
+        loss = _nca_objective(check_block_size(self.block_size), int(codes.max()) + 1)
+        return loss, (codes,), {}

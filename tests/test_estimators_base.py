@@ -1,0 +1,143 @@
+"""The shared estimator base: metric-learn's Mahalanobis API, pairs, preprocessor, LMNN's arguments."""
+
+import warnings
+
+import jax
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+from sklearn.datasets import load_iris  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+
+import metricjax as mj  # noqa: E402
+from metricjax.estimators import LMNN, MLKR, NCA, MahalanobisLearner  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def iris():
+    X, y = load_iris(return_X_y=True)
+    return (X - X.mean(0)) / X.std(0), y
+
+
+def _quiet(est, *args):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(*args)
+
+
+@pytest.mark.parametrize("cls", [MLKR, NCA, LMNN])
+def test_every_estimator_is_a_mahalanobis_learner(cls):
+    assert issubclass(cls, MahalanobisLearner)
+    for name in ("transform", "get_mahalanobis_matrix", "get_metric", "pair_distance",
+                 "pair_score", "score_pairs"):  # fmt: skip
+        assert callable(getattr(cls, name))
+    assert "preprocessor" in cls().get_params()
+
+
+def test_pair_distance_and_score_match_the_definition(iris):
+    X, y = iris
+    est = _quiet(NCA(n_components=2, max_iter=20), X, y)
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, len(X), size=(25, 2))
+    pairs = X[idx]  # (25, 2, 4)
+    L = est.components_
+    want = np.linalg.norm((pairs[:, 1] - pairs[:, 0]) @ L.T, axis=1)
+    np.testing.assert_allclose(est.pair_distance(pairs), want, rtol=1e-12)
+    np.testing.assert_allclose(est.pair_score(pairs), -want, rtol=1e-12)
+    metric = est.get_metric()
+    np.testing.assert_allclose([metric(a, b) for a, b in pairs], want, rtol=1e-10)
+    with pytest.warns(FutureWarning, match="score_pairs is deprecated"):
+        np.testing.assert_allclose(est.score_pairs(pairs), want, rtol=1e-12)
+
+
+def test_pair_distance_equals_metric_learns(iris):
+    from benchmarks._reference_libs import metric_learn_compat
+
+    ml = metric_learn_compat()
+    X, y = iris
+    ours = _quiet(NCA(n_components=2, max_iter=20), X, y)
+    theirs = ml.NCA(n_components=2, max_iter=5).fit(X, y)
+    theirs.components_ = ours.components_.copy()  # same map, compare the pair API only
+    pairs = X[np.random.default_rng(1).integers(0, len(X), size=(30, 2))]
+    np.testing.assert_allclose(ours.pair_distance(pairs), theirs.pair_distance(pairs), rtol=1e-12)
+    np.testing.assert_allclose(ours.pair_score(pairs), theirs.pair_score(pairs), rtol=1e-12)
+    np.testing.assert_allclose(ours.transform(X), theirs.transform(X), rtol=1e-12)
+    np.testing.assert_allclose(ours.get_mahalanobis_matrix(), theirs.get_mahalanobis_matrix())
+
+
+@pytest.mark.parametrize("kind", ["array", "callable"])
+def test_preprocessor_turns_indices_into_points(iris, kind):
+    X, y = iris
+    prep = X if kind == "array" else (lambda idx: X[idx])
+    idx = np.arange(len(X))
+    a = _quiet(NCA(n_components=2, max_iter=15, preprocessor=prep), idx, y)
+    b = _quiet(NCA(n_components=2, max_iter=15), X, y)
+    np.testing.assert_allclose(a.components_, b.components_, rtol=1e-10)
+    np.testing.assert_allclose(a.transform(idx[:7]), b.transform(X[:7]), rtol=1e-10)
+    pair_idx = np.array([[0, 1], [5, 100], [3, 3]])
+    np.testing.assert_allclose(a.pair_distance(pair_idx), b.pair_distance(X[pair_idx]), rtol=1e-10)
+
+
+def test_preprocessor_errors_name_the_argument(iris):
+    X, y = iris
+    est = _quiet(NCA(n_components=2, max_iter=5, preprocessor=X), np.arange(len(X)), y)
+    with pytest.raises(ValueError, match="out of range for the `preprocessor`"):
+        est.pair_distance(np.array([[0, 1000]]))
+    with pytest.raises(ValueError, match="`pairs` must hold tuples of 2 points"):
+        est.pair_distance(X[np.zeros((4, 3), int)])
+    with pytest.raises(ValueError, match="Invalid type for the `preprocessor`"):
+        NCA(preprocessor="not an array").fit(X, y)
+    plain = _quiet(NCA(n_components=2, max_iter=5), X, y)
+    with pytest.raises(ValueError, match="2D indices with a `preprocessor`"):
+        plain.pair_distance(np.array([[0, 1]]))
+    with pytest.raises(ValueError, match="`pairs` contains NaN"):
+        plain.pair_distance(np.full((2, 2, 4), np.nan))
+    with pytest.raises(ValueError, match="has 3 features, but NCA was fitted with 4"):
+        plain.pair_distance(np.zeros((2, 2, 3)))
+
+
+def test_mlkr_predict_is_kernel_regression(iris):
+    X, _ = iris
+    y = X[:, 0] + 0.1 * np.random.default_rng(0).standard_normal(len(X))
+    est = _quiet(MLKR(n_components=2, max_iter=30), X[:, 1:], y)
+    with jax.enable_x64(True):
+        want = mj.losses.kernel_regression(est.components_, X[:, 1:], y, X[:10, 1:])
+    np.testing.assert_allclose(est.predict(X[:10, 1:]), want, rtol=1e-10)
+    # and the plain softmax formula in NumPy
+    z, zq = X[:, 1:] @ est.components_.T, X[:10, 1:] @ est.components_.T
+    d = ((zq[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+    w = np.exp(-(d - d.min(1, keepdims=True)))
+    np.testing.assert_allclose(est.predict(X[:10, 1:]), (w @ y) / w.sum(1), rtol=1e-10)
+
+
+def test_lmnn_accepts_metric_learns_constructor_arguments(iris):
+    X, y = iris
+    base = _quiet(LMNN(n_neighbors=3, push_weight=0.3, max_iter=30), X, y)
+    # regularization is the pull weight: push_weight = 1 - regularization
+    same = _quiet(LMNN(n_neighbors=3, regularization=0.7, max_iter=30), X, y)
+    np.testing.assert_allclose(same.components_, base.components_, rtol=1e-10)
+    with pytest.warns(FutureWarning, match="`k` is deprecated.*n_neighbors=3"):
+        _quiet(LMNN(k=3, push_weight=0.3, max_iter=30), X, y)
+    with pytest.warns(FutureWarning, match="`learn_rate`.*not used.*line search"):
+        _quiet(LMNN(learn_rate=1e-7, max_iter=5), X, y)
+    with pytest.warns(FutureWarning, match="`min_iter`.*not used"):
+        _quiet(LMNN(min_iter=50, max_iter=5), X, y)
+    # convergence_tol is used as tol
+    a = _quiet(LMNN(convergence_tol=1e-2, max_iter=200), X, y)
+    b = _quiet(LMNN(tol=1e-2, max_iter=200), X, y)
+    assert a.n_iter_ == b.n_iter_
+    np.testing.assert_allclose(a.components_, b.components_, rtol=1e-10)
+    with pytest.raises(ValueError, match="`regularization` must lie in"):
+        LMNN(regularization=2.0).fit(X, y)
+
+
+def test_metric_learn_style_code_runs_unchanged(iris):
+    """Code written for metric-learn's LMNN constructor must not crash."""
+    X, y = iris
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = LMNN(init="auto", n_neighbors=3, min_iter=50, max_iter=40, learn_rate=1e-7,
+                   regularization=0.5, convergence_tol=0.001, verbose=False,
+                   preprocessor=None, n_components=None, random_state=0).fit(X, y)  # fmt: skip
+    assert est.transform(X).shape == X.shape

@@ -1,0 +1,50 @@
+"""The NCA estimator: the same loop as ``metricjax.fit``, string labels, k-NN quality."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from _estimator_data import D, classification, knn_accuracy, x64_context
+from sklearn.datasets import load_iris, load_wine
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+import metricjax as mj
+from metricjax.estimators import NCA
+from metricjax.losses import nca_loss
+
+
+def test_same_result_as_metricjax_fit():
+    # the estimator runs the loop of metricjax.fit (cached, maybe with quicker XLA
+    # settings): same iterations, same result up to rounding
+    x, y = classification()
+    model = NCA(init="identity").fit(x, y)
+    with x64_context():
+        ref = mj.fit(
+            lambda L, x, c: nca_loss(L, x, c, num_classes=3), jnp.eye(D), x, y.astype(np.int32)
+        )
+    assert model.n_iter_ == ref.num_iter and model.converged_ == ref.converged
+    np.testing.assert_allclose(model.components_, np.asarray(ref.params), rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(model.loss_history_, ref.loss_history, rtol=1e-10)
+
+
+def test_string_labels_and_classes():
+    x, y = classification()
+    names = np.array(["setosa", "versicolor", "virginica"])
+    a = NCA().fit(x, names[y])
+    b = NCA().fit(x, y)
+    np.testing.assert_array_equal(a.classes_, names)
+    np.testing.assert_array_equal(a.components_, b.components_)
+
+
+@pytest.mark.parametrize("loader", [load_iris, load_wine], ids=["iris", "wine"])
+def test_nca_knn_accuracy_not_worse_than_euclidean(loader):
+    x, y = loader(return_X_y=True)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.3, stratify=y, random_state=0)
+    scaler = StandardScaler().fit(x_tr)
+    x_tr, x_te = scaler.transform(x_tr), scaler.transform(x_te)
+    base = knn_accuracy(x_tr, y_tr, x_te, y_te)
+    nca = NCA(max_iter=100, random_state=0).fit(x_tr, y_tr)
+    acc = knn_accuracy(nca.transform(x_tr), y_tr, nca.transform(x_te), y_te)
+    assert acc >= base - 0.05, (acc, base)

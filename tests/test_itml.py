@@ -1,0 +1,252 @@
+"""ITML: compiled solver and loss against metric-learn 0.7.0 and plain-jnp twins."""
+
+import functools
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris, load_wine
+from sklearn.metrics import pairwise_distances
+
+from benchmarks._reference_libs import metric_learn_compat
+from metricjax.losses._itml import itml_loss, itml_loss_transform
+from metricjax.solvers import _itml
+from metricjax.solvers._itml import default_bounds, itml_solve
+
+ml = metric_learn_compat()
+
+
+def make_pairs(x, labels, n, seed):
+    """``n`` random pairs (distinct indices), +1 if same class else -1."""
+    rng = np.random.RandomState(seed)
+    i, j = rng.randint(0, len(x), n), rng.randint(0, len(x), n)
+    keep = i != j
+    y = np.where(labels[i] == labels[j], 1, -1)[keep]
+    return np.stack([x[i], x[j]], axis=1)[keep], y
+
+
+def _datasets():
+    iris = load_iris()
+    wine = load_wine()
+    xw = (wine.data - wine.data.mean(0)) / wine.data.std(0)
+    rng = np.random.RandomState(0)
+    xr = rng.randn(80, 6)
+    lr = (xr[:, 0] + 0.5 * rng.randn(80) > 0).astype(int)
+    return {
+        "iris": make_pairs(iris.data, iris.target, 200, 0),
+        "wine": make_pairs(xw, wine.target, 200, 1),
+        "random": make_pairs(xr, lr, 150, 2),
+    }
+
+
+DATA = _datasets()
+
+
+def ml_itml(pairs, y, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn deprecations inside metric-learn
+        return ml.ITML(**kw).fit(pairs, y)
+
+
+def relerr(a, b):
+    return np.abs(np.asarray(a) - b).max() / np.abs(b).max()
+
+
+# ----------------------------------------------------------------------------------
+# solver vs metric-learn
+# ----------------------------------------------------------------------------------
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("name", ["iris", "wine", "random"])
+def test_itml_solve_matches_metric_learn(name):
+    pairs, y = DATA[name]
+    ref = ml_itml(pairs, y)
+    res = itml_solve(pairs, y)
+    assert res.metric.dtype == jnp.float64
+    assert relerr(res.metric, ref.get_mahalanobis_matrix()) < 1e-6
+    np.testing.assert_allclose(res.bounds, ref.bounds_, rtol=1e-12)
+    assert int(res.n_iter) == ref.n_iter_ + 1  # metric-learn stores the last sweep index
+    assert bool(res.converged)
+
+
+@pytest.mark.usefixtures("x64")
+def test_itml_solve_hyperparameters_match_metric_learn():
+    pairs, y = DATA["random"]
+    prior = np.diag(np.arange(1.0, 7.0))
+    cases = [
+        dict(gamma=0.3, prior="covariance", bounds=[0.5, 20.0]),
+        dict(gamma=np.inf, prior="random", random_state=4, max_iter=50),
+        dict(gamma=5.0, prior=prior, tol=1e-6, max_iter=7),  # stopped by max_iter
+    ]
+    for kw in cases:
+        bounds = kw.pop("bounds", None)
+        ref = ml.ITML(**kw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref._fit(pairs, y, bounds=bounds)
+        res = itml_solve(pairs, y, bounds=bounds, **kw)
+        assert relerr(res.metric, ref.get_mahalanobis_matrix()) < 1e-6, kw
+        assert int(res.n_iter) == ref.n_iter_ + 1, kw
+    assert not bool(res.converged)  # the last case ran out of sweeps
+
+
+def test_itml_solve_float32_is_finite_and_close():
+    pairs, y = DATA["wine"]
+    ref = ml_itml(pairs, y).get_mahalanobis_matrix()
+    res = itml_solve(pairs.astype(np.float32), y, device="cpu")
+    assert res.metric.dtype == jnp.float32
+    assert res.metric.devices() == {jax.devices("cpu")[0]}
+    assert np.all(np.isfinite(res.metric))
+    assert relerr(res.metric, ref) < 1e-3
+
+
+def test_default_bounds_are_metric_learns_percentiles(monkeypatch):
+    rng = np.random.RandomState(5)
+    pairs = rng.randn(300, 2, 3)
+    pairs[10] = pairs[3]  # duplicated points are counted once, as in metric-learn
+    pts = np.unique(pairs.reshape(-1, 3), axis=0)
+    want = np.percentile(pairwise_distances(pts), (5, 95))
+    np.testing.assert_allclose(default_bounds(pairs), want, rtol=1e-12)
+    # the bounded-memory path (sampled bracket + exact selection) gives the same numbers
+    monkeypatch.setattr(_itml, "_DENSE_LIMIT", 1000)
+    monkeypatch.setattr(_itml, "_ROW_BLOCK", 64)
+    np.testing.assert_allclose(default_bounds(pairs), want, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------------
+# degenerate and bad input
+# ----------------------------------------------------------------------------------
+def test_coincident_pairs():
+    pairs, y = DATA["random"]
+    pairs = pairs.copy()
+    # a similar pair of identical points is a no-op (finite, same as metric-learn)
+    k = int(np.flatnonzero(y == 1)[0])
+    pairs[k, 1] = pairs[k, 0]
+    with jax.enable_x64(True):
+        res = itml_solve(pairs, y)
+    assert relerr(res.metric, ml_itml(pairs, y).get_mahalanobis_matrix()) < 1e-6
+    # a dissimilar pair of identical points: metric-learn breaks down with NaN
+    # (reported as "The input metric should be symmetric."); we say what is wrong
+    k = int(np.flatnonzero(y == -1)[0])
+    pairs[k, 1] = pairs[k, 0]
+    with pytest.raises(ValueError, match="symmetric"):
+        ml_itml(pairs, y)
+    with pytest.raises(ValueError, match=r"dissimilar pair\(s\) \[.*\] have two identical"):
+        itml_solve(pairs, y)
+    b = np.array([1.0, 2.0])
+    with pytest.raises(ValueError, match="dissimilar pair"):
+        itml_loss(jnp.eye(6), pairs, y, bounds=b)
+
+
+def test_itml_bad_input():
+    pairs, y = DATA["iris"]
+    with pytest.raises(ValueError, match=r"`pairs` must have shape \(n_pairs, 2, d\)"):
+        itml_solve(np.zeros((5, 3, 4)), np.ones(5))
+    with pytest.raises(ValueError, match="`y` must hold"):
+        itml_solve(pairs, np.where(y > 0, 1, 0))
+    with pytest.raises(ValueError, match="`y` holds a single class"):
+        itml_solve(pairs, -np.ones(len(y)))
+    bad = pairs.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="`pairs` contains NaN"):
+        itml_solve(bad, y)
+    with pytest.raises(ValueError, match="`gamma`"):
+        itml_solve(pairs, y, gamma=0.0)
+    with pytest.raises(ValueError, match="`bounds` must be an array-like of two"):
+        itml_solve(pairs, y, bounds=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="`bounds` must be two finite"):
+        itml_solve(pairs, y, bounds=[np.nan, 2.0])
+    with pytest.raises(ValueError, match="`max_iter`"):
+        itml_solve(pairs, y, max_iter=0)
+    with pytest.raises(ValueError, match="`device`: no 'tpu9' device"):
+        itml_solve(pairs, y, device="tpu9")
+    with pytest.raises(ValueError, match="strictly positive definite matrix as `prior`"):
+        itml_solve(pairs, y, prior=np.diag([1.0, 1.0, 1.0, 0.0]))
+    with pytest.raises(ValueError, match="`gamma` must be a positive finite"):
+        itml_loss(jnp.eye(4), pairs, y, bounds=[1.0, 2.0], gamma=np.inf)
+    with pytest.raises(ValueError, match="`metric` has shape"):
+        itml_loss(jnp.eye(3), pairs, y, bounds=[1.0, 2.0])
+
+
+# ----------------------------------------------------------------------------------
+# the loss: closed-form gradient, relation to the solver
+# ----------------------------------------------------------------------------------
+def _twin(metric, pairs, y, *, bounds, prior, gamma):
+    """Plain jnp ITML objective (autodiff only)."""
+    u = pairs[:, 0] - pairs[:, 1]
+    dist = jnp.einsum("pi,ij,pj->p", u, metric, u)
+    ld = (
+        jnp.trace(jnp.linalg.inv(prior) @ metric)
+        - jnp.log(jnp.linalg.det(metric))
+        + jnp.log(jnp.linalg.det(prior))
+        - metric.shape[0]
+    )
+    r = jnp.where(y > 0, jnp.maximum(dist / bounds[0], 1), jnp.minimum(dist / bounds[1], 1))
+    return ld + gamma * jnp.sum(r - jnp.log(r) - 1)
+
+
+@pytest.mark.usefixtures("x64")
+def test_itml_loss_gradient_matches_autodiff_twin():
+    pairs, y = DATA["random"]
+    pairs = jnp.asarray(pairs)
+    d = pairs.shape[2]
+    rng = np.random.RandomState(0)
+    a = rng.randn(d, d)
+    metric = jnp.asarray(a @ a.T / d + 0.5 * np.eye(d))
+    prior = jnp.asarray(np.diag(rng.uniform(0.5, 2, d)))
+    bounds = jnp.asarray([2.0, 9.0])  # both kinds of violated pairs are present
+    dist = np.einsum("pi,ij,pj->p", pairs[:, 0] - pairs[:, 1], metric, pairs[:, 0] - pairs[:, 1])
+    assert np.any((y > 0) & (dist > 2)) and np.any((y < 0) & (dist < 9))
+    loss = functools.partial(itml_loss, bounds=bounds, prior=prior, gamma=0.7)
+    tloss = functools.partial(itml_loss_transform, bounds=bounds, prior=prior, gamma=0.7)
+    twin = functools.partial(_twin, bounds=bounds, prior=prior, gamma=0.7)
+    L = jnp.asarray(np.linalg.cholesky(np.asarray(metric)).T)
+
+    @jax.jit
+    def everything(metric, L, pairs, y):  # one compilation for all the comparisons
+        return (
+            (loss(metric, pairs, y), twin(metric, pairs, y)),
+            (jax.grad(loss, (0, 1))(metric, pairs, y), jax.grad(twin, (0, 1))(metric, pairs, y)),
+            (jax.grad(tloss)(L, pairs, y), jax.grad(lambda L: twin(L.T @ L, pairs, y))(L)),
+        )
+
+    (val, want_val), (got, want), (got_l, want_l) = everything(metric, L, pairs, y)
+    np.testing.assert_allclose(val, want_val, rtol=1e-12)
+    for g, w in zip(got + (got_l,), want + (want_l,), strict=True):  # metric, pairs, L
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12 * np.abs(w).max())
+    # closed form of the gradient, written out
+    u = np.asarray(pairs[:, 0] - pairs[:, 1])
+    b = np.where(y > 0, 2.0, 9.0)
+    act = np.where(y > 0, dist > 2.0, dist < 9.0)
+    g = np.where(act, 0.7 * (1 / b - 1 / dist), 0.0)
+    closed = np.linalg.inv(prior) - np.linalg.inv(metric) + u.T @ (g[:, None] * u)
+    np.testing.assert_allclose(got[0], closed, rtol=1e-10, atol=1e-12 * np.abs(closed).max())
+
+
+def test_itml_loss_float32_jit_and_barrier():
+    pairs, y = DATA["iris"]
+    f = jax.jit(functools.partial(itml_loss, bounds=np.array([0.2, 5.0]), gamma=1.0))
+    val, g = jax.value_and_grad(f)(jnp.eye(4, dtype=jnp.float32), pairs.astype(np.float32), y)
+    assert val.dtype == jnp.float32 and np.isfinite(val) and np.all(np.isfinite(g))
+    # not positive definite: +inf (LogDet barrier), never NaN
+    assert np.isposinf(f(jnp.diag(jnp.array([1.0, 1.0, -1.0, 1.0])), pairs, y))
+
+
+@pytest.mark.usefixtures("x64")
+def test_itml_loss_minimiser_is_the_solver_fixed_point():
+    """itml_loss is ITML's objective: its gradient vanishes at the Bregman fixed point.
+
+    The loss is convex on the PD cone, so a zero gradient means the global minimum.
+    """
+    pairs, y = DATA["wine"]
+    tight = itml_solve(pairs, y, tol=1e-10, max_iter=100000)
+    assert bool(tight.converged)
+    b = np.asarray(tight.bounds)
+    f = jax.jit(functools.partial(itml_loss, bounds=b))
+    g = jax.grad(f)(tight.metric, pairs, y)
+    g0 = jax.grad(f)(jnp.eye(pairs.shape[2]), pairs, y)
+    assert np.abs(g).max() < 1e-7 * np.abs(g0).max()
+    # metric-learn stops at tol=1e-3, above the optimum
+    m_ml = ml_itml(pairs, y).get_mahalanobis_matrix()
+    assert float(f(tight.metric, pairs, y)) < float(f(m_ml, pairs, y))

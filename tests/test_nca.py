@@ -1,0 +1,66 @@
+"""NCA loss: independent oracles (scikit-learn), autodiff agreement, blocking, labels, numerics."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from _loss_oracles import data as _data
+from _loss_oracles import far_and_spread_data, np_nca, plain_nca
+from jax.test_util import check_grads
+
+from metricjax.losses import nca_loss
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("block_size", [None, 4, 23])
+def test_nca_matches_sklearn_and_autodiff(block_size):
+    nca_mod = pytest.importorskip("sklearn.neighbors")
+    L, x, _, labels = _data()
+    est = nca_mod.NeighborhoodComponentsAnalysis()
+    est.n_iter_ = 0
+    cost, grad = est._loss_grad_lbfgs(L.ravel(), x, labels[:, None] == labels[None, :], -1.0)
+    np.testing.assert_allclose(nca_loss(L, x, labels, block_size=block_size), cost, rtol=1e-12)
+    np.testing.assert_allclose(nca_loss(L, x, labels), np_nca(L, x, labels), rtol=1e-12)
+    g = jax.grad(nca_loss, argnums=(0, 1))(L, x, labels, block_size=block_size)
+    np.testing.assert_allclose(g[0], grad.reshape(L.shape), rtol=1e-10, atol=1e-12)
+    want = jax.grad(plain_nca, argnums=(0, 1))(L, x, labels)
+    for a, b in zip(g, want):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.usefixtures("x64")
+def test_check_grads_through_custom_rules():
+    L, x, _, labels = _data(n=9, d=3, k=2)
+    check_grads(lambda L, x: nca_loss(L, x, labels, block_size=4), (L, x), order=1,
+                modes=("rev",))
+
+
+def test_nca_labels_of_any_type_and_under_jit():
+    L, x, _, labels = _data()
+    names = np.array(["a", "b", "c"])[labels]
+    ref = nca_loss(L, x, labels)
+    np.testing.assert_allclose(nca_loss(L, x, names), ref, rtol=1e-6)
+    jitted = jax.jit(lambda L, x, lab: nca_loss(L, x, lab, num_classes=3))
+    np.testing.assert_allclose(jitted(L, x, jnp.asarray(labels)), ref, rtol=1e-6)
+    with pytest.raises(ValueError, match="num_classes"):
+        jax.jit(lambda L, x, lab: nca_loss(L, x, lab))(L, x, jnp.asarray(labels))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_preserved_by_the_gradient(dtype):
+    L, x, _, labels = _data()
+    with jax.enable_x64(dtype == np.float64):
+        g = jax.grad(nca_loss)(L.astype(dtype), x.astype(dtype), labels)
+        assert g.dtype == dtype
+
+
+def test_float32_stable_for_far_and_spread_data():
+    L, x, y = far_and_spread_data()
+    val, g = jax.value_and_grad(nca_loss)(L, x, (y > 0).astype(int))
+    assert np.isfinite(val) and np.all(np.isfinite(g))
+
+
+def test_bad_input_raises():
+    L, x, y, _ = _data()
+    with pytest.raises(ValueError, match="labels"):
+        nca_loss(L, x, y[:3])

@@ -7,8 +7,8 @@ import pytest
 from sklearn.datasets import load_iris
 
 from benchmarks._reference_libs import metric_learn_compat
+from metricjax._checks import check_pairs
 from metricjax.solvers._prior import (
-    check_pairs,
     components_from_metric,
     initial_metric,
     padded_size,

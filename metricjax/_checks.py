@@ -41,10 +41,13 @@ def float_dtype(*arrays) -> jnp.dtype:
         problem = _dtype_problem(dt)
         if problem is not None:
             raise TypeError(f"an input {problem}")
-    dt = jnp.result_type(*dts) if dts else jnp.result_type(float)
-    if not jnp.issubdtype(dt, jnp.floating):
-        dt = jnp.result_type(dt, float)
-        dt = jax.dtypes.canonicalize_dtype(jnp.float64) if dt == jnp.float64 else dt
+    # This function *is* the promotion policy (the inputs are then cast explicitly), so
+    # it applies JAX's standard lattice even when a user turned on strict promotion.
+    with jax.numpy_dtype_promotion("standard"):
+        dt = jnp.result_type(*dts) if dts else jnp.result_type(float)
+        if not jnp.issubdtype(dt, jnp.floating):
+            dt = jnp.result_type(dt, float)
+            dt = jax.dtypes.canonicalize_dtype(jnp.float64) if dt == jnp.float64 else dt
     return jnp.dtype(dt)
 
 

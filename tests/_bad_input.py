@@ -22,6 +22,7 @@ import warnings
 import jax
 import numpy as np
 import pytest
+from _typecheck import unchecked_calls
 
 import metricjax as mj
 
@@ -93,17 +94,19 @@ def _jitted(fn, args, kwargs):
     return lambda: jax.jit(functools.partial(fn, **kwargs))(*args)
 
 
+# The rows test the errors a user sees: run them without the test-time type checker
+# (tests/_typecheck.py), which would otherwise refuse bad shapes before our checks do.
 def check_bad_input(fn, args, kwargs, exc, match, jit):
     """The row raises ``exc`` with a message matching ``match`` (eagerly, or under jit for
     the rows whose problem only exists while tracing)."""
     call = _jitted(fn, args, kwargs) if jit == ONLY_JIT else (lambda: fn(*args, **kwargs))
-    with pytest.raises(exc, match=match):
+    with unchecked_calls(), pytest.raises(exc, match=match):
         call()
 
 
 def check_bad_input_under_jit(fn, args, kwargs, exc, match):
     """Shape and dtype errors are raised at trace time: the same error under ``jax.jit``."""
-    with pytest.raises(exc, match=match):
+    with unchecked_calls(), pytest.raises(exc, match=match):
         _jitted(fn, args, kwargs)()
 
 
@@ -121,7 +124,7 @@ class EstimatorTable(list):
 
 
 def check_estimator_bad_input(cls, y, action, exc, match):
-    with warnings.catch_warnings():
+    with unchecked_calls(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(exc, match=match):
             action(cls, y)

@@ -406,7 +406,7 @@ def test_indefinite_metric_is_clamped_at_zero_with_zero_derivative(x64):
     np.testing.assert_array_equal(got, np.sqrt(np.maximum(sq, 0)))
     assert (sq < 0).any() and (got[sq < 0] == 0).all()
     gx, gm = jax.grad(
-        lambda x, m: jnp.sum(jnp.asarray(sq < 0) * mj.pairwise_mahalanobis(x, m)), argnums=(0, 1)
+        lambda x, m: jnp.sum(jnp.asarray(sq < 0, jnp.float64) * mj.pairwise_mahalanobis(x, m)), argnums=(0, 1)
     )(x, m)
     np.testing.assert_array_equal(gx, 0)
     np.testing.assert_array_equal(gm, 0)

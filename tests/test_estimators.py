@@ -303,7 +303,8 @@ def test_lazy_top_level_access():
 def test_missing_sklearn_gives_install_hint(monkeypatch):
     for name in [m for m in sys.modules if m == "sklearn" or m.startswith("sklearn.")]:
         monkeypatch.setitem(sys.modules, name, None)
-    monkeypatch.delitem(sys.modules, "metricjax.estimators")
+    for name in [m for m in sys.modules if m.startswith("metricjax.estimators")]:
+        monkeypatch.delitem(sys.modules, name)
     with pytest.raises(ImportError, match=r'pip install "metricjax\[sklearn\]"'):
         importlib.import_module("metricjax.estimators")
 

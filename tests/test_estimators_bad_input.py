@@ -212,9 +212,16 @@ est_row(
 est_row(
     "optimizer",
     ALL,
-    fit_with(optimizer="adam"),
+    fit_with(optimizer=42),
     TypeError,
-    r"`optimizer` must be None or an optax.GradientTransformation",
+    r"`optimizer` must be None, an optax.GradientTransformation .* or the name of one",
+)
+est_row(
+    "optimizer-unknown-name",
+    ALL,
+    fit_with(optimizer="adamm"),
+    ValueError,
+    r"unknown optimizer name 'adamm'",
 )
 est_row(
     "push_weight",

@@ -62,4 +62,4 @@ def test_type_errors_and_mlkr_refuses_lda():
     with pytest.raises(TypeError, match="`n_components` must be an int"):
         MLKR(n_components=1.5).fit(x, y)
     with pytest.raises(TypeError, match="optax.GradientTransformation"):
-        MLKR(optimizer="adam").fit(x, y)
+        MLKR(optimizer=object()).fit(x, y)

@@ -10,6 +10,7 @@ over the constraints, each step an :math:`O(d^2)` rank-1 update, inside a
 
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
@@ -18,8 +19,9 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from metricjax import _checks
+from metricjax._checks import check_pairs
 from metricjax.losses._itml import check_bounds, check_gamma
-from metricjax.solvers._prior import check_pairs, initial_metric, on_device, padded_size
+from metricjax.solvers._prior import initial_metric, on_device, padded_size
 
 # Upper-triangle distance counts up to which the bounds use one exact partition of all
 # of them; above, an exact selection inside a sampled bracket (bounded memory).
@@ -211,7 +213,7 @@ def itml_solve(
     max_iter: int = 1000,
     tol: float = 1e-3,
     prior: str | Float[ArrayLike, "d d"] = "identity",
-    bounds: Float[ArrayLike, " 2"] | None = None,
+    bounds: Float[ArrayLike, " 2"] | Sequence[float] | None = None,
     random_state=None,
     device=None,
 ) -> ITMLResult:

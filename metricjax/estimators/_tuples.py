@@ -55,7 +55,12 @@ def solve_in_dtype(solver, tuples, *args, **kwargs):
         res = type(res)(*(np.asarray(leaf) for leaf in res))
     if not np.all(np.isfinite(res.metric)):  # pragma: no cover - guarded by the solvers
         raise FloatingPointError(f"{solver.__name__} produced a non-finite metric")
-    return components_from_metric(res.metric).astype(dtype, copy=False), res
+    if hasattr(res, "components"):  # SCML builds its own (possibly low-rank) L
+        return np.asarray(res.components).astype(dtype, copy=False), res
+    # M is symmetric in exact arithmetic; the rank-1 updates of float32 solvers drift
+    # from it by rounding, more than components_from_metric's symmetry test allows
+    metric = 0.5 * (res.metric + res.metric.T)
+    return components_from_metric(metric).astype(dtype, copy=False), res
 
 
 class _TuplesLearner(ClassifierMixin, MahalanobisLearner):
@@ -367,7 +372,7 @@ class SupervisedTuplesLearner(MahalanobisLearner):
     """Base of the ``*_Supervised`` learners: ``fit(X, y)`` from class labels.
 
     Subclasses define ``_draw(X, labels, n_constraints, random_state)`` returning the
-    tuples (and their labels, or ``None``) and ``_fit_tuples`` (shared with the weakly
+    tuples, their labels (or ``None``) and extra keyword arguments of ``_fit_tuples``, and ``_fit_tuples`` (shared with the weakly
     supervised learner, e.g. through multiple inheritance of a common base).
     """
 
@@ -391,16 +396,17 @@ class SupervisedTuplesLearner(MahalanobisLearner):
         pos_neg = Constraints(labels).positive_negative_pairs(
             n_constraints, random_state=random_state
         )
-        return wrap_pairs(X, pos_neg)
+        pairs, y = wrap_pairs(X, pos_neg)
+        return pairs, y, {}
 
     def _supervised_fit(self, X, y, **fit_args):
         with restore_on_failure(self):
             X, y = self._points(X, y, reset=True, ensure_min_samples=2)
             labels = constraint_labels(y, type(self).__name__)
             n_constraints = self._n_constraints(labels)
-            tuples, tuple_y = self._draw(X, labels, n_constraints, self.random_state)
+            tuples, tuple_y, more = self._draw(X, labels, n_constraints, self.random_state)
             tuples = np.asarray(tuples, dtype=X.dtype)
-            fitted = self._fit_tuples(tuples, tuple_y, **fit_args)
+            fitted = self._fit_tuples(tuples, tuple_y, **fit_args, **more)
             for name, value in fitted.items():
                 setattr(self, name, value)
         return self

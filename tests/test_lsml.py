@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _typecheck import unchecked
 
 import metricjax as mj
 from metricjax.losses._lsml import lsml_loss, lsml_transform_loss
@@ -286,30 +287,30 @@ def test_lsml_loss_inside_a_flax_model():
 def test_lsml_bad_input():
     q = _quadruplets(_iris(), 20, 80)
     with pytest.raises(ValueError, match="quadruplets"):
-        lsml_solve(q[:, :3])
+        unchecked(lsml_solve)(q[:, :3])
     with pytest.raises(ValueError, match="quadruplets"):
-        lsml_loss(np.eye(4), q[:, :, :, None])
+        unchecked(lsml_loss)(np.eye(4), q[:, :, :, None])
     bad = q.copy()
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="quadruplets.*NaN"):
-        lsml_solve(bad)
+        unchecked(lsml_solve)(bad)
     with pytest.raises(ValueError, match="weights"):
-        lsml_solve(q, -np.ones(len(q)))
+        unchecked(lsml_solve)(q, -np.ones(len(q)))
     with pytest.raises(ValueError, match="weights"):
-        lsml_solve(q, np.zeros(len(q)))
+        unchecked(lsml_solve)(q, np.zeros(len(q)))
     with pytest.raises(ValueError, match="weights"):
-        lsml_loss(np.eye(4), q, np.ones(3))
+        unchecked(lsml_loss)(np.eye(4), q, np.ones(3))
     with pytest.raises(ValueError, match="prior"):
-        lsml_solve(q, prior=np.diag([1.0, 1.0, 1.0, 0.0]))
+        unchecked(lsml_solve)(q, prior=np.diag([1.0, 1.0, 1.0, 0.0]))
     with pytest.raises(ValueError, match="prior"):
-        lsml_solve(q, prior="pca")
+        unchecked(lsml_solve)(q, prior="pca")
     with pytest.raises(ValueError, match="metric"):
-        lsml_loss(np.eye(3), q)
+        unchecked(lsml_loss)(np.eye(3), q)
     with pytest.raises(ValueError, match="square transform"):
-        lsml_transform_loss(np.eye(4)[:2], q, prior_inv=np.eye(4))
+        unchecked(lsml_transform_loss)(np.eye(4)[:2], q, prior_inv=np.eye(4))
     with pytest.raises(ValueError, match="max_iter"):
-        lsml_solve(q, max_iter=0)
+        unchecked(lsml_solve)(q, max_iter=0)
     with pytest.raises(ValueError, match="tol"):
-        lsml_solve(q, tol=-1.0)
+        unchecked(lsml_solve)(q, tol=-1.0)
     with pytest.raises(TypeError):
-        lsml_loss(np.eye(4), q.astype(complex))
+        unchecked(lsml_loss)(np.eye(4), q.astype(complex))

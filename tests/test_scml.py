@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _typecheck import unchecked
 
 import metricjax as mj
 from metricjax.losses._scml import scml_loss
@@ -199,34 +200,34 @@ def test_scml_loss_trains_with_optax():
 
 def test_scml_bad_input():
     with pytest.raises(ValueError, match="triplets"):
-        scml_solve(T[:, :2], n_basis=10)
+        unchecked(scml_solve)(T[:, :2], n_basis=10)
     bad = T.copy()
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="triplets.*NaN"):
-        scml_solve(bad, n_basis=10)
+        unchecked(scml_solve)(bad, n_basis=10)
     with pytest.raises(ValueError, match="output_iter"):
-        scml_solve(T, n_basis=10, max_iter=10, output_iter=20)
+        unchecked(scml_solve)(T, n_basis=10, max_iter=10, output_iter=20)
     with pytest.raises(ValueError, match="max_iter"):
-        scml_solve(T, n_basis=10, max_iter=10.0)
+        unchecked(scml_solve)(T, n_basis=10, max_iter=10.0)
     with pytest.raises(ValueError, match="batch_size"):
-        scml_solve(T, n_basis=10, batch_size=0)
+        unchecked(scml_solve)(T, n_basis=10, batch_size=0)
     with pytest.raises(ValueError, match="gamma"):
-        scml_solve(T, n_basis=10, gamma=0.0)
+        unchecked(scml_solve)(T, n_basis=10, gamma=0.0)
     with pytest.raises(ValueError, match="beta"):
-        scml_solve(T, n_basis=10, beta=-1.0)
+        unchecked(scml_solve)(T, n_basis=10, beta=-1.0)
     with pytest.raises(ValueError, match="basis"):
-        scml_solve(T, basis="pca")
+        unchecked(scml_solve)(T, basis="pca")
     with pytest.raises(ValueError, match="labels"):
-        scml_solve(T, basis="lda")
+        unchecked(scml_solve)(T, basis="lda")
     with pytest.raises(ValueError, match="basis"):
-        scml_solve(T, basis=np.eye(4))
+        unchecked(scml_solve)(T, basis=np.eye(4))
     with pytest.raises(ValueError, match="n_basis"):
-        scml_solve(T, basis=np.eye(13), n_basis=12)
+        unchecked(scml_solve)(T, basis=np.eye(13), n_basis=12)
     with pytest.raises(ValueError, match="greater than the number of triplets"):
-        scml_solve(T[:5], n_basis=10)
+        unchecked(scml_solve)(T[:5], n_basis=10)
     with pytest.raises(ValueError, match="weights"):
-        scml_loss(np.ones(3), T, np.eye(13))
+        unchecked(scml_loss)(np.ones(3), T, np.eye(13))
     with pytest.raises(ValueError, match="basis"):
-        scml_loss(np.ones(3), T, np.eye(3))
+        unchecked(scml_loss)(np.ones(3), T, np.eye(3))
     with pytest.warns(UserWarning, match="n_basis"):
-        scml_triplet_diffs_basis(T[:20, :, :2])
+        unchecked(scml_triplet_diffs_basis)(T[:20, :, :2])

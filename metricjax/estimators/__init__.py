@@ -18,6 +18,8 @@ from metricjax.estimators._mmc import MMC_Supervised as MMC_Supervised
 from metricjax.estimators._nca import NCA as NCA
 from metricjax.estimators._scml import SCML as SCML
 from metricjax.estimators._scml import SCML_Supervised as SCML_Supervised
+from metricjax.estimators._sdml import SDML as SDML
+from metricjax.estimators._sdml import SDML_Supervised as SDML_Supervised
 from metricjax.estimators._tuples import PairsLearner as PairsLearner
 from metricjax.estimators._tuples import QuadrupletsLearner as QuadrupletsLearner
 from metricjax.estimators._tuples import TripletsLearner as TripletsLearner
@@ -34,6 +36,8 @@ __all__ = [
     "LSML_Supervised",
     "SCML",
     "SCML_Supervised",
+    "SDML",
+    "SDML_Supervised",
     "MahalanobisLearner",
     "PairsLearner",
     "TripletsLearner",

@@ -24,8 +24,16 @@ from metricjax.solvers._scml import SCMLResult as SCMLResult
 from metricjax.solvers._scml import scml_lda_basis as scml_lda_basis
 from metricjax.solvers._scml import scml_solve as scml_solve
 from metricjax.solvers._scml import scml_triplet_diffs_basis as scml_triplet_diffs_basis
+from metricjax.solvers._sdml import SDMLResult as SDMLResult
+from metricjax.solvers._sdml import SDMLWarning as SDMLWarning
+from metricjax.solvers._sdml import graphical_lasso as graphical_lasso
+from metricjax.solvers._sdml import sdml_solve as sdml_solve
 
 __all__ = [
+    "sdml_solve",
+    "SDMLResult",
+    "SDMLWarning",
+    "graphical_lasso",
     "lsml_solve",
     "LSMLResult",
     "scml_solve",

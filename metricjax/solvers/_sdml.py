@@ -19,8 +19,9 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from metricjax import _checks
+from metricjax._checks import check_pairs
 from metricjax._rules import mm
-from metricjax.solvers._prior import check_pairs, components_from_metric, initial_metric
+from metricjax.solvers._prior import components_from_metric, initial_metric
 
 
 class SDMLWarning(UserWarning):

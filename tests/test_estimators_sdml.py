@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from metricjax.constraints import Constraints, wrap_pairs
-from metricjax.estimators import LSML_Supervised, SDML, SDML_Supervised
+from metricjax.estimators import SDML, LSML_Supervised, SDML_Supervised
 from metricjax.solvers import SDMLWarning, sdml_solve
 
 X, Y = load_iris(return_X_y=True)

@@ -6,6 +6,7 @@ import warnings
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typecheck import unchecked
 
 from metricjax.solvers._sdml import SDMLWarning, graphical_lasso, sdml_solve
 
@@ -189,24 +190,24 @@ def test_sdml_float32():
 
 def test_sdml_bad_input():
     with pytest.raises(ValueError, match="pairs"):
-        sdml_solve(np.zeros((5, 3, 2)), np.ones(5))
+        unchecked(sdml_solve)(np.zeros((5, 3, 2)), np.ones(5))
     with pytest.raises(ValueError, match="y"):
-        sdml_solve(PAIRS, (LABELS + 1) // 2)  # labels {0, 1}
+        unchecked(sdml_solve)(PAIRS, (LABELS + 1) // 2)  # labels {0, 1}
     with pytest.raises(ValueError, match="single class"):
-        sdml_solve(PAIRS, np.ones(len(PAIRS)))
+        unchecked(sdml_solve)(PAIRS, np.ones(len(PAIRS)))
     bad = PAIRS.copy()
     bad[3, 1, 2] = np.nan
     with pytest.raises(ValueError, match="pairs.*NaN"):
-        sdml_solve(bad, LABELS)
+        unchecked(sdml_solve)(bad, LABELS)
     with pytest.raises(ValueError, match="y"):
-        sdml_solve(PAIRS, LABELS[:-1])
+        unchecked(sdml_solve)(PAIRS, LABELS[:-1])
     with pytest.raises(ValueError, match="balance_param"):
-        sdml_solve(PAIRS, LABELS, balance_param=-1.0)
+        unchecked(sdml_solve)(PAIRS, LABELS, balance_param=-1.0)
     with pytest.raises(ValueError, match="sparsity_param"):
-        sdml_solve(PAIRS, LABELS, sparsity_param=float("nan"))
+        unchecked(sdml_solve)(PAIRS, LABELS, sparsity_param=float("nan"))
     with pytest.raises(ValueError, match="prior"):
-        sdml_solve(PAIRS, LABELS, prior=np.diag([1.0, 1.0, 1.0, 0.0]))
+        unchecked(sdml_solve)(PAIRS, LABELS, prior=np.diag([1.0, 1.0, 1.0, 0.0]))
     with pytest.raises(ValueError, match="emp_cov"):
-        graphical_lasso(np.ones((3, 4)), 0.1)
+        unchecked(graphical_lasso)(np.ones((3, 4)), 0.1)
     with pytest.raises(ValueError, match="alpha"):
-        graphical_lasso(np.eye(3), -0.1)
+        unchecked(graphical_lasso)(np.eye(3), -0.1)

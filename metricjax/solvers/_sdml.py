@@ -16,7 +16,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Float, Real
 
 from metricjax import _checks
 from metricjax._checks import check_pairs
@@ -352,7 +352,7 @@ def _sdml_core(scatter, prior_inv, eta, lam, tol, floor, *, max_iter: int):
 
 def sdml_solve(
     pairs: Float[ArrayLike, "n 2 d"],
-    y: Float[ArrayLike, " n"],
+    y: Real[ArrayLike, " n"],
     *,
     balance_param: float = 0.5,
     sparsity_param: float = 0.01,

@@ -113,6 +113,8 @@ def run_quality(lib, datasets, seeds, n_pairs, max_iter):
             te_pairs, te_y = pairs_of(X_te, y_te, n_pairs, seed + 100)
             for algo in SUPERVISED:
                 kw = {} if max_iter is None or algo == "SDML" else {"max_iter": max_iter}
+                if algo == "SCML" and max_iter is not None:
+                    kw["output_iter"] = min(500, max_iter)
                 row = {"data": name, "seed": seed, "algo": algo}
                 try:
                     sup = getattr(lib, f"{algo}_Supervised")(random_state=seed, **kw)

@@ -33,7 +33,9 @@ from metricjax.losses import sharded as sharded
 
 __version__ = "0.1.0"
 
-_ESTIMATORS = ("MLKR", "NCA", "LMNN")
+_ESTIMATORS = ("MLKR", "NCA", "LMNN", "ITML", "ITML_Supervised", "MMC", "MMC_Supervised",
+               "LSML", "LSML_Supervised", "SCML", "SCML_Supervised",
+               "SDML", "SDML_Supervised")
 
 
 # Imported on first use, as they need optional extras: metricjax.nn (flax),

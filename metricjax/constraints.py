@@ -143,7 +143,7 @@ class Constraints:
     # ------------------------------------------------------------------ pairs
     def positive_negative_pairs(
         self,
-        n_constraints: int | None = None,
+        n_constraints: int | np.integer | None = None,
         *,
         same_length: bool = False,
         random_state=None,
@@ -259,7 +259,7 @@ class Constraints:
         return known_idx[pairs[:, 0]], known_idx[pairs[:, 1]]
 
     def quadruplets(
-        self, n_constraints: int | None = None, *, random_state=None
+        self, n_constraints: int | np.integer | None = None, *, random_state=None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The quadruplets LSML_Supervised learns from: positive and negative pairs side by side.
 
@@ -292,9 +292,9 @@ class Constraints:
     # ------------------------------------------------------------------ chunks
     def chunks(
         self,
-        n_chunks: int = 100,
+        n_chunks: int | np.integer = 100,
         *,
-        chunk_size: int = 2,
+        chunk_size: int | np.integer = 2,
         random_state=None,
         num_chunks="deprecated",
     ) -> np.ndarray:
@@ -356,7 +356,7 @@ class Constraints:
         return chunks
 
     # ------------------------------------------------------------------ triplets
-    def generate_knntriplets(self, X, k_genuine: int, k_impostor: int) -> np.ndarray:
+    def generate_knntriplets(self, X, k_genuine: int | np.integer, k_impostor: int | np.integer) -> np.ndarray:
         """Triplets ``(a, b, c)``: ``b`` a same-class and ``c`` an other-class near neighbour of ``a``.
 
         For every labelled point ``a``, all combinations of one of its ``k_genuine``

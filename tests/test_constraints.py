@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+from _typecheck import unchecked
 
 from benchmarks._reference_libs import metric_learn_compat
 from metricjax.constraints import (
@@ -130,7 +131,7 @@ def test_pairs_bad_count():
     with pytest.raises(ValueError, match="`n_constraints` must be at least 1"):
         c.positive_negative_pairs(0)
     with pytest.raises(TypeError, match="`n_constraints` must be an int"):
-        c.positive_negative_pairs(2.5)
+        unchecked(Constraints.positive_negative_pairs)(c, 2.5)
     with pytest.raises(TypeError, match="needs `n_constraints`"):
         c.positive_negative_pairs()
     with pytest.raises(ValueError, match="`random_state` must be None, an int"):

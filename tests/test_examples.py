@@ -60,6 +60,15 @@ CASES = {
             "metric head:",
         ],
     ),
+    "05_pairs_itml.py": (
+        ["05_pairs_itml.png"],
+        [
+            "held-out pairs      ROC AUC",
+            "Euclidean",
+            "ITML fit:",
+            "ITML held-out ROC AUC",
+        ],
+    ),
 }
 
 

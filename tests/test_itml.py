@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _typecheck import unchecked
 from sklearn.datasets import load_iris, load_wine
 from sklearn.metrics import pairwise_distances
 
@@ -142,31 +143,31 @@ def test_coincident_pairs():
 def test_itml_bad_input():
     pairs, y = DATA["iris"]
     with pytest.raises(ValueError, match=r"`pairs` must have shape \(n_pairs, 2, d\)"):
-        itml_solve(np.zeros((5, 3, 4)), np.ones(5))
+        unchecked(itml_solve)(np.zeros((5, 3, 4)), np.ones(5))
     with pytest.raises(ValueError, match="`y` must hold"):
-        itml_solve(pairs, np.where(y > 0, 1, 0))
+        unchecked(itml_solve)(pairs, np.where(y > 0, 1, 0))
     with pytest.raises(ValueError, match="`y` holds a single class"):
-        itml_solve(pairs, -np.ones(len(y)))
+        unchecked(itml_solve)(pairs, -np.ones(len(y)))
     bad = pairs.copy()
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="`pairs` contains NaN"):
-        itml_solve(bad, y)
+        unchecked(itml_solve)(bad, y)
     with pytest.raises(ValueError, match="`gamma`"):
-        itml_solve(pairs, y, gamma=0.0)
+        unchecked(itml_solve)(pairs, y, gamma=0.0)
     with pytest.raises(ValueError, match="`bounds` must be an array-like of two"):
-        itml_solve(pairs, y, bounds=[1.0, 2.0, 3.0])
+        unchecked(itml_solve)(pairs, y, bounds=[1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="`bounds` must be two finite"):
-        itml_solve(pairs, y, bounds=[np.nan, 2.0])
+        unchecked(itml_solve)(pairs, y, bounds=[np.nan, 2.0])
     with pytest.raises(ValueError, match="`max_iter`"):
-        itml_solve(pairs, y, max_iter=0)
+        unchecked(itml_solve)(pairs, y, max_iter=0)
     with pytest.raises(ValueError, match="`device`: no 'tpu9' device"):
-        itml_solve(pairs, y, device="tpu9")
+        unchecked(itml_solve)(pairs, y, device="tpu9")
     with pytest.raises(ValueError, match="strictly positive definite matrix as `prior`"):
-        itml_solve(pairs, y, prior=np.diag([1.0, 1.0, 1.0, 0.0]))
+        unchecked(itml_solve)(pairs, y, prior=np.diag([1.0, 1.0, 1.0, 0.0]))
     with pytest.raises(ValueError, match="`gamma` must be a positive finite"):
-        itml_loss(jnp.eye(4), pairs, y, bounds=[1.0, 2.0], gamma=np.inf)
+        unchecked(itml_loss)(jnp.eye(4), pairs, y, bounds=[1.0, 2.0], gamma=np.inf)
     with pytest.raises(ValueError, match="`metric` has shape"):
-        itml_loss(jnp.eye(3), pairs, y, bounds=[1.0, 2.0])
+        unchecked(itml_loss)(jnp.eye(3), pairs, y, bounds=[1.0, 2.0])
 
 
 # ----------------------------------------------------------------------------------

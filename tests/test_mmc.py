@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.optimize
+from _typecheck import unchecked
 from sklearn.datasets import load_iris, load_wine
 
 import metricjax as mj
@@ -157,25 +158,25 @@ def test_mmc_degenerate_pairs():
 def test_mmc_bad_input():
     pairs, y = DATA["iris"]
     with pytest.raises(ValueError, match=r"`pairs` must have shape \(n_pairs, 2, d\)"):
-        mmc_solve(pairs[:, :1], y)
+        unchecked(mmc_solve)(pairs[:, :1], y)
     with pytest.raises(ValueError, match="`y` must hold"):
-        mmc_solve(pairs, 2 * y)
+        unchecked(mmc_solve)(pairs, 2 * y)
     with pytest.raises(ValueError, match="`y` holds a single class"):
-        mmc_solve(pairs, np.ones(len(y)))
+        unchecked(mmc_solve)(pairs, np.ones(len(y)))
     bad = pairs.copy()
     bad[1, 1, 1] = np.inf
     with pytest.raises(ValueError, match="`pairs` contains NaN or inf"):
-        mmc_solve(bad, y)
+        unchecked(mmc_solve)(bad, y)
     with pytest.raises(ValueError, match="`init` is not positive semi-definite"):
-        mmc_solve(pairs, y, init=-np.eye(4))
+        unchecked(mmc_solve)(pairs, y, init=-np.eye(4))
     with pytest.raises(ValueError, match="`max_proj`"):
-        mmc_solve(pairs, y, max_proj=0)
+        unchecked(mmc_solve)(pairs, y, max_proj=0)
     with pytest.raises(ValueError, match="`diagonal_c`"):
-        mmc_solve(pairs, y, diagonal=True, diagonal_c=-1.0)
+        unchecked(mmc_solve)(pairs, y, diagonal=True, diagonal_c=-1.0)
     with pytest.raises(ValueError, match=r"`metric` must have shape \(4,\)"):
-        mmc_loss(np.ones(3), pairs, y, diagonal=True)
+        unchecked(mmc_loss)(np.ones(3), pairs, y, diagonal=True)
     with pytest.raises(ValueError, match="`transform` has shape"):
-        mmc_loss_transform(np.ones((2, 3)), pairs, y)
+        unchecked(mmc_loss_transform)(np.ones((2, 3)), pairs, y)
 
 
 # ----------------------------------------------------------------------------------

@@ -7,8 +7,40 @@ and ``pair_score``. ``pip install "metricjax[sklearn]"`` installs scikit-learn.
 
 from metricjax.estimators._base import DEFAULT_TOL as DEFAULT_TOL
 from metricjax.estimators._base import MahalanobisLearner as MahalanobisLearner
+from metricjax.estimators._itml import ITML as ITML
+from metricjax.estimators._itml import ITML_Supervised as ITML_Supervised
 from metricjax.estimators._lmnn import LMNN as LMNN
+from metricjax.estimators._lsml import LSML as LSML
+from metricjax.estimators._lsml import LSML_Supervised as LSML_Supervised
 from metricjax.estimators._mlkr import MLKR as MLKR
+from metricjax.estimators._mmc import MMC as MMC
+from metricjax.estimators._mmc import MMC_Supervised as MMC_Supervised
 from metricjax.estimators._nca import NCA as NCA
+from metricjax.estimators._scml import SCML as SCML
+from metricjax.estimators._scml import SCML_Supervised as SCML_Supervised
+from metricjax.estimators._sdml import SDML as SDML
+from metricjax.estimators._sdml import SDML_Supervised as SDML_Supervised
+from metricjax.estimators._tuples import PairsLearner as PairsLearner
+from metricjax.estimators._tuples import QuadrupletsLearner as QuadrupletsLearner
+from metricjax.estimators._tuples import TripletsLearner as TripletsLearner
 
-__all__ = ["MLKR", "NCA", "LMNN", "MahalanobisLearner", "DEFAULT_TOL"]
+__all__ = [
+    "MLKR",
+    "NCA",
+    "LMNN",
+    "ITML",
+    "ITML_Supervised",
+    "MMC",
+    "MMC_Supervised",
+    "LSML",
+    "LSML_Supervised",
+    "SCML",
+    "SCML_Supervised",
+    "SDML",
+    "SDML_Supervised",
+    "MahalanobisLearner",
+    "PairsLearner",
+    "TripletsLearner",
+    "QuadrupletsLearner",
+    "DEFAULT_TOL",
+]

@@ -30,6 +30,7 @@ shared by MLKR, NCA and LMNN. Shared behaviour:
   previously fitted model stays usable).
 """
 
+import contextlib
 import numbers
 import warnings
 
@@ -125,6 +126,18 @@ def _numeric_targets(y, estimator: str):
             ) from err
         return arr
     return y
+
+
+@contextlib.contextmanager
+def restore_on_failure(estimator):
+    """Put back every attribute of ``estimator`` if the block raises (a failed fit changes nothing)."""
+    saved = dict(estimator.__dict__)
+    try:
+        yield
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(saved)
+        raise
 
 
 # ----------------------------------------------------------------------------------
@@ -390,13 +403,8 @@ class SupervisedLearner(MahalanobisLearner):
             ValueError: invalid inputs or hyperparameters. The estimator is left
                 unchanged by any exception raised here.
         """
-        saved = dict(self.__dict__)  # validate_data sets n_features_in_ early
-        try:
+        with restore_on_failure(self):  # validate_data sets n_features_in_ early
             fitted = self._fit(X, y)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
         for name, value in fitted.items():
             setattr(self, name, value)
         return self

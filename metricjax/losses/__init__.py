@@ -12,11 +12,14 @@ from metricjax.losses._itml import itml_loss as itml_loss
 from metricjax.losses._itml import itml_loss_transform as itml_loss_transform
 from metricjax.losses._lmnn import lmnn_loss as lmnn_loss
 from metricjax.losses._lmnn import lmnn_target_neighbors as lmnn_target_neighbors
+from metricjax.losses._lsml import lsml_loss as lsml_loss
+from metricjax.losses._lsml import lsml_transform_loss as lsml_transform_loss
 from metricjax.losses._mlkr import kernel_regression as kernel_regression
 from metricjax.losses._mlkr import mlkr_loss as mlkr_loss
 from metricjax.losses._mmc import mmc_loss as mmc_loss
 from metricjax.losses._mmc import mmc_loss_transform as mmc_loss_transform
 from metricjax.losses._nca import nca_loss as nca_loss
+from metricjax.losses._scml import scml_loss as scml_loss
 from metricjax.losses._sharded import row_mesh as row_mesh
 from metricjax.losses._sharded import shard_rows as shard_rows
 from metricjax.losses._sharded import sharded as sharded
@@ -24,6 +27,9 @@ from metricjax.losses._sharded import sharded_mlkr_loss as sharded_mlkr_loss
 from metricjax.losses._sharded import sharded_nca_loss as sharded_nca_loss
 
 __all__ = [
+    "lsml_loss",
+    "lsml_transform_loss",
+    "scml_loss",
     "mlkr_loss",
     "nca_loss",
     "kernel_regression",

@@ -13,13 +13,33 @@ from metricjax.solvers._itml import ITMLResult as ITMLResult
 from metricjax.solvers._itml import default_bounds as default_bounds
 from metricjax.solvers._itml import itml_solve as itml_solve
 from metricjax.solvers._lfda import lfda_components as lfda_components
+from metricjax.solvers._lsml import LSMLResult as LSMLResult
+from metricjax.solvers._lsml import lsml_solve as lsml_solve
 from metricjax.solvers._mmc import MMCResult as MMCResult
 from metricjax.solvers._mmc import mmc_solve as mmc_solve
 from metricjax.solvers._prior import components_from_metric as components_from_metric
 from metricjax.solvers._prior import initial_metric as initial_metric
 from metricjax.solvers._rca import rca_components as rca_components
+from metricjax.solvers._scml import SCMLResult as SCMLResult
+from metricjax.solvers._scml import scml_lda_basis as scml_lda_basis
+from metricjax.solvers._scml import scml_solve as scml_solve
+from metricjax.solvers._scml import scml_triplet_diffs_basis as scml_triplet_diffs_basis
+from metricjax.solvers._sdml import SDMLResult as SDMLResult
+from metricjax.solvers._sdml import SDMLWarning as SDMLWarning
+from metricjax.solvers._sdml import graphical_lasso as graphical_lasso
+from metricjax.solvers._sdml import sdml_solve as sdml_solve
 
 __all__ = [
+    "sdml_solve",
+    "SDMLResult",
+    "SDMLWarning",
+    "graphical_lasso",
+    "lsml_solve",
+    "LSMLResult",
+    "scml_solve",
+    "SCMLResult",
+    "scml_lda_basis",
+    "scml_triplet_diffs_basis",
     "covariance_components",
     "lfda_components",
     "rca_components",

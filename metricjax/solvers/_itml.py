@@ -10,6 +10,7 @@ over the constraints, each step an :math:`O(d^2)` rank-1 update, inside a
 
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
@@ -212,7 +213,7 @@ def itml_solve(
     max_iter: int = 1000,
     tol: float = 1e-3,
     prior: str | Float[ArrayLike, "d d"] = "identity",
-    bounds: Float[ArrayLike, " 2"] | None = None,
+    bounds: Float[ArrayLike, " 2"] | Sequence[float] | None = None,
     random_state=None,
     device=None,
 ) -> ITMLResult:

@@ -1,0 +1,507 @@
+r"""SDML: sparse distance metric learning by an :math:`\ell_1`-penalised LogDet problem.
+
+Qi, Tang, Zha, Chua & Zhang (ICML 2009), as metric-learn 0.7's ``_BaseSDML._fit``: the
+learned metric is the graphical-lasso precision matrix of a pair-graph "covariance".
+The graphical lasso (Friedman, Hastie & Tibshirani, 2008) is solved here in JAX by
+block coordinate descent in compiled ``jax.lax`` loops.
+"""
+
+# ruff: noqa: F722  (jaxtyping shape strings such as "d d" are not forward references)
+
+import functools
+import math
+import warnings
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float, Real
+
+from metricjax import _checks
+from metricjax._checks import check_pairs
+from metricjax._rules import mm
+from metricjax.solvers._prior import components_from_metric, initial_metric
+
+
+class SDMLWarning(UserWarning):
+    """The SDML problem was ill-posed and the documented fallback was used."""
+
+
+class GraphicalLassoResult(NamedTuple):
+    r"""Outcome of :func:`graphical_lasso`.
+
+    Attributes:
+        precision: :math:`\Theta`, ``(d, d)``, symmetric.
+        covariance: :math:`W`, the dual variable (:math:`W \approx \Theta^{-1}`), ``(d, d)``.
+        n_iter: sweeps over the columns.
+        converged: the largest change of :math:`W` in the last sweep was below the tolerance.
+        dual_gap: scikit-learn's duality gap :math:`\mathrm{tr}(S\Theta) - d +
+            \alpha \sum_{i \ne j} |\Theta_{ij}|` (about 0 at the optimum).
+    """
+
+    precision: Array
+    covariance: Array
+    n_iter: Array
+    converged: Array
+    dual_gap: Array
+
+
+class SDMLResult(NamedTuple):
+    """Outcome of :func:`sdml_solve`.
+
+    Attributes:
+        metric: the learned Mahalanobis matrix :math:`M` (the graphical-lasso precision),
+            ``(d, d)``, symmetric positive definite.
+        components: ``L`` with :math:`L^\\top L = M` (``components_from_metric``), NumPy.
+        emp_cov: the matrix :math:`S` given to the graphical lasso (after the projection,
+            if one was needed).
+        projected: whether :math:`S` had to be projected onto the positive definite cone
+            (see :func:`sdml_solve`).
+        n_iter: graphical-lasso sweeps.
+        converged: whether the graphical lasso met its tolerance.
+        dual_gap: its final duality gap.
+    """
+
+    metric: Array
+    components: np.ndarray
+    emp_cov: Array
+    projected: bool
+    n_iter: int
+    converged: bool
+    dual_gap: float
+
+
+# ----------------------------------------------------------------------------------
+# graphical lasso: block coordinate descent (Friedman et al. 2008) in lax loops
+# ----------------------------------------------------------------------------------
+def _soft(x, a):
+    return jnp.sign(x) * jnp.maximum(jnp.abs(x) - a, 0)
+
+
+def _dual_gap(emp_cov, precision, alpha):
+    offdiag = jnp.sum(jnp.abs(precision)) - jnp.sum(jnp.abs(jnp.diag(precision)))
+    return jnp.sum(emp_cov * precision) - emp_cov.shape[0] + alpha * offdiag
+
+
+def _glasso_bcd(emp_cov, cov_init, alpha, tol, relax, *, max_iter: int, inner_max_iter: int):
+    r"""Block coordinate descent on the covariance :math:`W` (the dual variable).
+
+    For each column :math:`j` in turn, with :math:`W_{11}` the other rows/columns and
+    :math:`s_{12}` the column of :math:`S`, solve the lasso
+    :math:`\min_\beta \tfrac12 \beta^\top W_{11} \beta - s_{12}^\top \beta + \alpha \|\beta\|_1`
+    by cyclic coordinate descent (residual :math:`h = s_{12} - W_{11}\beta` kept up to
+    date), then set :math:`w_{12} = W_{11}\beta`. :math:`\beta` of column :math:`j` is
+    kept (warm starts), and :math:`\Theta` is read off at the end:
+    :math:`\theta_{jj} = 1/(w_{jj} - w_{12}^\top\beta)`, :math:`\theta_{12} = -\theta_{jj}\beta`.
+
+    Changes are measured in the units of :math:`S` (:math:`\sigma_i = \sqrt{S_{ii}}`):
+    :math:`|\Delta W_{kl}| / \sigma_k\sigma_l` per sweep and
+    :math:`|\Delta\beta_k| \sigma_k/\sigma_j` per coordinate, so badly scaled features
+    converge alike. The inner tolerance is ``relax`` times the last sweep's change (never
+    below ``tol``; the first sweep is exact): early sweeps need no exact lasso solutions.
+    Started from a positive definite :math:`W` inside the dual box (:math:`W = S`), exact
+    column solves keep :math:`W` positive definite (Banerjee et al. 2008).
+    """
+    d = emp_cov.shape[0]
+    dt = emp_cov.dtype
+    idx = jnp.arange(d)
+    sig = jnp.sqrt(jnp.diag(emp_cov))
+    w0 = cov_init - jnp.diag(jnp.diag(cov_init) - jnp.diag(emp_cov))
+    # warm start (scikit-learn's): beta of column j = -Theta0[j, -j] / Theta0[j, j]
+    theta0 = jnp.linalg.inv(w0)
+    b0 = -theta0 / jnp.diag(theta0)[:, None]
+    b0 = jnp.where(jnp.isfinite(b0) & (idx[:, None] != idx[None, :]), b0, 0)
+
+    def column(j, carry):
+        w, b, itol = carry
+        s = jnp.where(idx == j, 0, emp_cov[j])
+
+        def coordinate(k, st):
+            beta, h, dmax = st
+            wk = w[k]  # row k = column k (W is symmetric); contiguous
+            wkk, bk = wk[k], beta[k]
+            new = jnp.where(k == j, 0, _soft(h[k] + wkk * bk, alpha) / wkk)
+            delta = new - bk
+            dmax = jnp.maximum(dmax, jnp.abs(delta) * sig[k])
+            return beta.at[k].set(new), h - delta * wk, dmax
+
+        def sweep(st):
+            beta, h, it, _ = st
+            beta, h, dmax = jax.lax.fori_loop(0, d, coordinate, (beta, h, jnp.zeros((), dt)))
+            return beta, h, it + 1, dmax / sig[j]
+
+        beta = b[j]
+        h = s - mm(w, beta[:, None])[:, 0]
+        beta, _, _, _ = jax.lax.while_loop(
+            lambda st: (st[2] < inner_max_iter) & (st[3] > itol),
+            sweep,
+            (beta, h, jnp.zeros((), jnp.int32), jnp.asarray(jnp.inf, dt)),
+        )
+        w12 = jnp.where(idx == j, w[j, j], mm(w, beta[:, None])[:, 0])
+        return w.at[j].set(w12).at[:, j].set(w12), b.at[j].set(beta), itol
+
+    def outer(st):
+        w, b, it, change, _ = st
+        itol = jnp.maximum(tol, relax * change)
+        w_new, b, _ = jax.lax.fori_loop(0, d, column, (w, b, itol))
+        change = jnp.max(jnp.abs(w_new - w) / (sig[:, None] * sig[None, :]))
+        # converged: a sweep with exact (to `tol`) column solves that moved nothing
+        return w_new, b, it + 1, change, (change <= tol) & (itol <= tol)
+
+    w, b, it, change, converged = jax.lax.while_loop(
+        lambda st: (st[2] < max_iter) & ~st[4] & ~jnp.isnan(st[3]),
+        outer,
+        # change = 0 at the start: the first sweep solves its lassos to `tol`
+        (w0, b0, jnp.zeros((), jnp.int32), jnp.zeros((), dt), jnp.zeros((), bool)),
+    )
+    tjj = 1 / (jnp.diag(w) - jnp.sum(w * b, axis=1))
+    theta = -b * tjj[:, None]
+    theta = theta.at[idx, idx].set(tjj)
+    theta = 0.5 * (theta + theta.T)
+    healthy = jnp.all(jnp.isfinite(theta)) & jnp.all(tjj > 0)
+    return theta, w, it, converged & healthy, _dual_gap(emp_cov, theta, alpha), healthy
+
+
+def _first_sound(attempt, n_attempts: int, sound, like):
+    """Run ``attempt(k)`` for k = 0, 1, ... until ``sound(out)`` or ``n_attempts`` runs.
+
+    A ``while_loop`` rather than nested ``cond``s: the solver appears once in the
+    compiled program. Returns ``(number of attempts run, last output)``.
+    """
+    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), like)
+
+    def cond(c):
+        k, out = c
+        return (k == 0) | ((k < n_attempts) & ~sound(out))
+
+    return jax.lax.while_loop(cond, lambda c: (c[0] + 1, attempt(c[0])), (0, zeros))
+
+
+def _glasso(emp_cov, cov_init, alpha, tol, *, max_iter: int, inner_max_iter: int):
+    """:func:`_glasso_bcd` with inexact early sweeps, redone with exact sweeps if that
+    left the positive definite cone (all in-graph)."""
+    dt = emp_cov.dtype
+
+    def attempt(k):
+        relax = jnp.where(k == 0, 0.01, 0.0).astype(dt)
+        return _glasso_bcd(
+            emp_cov, cov_init, alpha, tol, relax, max_iter=max_iter, inner_max_iter=inner_max_iter
+        )
+
+    like = jax.eval_shape(attempt, 0)
+    return _first_sound(attempt, 2, lambda out: out[5], like)[1]
+
+
+_glasso_jit = jax.jit(_glasso, static_argnames=("max_iter", "inner_max_iter"))
+
+
+def _on_cpu():
+    """Context placing new arrays (and so the jitted solvers) on the CPU backend.
+
+    The graphical lasso is a latency-bound ``(d, d)`` problem of nested scalar loops: on
+    a GPU every loop step would be a kernel launch and a host sync. Results are
+    uncommitted arrays, usable with arrays on any device.
+    """
+    return jax.default_device(jax.devices("cpu")[0])
+
+
+def _check_alpha(alpha, name: str) -> float:
+    if isinstance(alpha, bool) or isinstance(alpha, jax.core.Tracer):
+        raise TypeError(f"`{name}` must be a non-negative Python number, got {alpha!r}")
+    try:
+        a = float(alpha)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`{name}` must be a non-negative number, got {alpha!r}") from err
+    if not (math.isfinite(a) and a >= 0):
+        raise ValueError(f"`{name}` must be a non-negative finite number, got {alpha!r}")
+    return a
+
+
+def graphical_lasso(
+    emp_cov: Float[ArrayLike, "d d"],
+    alpha: float,
+    *,
+    cov_init: Float[ArrayLike, "d d"] | None = None,
+    tol: float = 1e-10,
+    max_iter: int = 100,
+    inner_max_iter: int = 1000,
+) -> GraphicalLassoResult:
+    r"""Sparse inverse covariance: the graphical lasso by block coordinate descent, in JAX.
+
+    .. math::
+        \Theta^\star = \arg\min_{\Theta \succ 0}\; \mathrm{tr}(S\Theta) - \log\det\Theta
+        + \alpha \sum_{i \ne j} |\Theta_{ij}|
+
+    (the off-diagonal penalty of ``sklearn.covariance.graphical_lasso``; same optimum,
+    tested to 1e-8 against scikit-learn run to a tight tolerance). Friedman et al.'s
+    block coordinate descent on the dual variable :math:`W`, one column-lasso at a time by
+    cyclic coordinate descent, in nested ``jax.lax`` loops (jit-compiled once per shape
+    and dtype). The sweeps stop when a sweep with column lassos solved to ``tol`` moves no
+    :math:`W_{kl}` by more than ``tol`` :math:`\cdot \sqrt{S_{kk} S_{ll}}` (float32: at
+    least :math:`10\varepsilon`).
+
+    **Why not scikit-learn's** (measured in one process on this project's 2-core CPU
+    machine, shared and loaded, float64, random SPD :math:`S`,
+    :math:`\alpha \in \{0.01, 0.1\}`): scikit-learn's ``graphical_lasso`` took
+    2.7-3.6 ms at :math:`d = 4`, 9-10 ms at 13 and 22-25 ms at 30, and its default
+    ``tol=1e-4`` leaves relative errors of 1e-7 to 4e-5 in :math:`\Theta`; this solver
+    took 1.1-1.2 ms, 2.9-4.4 ms and 12-20 ms to relative errors below 3e-11, with no
+    Python loop. It also reports failure instead of raising, and it succeeds on
+    ill-conditioned positive definite :math:`S` where scikit-learn stops with "Non SPD
+    result" (plausibly because scikit-learn shrinks the off-diagonal of its start by 0.95,
+    which can leave the dual box; here the start is :math:`S` itself, inside the box, and
+    the first sweep is exact, so the iterates stay positive definite). It always runs on
+    the CPU backend: a latency-bound :math:`(d, d)` problem of nested scalar loops, where a
+    GPU would pay a kernel launch and a host synchronisation per step (a design choice,
+    not measured on a GPU).
+
+    Args:
+        emp_cov: :math:`S`, symmetric ``(d, d)``.
+        alpha: :math:`\alpha \ge 0`, the off-diagonal :math:`\ell_1` weight (a Python float).
+        cov_init: starting covariance (default :math:`S`); its diagonal is replaced by
+            :math:`S`'s (the diagonal is not penalised, so :math:`W_{ii} = S_{ii}`).
+        tol: relative tolerance on the change of :math:`W` per sweep.
+        max_iter: maximum sweeps over the columns.
+        inner_max_iter: maximum coordinate-descent sweeps per column lasso.
+
+    Returns:
+        :class:`GraphicalLassoResult` (JAX arrays). When :math:`S` admits no solution
+        (e.g. indefinite :math:`S` with a small :math:`\alpha`), ``precision`` has NaN or
+        non-positive eigenvalues and ``converged`` is False.
+
+    References:
+        J. Friedman, T. Hastie and R. Tibshirani, `Sparse inverse covariance estimation
+        with the graphical lasso <https://doi.org/10.1093/biostatistics/kxm045>`_,
+        Biostatistics 9(3), 2008.
+    """
+    s = _checks._asarray(emp_cov, "emp_cov")
+    if np.ndim(s) != 2 or np.shape(s)[0] != np.shape(s)[1] or np.shape(s)[0] < 1:
+        raise ValueError(f"`emp_cov` must be a square (d, d) matrix, got shape {np.shape(s)}")
+    d = np.shape(s)[0]
+    a = _check_alpha(alpha, "alpha")
+    if cov_init is not None:
+        cov_init = _checks.square_metric(cov_init, d, "cov_init")
+    for name, value in (("max_iter", max_iter), ("inner_max_iter", inner_max_iter)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}")
+    tol = _check_alpha(tol, "tol")
+    dt = _checks.float_dtype(s, cov_init)
+    s_host = np.asarray(s, dtype=np.float64)
+    if not np.all(np.isfinite(s_host)):
+        raise ValueError("`emp_cov` contains NaN or inf")
+    if not np.all(np.diag(s_host) > 0):
+        raise ValueError("`emp_cov` must have a positive diagonal (the graphical lasso keeps it)")
+    tol_eff = max(tol, 10 * float(jnp.finfo(dt).eps))
+    with _on_cpu():
+        s = jnp.asarray(0.5 * (s_host + s_host.T), dt)
+        init = s if cov_init is None else jnp.asarray(np.asarray(cov_init, np.float64), dt)
+        out = _glasso_jit(
+            s,
+            init,
+            jnp.asarray(a, dt),
+            jnp.asarray(tol_eff, dt),
+            max_iter=int(max_iter),
+            inner_max_iter=int(inner_max_iter),
+        )
+    return GraphicalLassoResult(*out[:5])
+
+
+# ----------------------------------------------------------------------------------
+# SDML
+# ----------------------------------------------------------------------------------
+@jax.jit
+def _pair_scatter(pairs, y):
+    r""":math:`\sum_p y_p u_p u_p^\top = U^\top \mathrm{diag}(y) U`, :math:`u_p = a_p - b_p`."""
+    diff = pairs[:, 0] - pairs[:, 1]
+    return mm(diff.T, y[:, None] * diff)
+
+
+@functools.partial(jax.jit, static_argnames=("max_iter",))
+def _sdml_core(scatter, prior_inv, eta, lam, tol, floor, *, max_iter: int):
+    """S, the graphical lasso on S, and on its projection if that fails: one program
+    (compiled once per d and dtype, whatever the number of pairs)."""
+    s = prior_inv + eta * scatter
+    s = 0.5 * (s + s.T)
+    lam_s, vec = jnp.linalg.eigh(s)
+    solve = functools.partial(_glasso, alpha=lam, tol=tol, max_iter=max_iter, inner_max_iter=1000)
+
+    def sound(out, need_converged):
+        ok = out[5] & (jnp.linalg.eigvalsh(out[0])[0] > 0)
+        return ok & out[3] if need_converged else ok
+
+    # S itself first (metric-learn's start when S is indefinite: eigenvalues shifted up;
+    # a non-positive diagonal makes sigma NaN there, which stops the sweeps at once), then
+    # its projection onto {S >= floor I}
+    shifted = mm(vec * (lam_s - lam_s[0] + 1e-10)[None, :], vec.T)
+    s_proj = mm(vec * jnp.maximum(lam_s, floor)[None, :], vec.T)
+    s_proj = 0.5 * (s_proj + s_proj.T)
+    mats = jnp.stack([s, s_proj])
+    inits = jnp.stack([jnp.where(lam_s[0] > 0, s, shifted), s_proj])
+    diag_ok = jnp.all(jnp.diag(s) > 0)
+
+    def attempt(k):
+        return solve(mats[k], inits[k])
+
+    like = jax.eval_shape(attempt, 0)
+    k, out = _first_sound(attempt, 2, lambda o: sound(o, True) & diag_ok, like)
+    raw_ok = k == 1
+    used = jnp.where(raw_ok, s, s_proj)
+    return out[:5], used, ~raw_ok, sound(out, False), lam_s[0], lam_s[-1]
+
+
+def sdml_solve(
+    pairs: Float[ArrayLike, "n 2 d"],
+    y: Real[ArrayLike, " n"],
+    *,
+    balance_param: float = 0.5,
+    sparsity_param: float = 0.01,
+    prior="identity",
+    random_state=None,
+    eig_floor: float = 0.1,
+    tol: float = 1e-10,
+    max_iter: int = 100,
+) -> SDMLResult:
+    r"""Fit SDML: the graphical-lasso precision of the prior plus the pair-graph scatter.
+
+    SDML (Qi et al. 2009) solves
+
+    .. math::
+        M^\star = \arg\min_{M \succ 0}\; \mathrm{tr}(M S) - \log\det M
+        + \lambda \sum_{i \ne j} |M_{ij}|, \qquad
+        S = P^{-1} + \eta \sum_p y_p (a_p - b_p)(a_p - b_p)^\top,
+
+    with :math:`P` the prior, :math:`\eta` = ``balance_param``, :math:`\lambda` =
+    ``sparsity_param`` and :math:`y_p = +1` for similar, :math:`-1` for dissimilar pairs:
+    a graphical lasso on :math:`S` (metric-learn 0.7's ``_BaseSDML._fit``; here
+    :func:`graphical_lasso`, in JAX). Similar pairs make :math:`S` larger and so
+    :math:`M` smaller along their differences; dissimilar pairs the opposite. (With
+    scikit-learn >= 1.5 metric-learn 0.7's SDML always fails: it passes ``cov_init`` to
+    ``graphical_lasso``, which no longer takes it; the tests repair that call to compare.)
+
+    **When** :math:`S` **is not positive definite** (dissimilar pairs outweigh the rest;
+    with the default :math:`\eta = 0.5` this is the rule: iris, wine and breast cancer
+    all give it) the problem may have no solution: :math:`\mathrm{tr}(MS) \to -\infty`
+    along a negative direction of :math:`S` faster than the penalty grows. metric-learn
+    then warns, calls scikit-learn's graphical lasso anyway, and raises ``RuntimeError``
+    when that fails (it does on those three data sets). Here, as metric-learn, the
+    graphical lasso is first tried on :math:`S` itself (some indefinite :math:`S` still
+    have a solution, and then it is *the* SDML solution); if it fails, :math:`S` is
+    replaced by its projection onto :math:`\{S \succeq \epsilon I\}`,
+    :math:`V \max(\Lambda, \epsilon) V^\top` with :math:`\epsilon` = ``eig_floor``
+    :math:`\cdot \lambda_{\min}(P^{-1})` (the nearest such matrix in Frobenius norm), with
+    an :class:`SDMLWarning`, and the solution of that well-posed problem is returned
+    (``projected=True``). Directions where :math:`S` stays above the floor keep it;
+    directions dominated by dissimilar pairs get a tenth of the prior's smallest variance,
+    so :math:`M` stretches them (up to about 10 times the prior's largest stretch) while
+    similar-pair directions shrink: similar pairs end up relatively closer than dissimilar
+    ones (tested on iris, wine and breast cancer; 3-nearest-neighbour accuracy on
+    standardised iris/wine/breast cancer rose from 0.953/0.944/0.958 to 0.967/0.950-0.972/
+    0.960-0.968). The floor is tied to the prior, not to :math:`S`, so it keeps the
+    problem's scale (features in different units) and conditioning: floors of 1e-3 and
+    below made the graphical lasso on raw wine features need over 1000 sweeps (scikit-
+    learn's failed: "Non SPD result"), a floor of 1 returned the prior itself. If the
+    sweeps run out (raw breast-cancer features, whose columns are nearly collinear, do
+    not converge in 400 sweeps), the last positive definite iterate is returned with a
+    warning and ``converged=False``.
+
+    Args:
+        pairs: ``(n, 2, d)`` pairs of points.
+        y: ``(n,)`` labels, +1 (similar) or -1 (dissimilar); both must occur.
+        balance_param: :math:`\eta \ge 0`.
+        sparsity_param: :math:`\lambda \ge 0`.
+        prior: :math:`P`: ``"identity"``, ``"covariance"`` (inverse covariance of the
+            distinct points), ``"random"`` or a positive definite ``(d, d)`` array.
+        random_state: seed or ``numpy.random.RandomState`` for ``prior="random"``.
+        eig_floor: eigenvalue floor of the fallback projection, relative to
+            :math:`\lambda_{\min}(P^{-1})` (1 for the identity prior).
+        tol: relative tolerance of the graphical lasso.
+        max_iter: maximum graphical-lasso sweeps.
+
+    Returns:
+        :class:`SDMLResult`; ``metric`` in the dtype of ``pairs`` (float32, or float64
+        under ``jax.enable_x64``).
+
+    Raises:
+        ValueError: wrong shapes, NaN/inf, labels outside {-1, +1}, a single class of
+            pairs, negative ``balance_param``/``sparsity_param``, a prior that is not
+            positive definite.
+        RuntimeError: the graphical lasso failed (non-finite or not positive definite)
+            even on the projected :math:`S` (not observed).
+
+    References:
+        G.-J. Qi, J. Tang, Z.-J. Zha, T.-S. Chua and H.-J. Zhang, `An efficient sparse
+        metric learning in high-dimensional space via l1-penalized log-determinant
+        regularization <http://www.machinelearning.org/archive/icml2009/papers/46.pdf>`_,
+        ICML 2009.
+        J. Friedman, T. Hastie and R. Tibshirani, Sparse inverse covariance estimation with
+        the graphical lasso, Biostatistics 9(3), 2008.
+    """
+    pairs, y = check_pairs(pairs, y)
+    eta = _check_alpha(balance_param, "balance_param")
+    lam = _check_alpha(sparsity_param, "sparsity_param")
+    floor = _check_alpha(eig_floor, "eig_floor")
+    if not floor > 0:
+        raise ValueError(f"`eig_floor` must be positive, got {eig_floor!r}")
+    tol = _check_alpha(tol, "tol")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"`max_iter` must be an integer >= 1, got {max_iter!r}")
+    dt = _checks.float_dtype(pairs)
+    d = np.shape(pairs)[2]
+    # the prior reads the data only for "covariance" (a pass over all pairs otherwise saved)
+    uses_data = isinstance(prior, str) and prior == "covariance"
+    _, prior_inv = initial_metric(
+        np.asarray(pairs) if uses_data else np.zeros((1, d)),
+        prior,
+        random_state=random_state,
+        strict_pd=True,
+        return_inverse=True,
+        matrix_name="prior",
+    )
+    eps = floor * np.linalg.eigvalsh(np.asarray(prior_inv, dtype=np.float64)).min()
+    tol_eff = max(tol, 10 * float(jnp.finfo(dt).eps))
+    host = functools.partial(np.asarray, dtype=np.dtype(dt))  # numpy in: one transfer per call
+    with _on_cpu():
+        out, s, projected, sound, lam_min, lam_max = _sdml_core(
+            _pair_scatter(host(pairs), host(y)),
+            host(prior_inv),
+            host(eta),
+            host(lam),
+            host(tol_eff),
+            host(eps),
+            max_iter=int(max_iter),
+        )
+    res = GraphicalLassoResult(*out)
+    theta, projected, converged = np.asarray(res.precision), bool(projected), bool(res.converged)
+    if projected:
+        warnings.warn(
+            "SDML: the matrix S = prior^-1 + balance_param * (pair scatter) is not positive "
+            f"definite (smallest eigenvalue {float(lam_min):.4g}, largest {float(lam_max):.4g}) "
+            "and the graphical lasso has no solution for it; S was projected onto "
+            f"{{S >= {eps:.3g} I}} (eig_floor * smallest eigenvalue of prior^-1). Decrease "
+            "`balance_param` or use fewer dissimilar pairs for the unprojected problem.",
+            SDMLWarning,
+            stacklevel=2,
+        )
+    if not bool(sound):
+        raise RuntimeError(
+            "SDML: the graphical lasso failed (not positive definite) on the projected matrix "
+            f"(sweeps={int(res.n_iter)}); increase `eig_floor`"
+        )
+    if not converged:
+        warnings.warn(
+            f"SDML: the graphical lasso did not converge in max_iter={max_iter} sweeps (dual "
+            f"gap {float(res.dual_gap):.3g}); the last iterate, positive definite, is returned. "
+            "Increase `max_iter`, or standardise the features.",
+            SDMLWarning,
+            stacklevel=2,
+        )
+    return SDMLResult(
+        jnp.asarray(theta),  # on the default device
+        components_from_metric(theta),
+        jnp.asarray(np.asarray(s)),
+        projected,
+        int(res.n_iter),
+        converged,
+        float(res.dual_gap),
+    )

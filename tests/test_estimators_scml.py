@@ -1,0 +1,70 @@
+"""SCML and SCML_Supervised: metric-learn 0.7.0's API, the same (or a better) objective."""
+
+import warnings
+
+import jax
+import numpy as np
+import pytest
+from sklearn.datasets import load_wine
+from sklearn.model_selection import cross_val_score
+from sklearn.preprocessing import StandardScaler
+
+from benchmarks._reference_libs import metric_learn_compat
+from metricjax.constraints import Constraints
+from metricjax.estimators import SCML, SCML_Supervised
+from metricjax.losses import scml_loss
+
+ml = metric_learn_compat()
+
+X, Y = load_wine(return_X_y=True)
+X = StandardScaler().fit_transform(X)
+IDX = Constraints(Y).generate_knntriplets(X, 3, 10)
+T = X[IDX]
+KW = {"random_state": 7, "max_iter": 2000, "output_iter": 200, "n_basis": 100}
+
+
+def _quiet(fn, *args):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args)
+
+
+def test_scml_same_metric_as_metric_learn():
+    ours = _quiet(SCML(**KW).fit, T)
+    ref = _quiet(ml.SCML(**KW).fit, T)
+    m_ref = ref.components_.T @ ref.components_
+    np.testing.assert_allclose(ours.get_mahalanobis_matrix(), m_ref, rtol=1e-8, atol=1e-10)
+    assert ours.components_.shape == ref.components_.shape
+    with jax.enable_x64(True):
+        obj = float(scml_loss(ours.weights_, T, ours.basis_, beta=1e-5))
+    np.testing.assert_allclose(ours.objective_, obj, rtol=1e-8)
+    np.testing.assert_array_equal(ours.predict(T), ref.predict(T))
+    assert ours.score(T) == pytest.approx(ref.score(T))
+    assert ours.score(T) > 0.9
+
+
+def test_scml_supervised_same_metric_as_metric_learn():
+    ours = _quiet(SCML_Supervised(**KW).fit, X, Y)
+    ref = _quiet(ml.SCML_Supervised(**KW).fit, X, Y)
+    np.testing.assert_allclose(
+        ours.get_mahalanobis_matrix(), ref.components_.T @ ref.components_, rtol=1e-8, atol=1e-10
+    )
+
+
+def test_preprocessor_cv_float32_and_bad_input():
+    a = _quiet(SCML(preprocessor=X, **KW).fit, IDX)
+    b = _quiet(SCML(**KW).fit, T)
+    np.testing.assert_allclose(a.components_, b.components_, rtol=1e-12)
+    scores = _quiet(cross_val_score, SCML(**KW), T)
+    assert np.all(scores > 0.8)
+    assert _quiet(SCML(**KW).fit, T.astype(np.float32)).components_.dtype == np.float32
+    comp = b.components_.copy()
+    with pytest.raises(ValueError, match="`triplets` must hold tuples of 3 points"):
+        b.fit(T[:, :2])
+    bad = T.copy()
+    bad[1, 2, 0] = np.inf
+    with pytest.raises(ValueError, match="`triplets` contains NaN or inf"):
+        b.fit(bad)
+    np.testing.assert_array_equal(b.components_, comp)
+    with pytest.raises(ValueError, match="at least 2 classes in `y`"):
+        SCML_Supervised().fit(X, np.zeros(len(X), int))

@@ -1,0 +1,213 @@
+"""SDML and the JAX graphical lasso, against scikit-learn and metric-learn 0.7."""
+
+import functools
+import warnings
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from _typecheck import unchecked
+
+from metricjax.solvers._sdml import SDMLWarning, graphical_lasso, sdml_solve
+
+ml = pytest.importorskip("benchmarks._reference_libs").metric_learn_compat()
+import metric_learn.sdml as ml_sdml  # noqa: E402  (after the compatibility shim)
+from sklearn.covariance import graphical_lasso as sk_graphical_lasso  # noqa: E402
+from sklearn.covariance._graph_lasso import (  # noqa: E402
+    _graphical_lasso as sk_graphical_lasso_impl,
+)
+from sklearn.datasets import load_breast_cancer, load_iris, load_wine  # noqa: E402
+
+
+def _with_cov_init(emp_cov, alpha, *, verbose=False, cov_init=None, **kw):
+    """scikit-learn's graphical lasso as metric-learn 0.7 calls it (``cov_init`` was removed
+    from the public function in scikit-learn 1.5; the private one still takes it)."""
+    return sk_graphical_lasso_impl(emp_cov, alpha, cov_init=cov_init, verbose=verbose, **kw)[:2]
+
+
+@pytest.fixture
+def ml_sdml_working(monkeypatch):
+    """metric-learn's SDML with its graphical-lasso call repaired (default tolerances)."""
+    monkeypatch.setattr(ml_sdml, "graphical_lasso", _with_cov_init)
+
+
+@pytest.fixture
+def ml_sdml_tight(monkeypatch):
+    """... and run to a tight tolerance, for a comparison at rtol 1e-6."""
+    tight = functools.partial(_with_cov_init, tol=1e-12, enet_tol=1e-12, max_iter=2000)
+    monkeypatch.setattr(ml_sdml, "graphical_lasso", tight)
+
+
+def _standardised(loader):
+    x, y = loader(return_X_y=True)
+    return (x - x.mean(0)) / x.std(0), y
+
+
+def _random_pairs(x, y, n, seed):
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, len(x), n), rng.integers(0, len(x), n)
+    return np.stack([x[a], x[b]], axis=1), np.where(y[a] == y[b], 1, -1)
+
+
+def _supervised_pairs(x, y, seed):
+    """The pairs metric-learn's SDML_Supervised draws (20 * n_classes^2 constraints)."""
+    c = ml.constraints.Constraints(y)
+    pos_neg = c.positive_negative_pairs(20 * len(np.unique(y)) ** 2, random_state=seed)
+    return ml.constraints.wrap_pairs(x, pos_neg)
+
+
+def _spd(d, seed):
+    a = np.random.default_rng(seed).normal(size=(d, 2 * d))
+    return a @ a.T / (2 * d)
+
+
+XI, YI = _standardised(load_iris)
+PAIRS, LABELS = _random_pairs(XI, YI, 100, 0)
+# balance_param at which S = I + bp * (pair scatter) has its smallest eigenvalue at -0.01:
+# indefinite, yet the SDML problem has a solution (scikit-learn finds it too)
+_SCATTER = (PAIRS[:, 0] - PAIRS[:, 1]).T * LABELS @ (PAIRS[:, 0] - PAIRS[:, 1])
+BP_INDEFINITE = 1.01 / abs(np.linalg.eigvalsh(_SCATTER).min())
+
+
+# ----------------------------------------------------------------------------------
+# graphical lasso
+# ----------------------------------------------------------------------------------
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize(("d", "alpha"), [(5, 0.01), (13, 0.1), (13, 0.01)])
+def test_graphical_lasso_matches_scikit_learn(d, alpha):
+    s = _spd(d, d)
+    _, want = sk_graphical_lasso(s, alpha, tol=1e-12, enet_tol=1e-12, max_iter=2000)
+    res = graphical_lasso(s, alpha)
+    got = np.asarray(res.precision)
+    assert bool(res.converged) and abs(float(res.dual_gap)) < 1e-8
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
+    assert np.abs(got - want).max() / np.abs(want).max() < 1e-8
+    np.testing.assert_allclose(np.asarray(res.covariance) @ got, np.eye(d), atol=1e-8)
+    # alpha = 0: the plain inverse
+    np.testing.assert_allclose(
+        np.asarray(graphical_lasso(s, 0.0).precision), np.linalg.inv(s), rtol=1e-7
+    )
+
+
+def test_graphical_lasso_float32():
+    s = _spd(13, 1).astype(np.float32)
+    res = graphical_lasso(s, 0.05)
+    assert res.precision.dtype == jnp.float32
+    _, want = sk_graphical_lasso(s.astype(np.float64), 0.05, tol=1e-12, enet_tol=1e-12)
+    np.testing.assert_allclose(np.asarray(res.precision), want, rtol=1e-3, atol=1e-3)
+
+
+# ----------------------------------------------------------------------------------
+# SDML against metric-learn
+# ----------------------------------------------------------------------------------
+def test_metric_learn_sdml_always_fails_on_current_scikit_learn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(RuntimeError, match="cov_init"):
+            ml.SDML(balance_param=1e-4).fit(PAIRS, LABELS)
+
+
+@pytest.mark.usefixtures("x64", "ml_sdml_tight")
+@pytest.mark.parametrize("bp", [1e-4, 1e-3, BP_INDEFINITE])
+def test_sdml_learns_metric_learns_metric(bp):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = ml.SDML(balance_param=bp, sparsity_param=0.01).fit(PAIRS, LABELS)
+    want = want.get_mahalanobis_matrix()
+    res = sdml_solve(PAIRS, LABELS, balance_param=bp, sparsity_param=0.01)
+    assert not res.projected and res.converged
+    got = np.asarray(res.metric)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
+    np.testing.assert_allclose(
+        np.asarray(res.components).T @ res.components, got, rtol=1e-10, atol=1e-12
+    )
+
+
+@pytest.mark.usefixtures("x64", "ml_sdml_working")
+def test_sdml_against_metric_learn_at_its_default_tolerance():
+    """metric-learn stops scikit-learn's solver at its default tol=1e-4: about 1e-5 apart."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = ml.SDML(balance_param=1e-4, prior="covariance").fit(PAIRS, LABELS)
+    want = want.get_mahalanobis_matrix()
+    got = np.asarray(sdml_solve(PAIRS, LABELS, balance_param=1e-4, prior="covariance").metric)
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+
+
+@pytest.mark.usefixtures("x64", "ml_sdml_working")
+@pytest.mark.parametrize(
+    ("loader", "standardise"), [(load_iris, False), (load_wine, False), (load_breast_cancer, True)]
+)
+def test_sdml_sound_where_metric_learn_fails(loader, standardise):
+    # raw features as metric-learn's examples; breast cancer standardised (on its raw,
+    # nearly collinear features the graphical lasso needs hundreds of sweeps)
+    x, y = _standardised(loader) if standardise else loader(return_X_y=True)
+    pairs, labels = _supervised_pairs(x, y, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(RuntimeError, match="graphical lasso"):
+            ml.SDML_Supervised(random_state=0).fit(x, y)
+        with pytest.raises(RuntimeError, match="graphical lasso"):
+            ml.SDML().fit(pairs, labels)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = sdml_solve(pairs, labels)
+    assert [w.category for w in caught] == [SDMLWarning]
+    assert "not positive definite" in str(caught[0].message)
+    m = np.asarray(res.metric)
+    assert res.projected and res.converged
+    assert np.all(np.isfinite(m)) and np.linalg.eigvalsh(m).min() > 0
+    assert np.linalg.eigvalsh(np.asarray(res.emp_cov)).min() > 0
+    # SDML's intent: similar pairs closer relative to dissimilar ones than in Euclidean space
+    diff = pairs[:, 0] - pairs[:, 1]
+    dm = np.einsum("ni,ij,nj->n", diff, m, diff)
+    de = np.sum(diff * diff, axis=1)
+    ratio = lambda dd: dd[labels == 1].mean() / dd[labels == -1].mean()
+    assert ratio(dm) < ratio(de)
+
+
+@pytest.mark.usefixtures("x64")
+def test_sdml_priors_and_one_feature():
+    r1 = sdml_solve(PAIRS, LABELS, balance_param=1e-3, prior="random", random_state=2)
+    r2 = sdml_solve(PAIRS, LABELS, balance_param=1e-3, prior="random", random_state=2)
+    np.testing.assert_array_equal(np.asarray(r1.metric), np.asarray(r2.metric))
+    p1 = PAIRS[:, :, :1]
+    res = sdml_solve(p1, LABELS, balance_param=1e-3)
+    s = 1 + 1e-3 * np.sum(LABELS * (p1[:, 0, 0] - p1[:, 1, 0]) ** 2)
+    np.testing.assert_allclose(np.asarray(res.metric), [[1 / s]], rtol=1e-12)
+
+
+def test_sdml_float32():
+    pairs, labels = _supervised_pairs(*load_iris(return_X_y=True), 0)
+    with pytest.warns(SDMLWarning):
+        res = sdml_solve(pairs.astype(np.float32), labels)
+    assert res.metric.dtype == jnp.float32
+    m = np.asarray(res.metric, dtype=np.float64)
+    assert np.all(np.isfinite(m)) and np.linalg.eigvalsh(m).min() > 0
+    res = sdml_solve(PAIRS.astype(np.float32), LABELS, balance_param=1e-4)
+    assert not res.projected and res.metric.dtype == jnp.float32
+
+
+def test_sdml_bad_input():
+    with pytest.raises(ValueError, match="pairs"):
+        unchecked(sdml_solve)(np.zeros((5, 3, 2)), np.ones(5))
+    with pytest.raises(ValueError, match="y"):
+        unchecked(sdml_solve)(PAIRS, (LABELS + 1) // 2)  # labels {0, 1}
+    with pytest.raises(ValueError, match="single class"):
+        unchecked(sdml_solve)(PAIRS, np.ones(len(PAIRS)))
+    bad = PAIRS.copy()
+    bad[3, 1, 2] = np.nan
+    with pytest.raises(ValueError, match="pairs.*NaN"):
+        unchecked(sdml_solve)(bad, LABELS)
+    with pytest.raises(ValueError, match="y"):
+        unchecked(sdml_solve)(PAIRS, LABELS[:-1])
+    with pytest.raises(ValueError, match="balance_param"):
+        unchecked(sdml_solve)(PAIRS, LABELS, balance_param=-1.0)
+    with pytest.raises(ValueError, match="sparsity_param"):
+        unchecked(sdml_solve)(PAIRS, LABELS, sparsity_param=float("nan"))
+    with pytest.raises(ValueError, match="prior"):
+        unchecked(sdml_solve)(PAIRS, LABELS, prior=np.diag([1.0, 1.0, 1.0, 0.0]))
+    with pytest.raises(ValueError, match="emp_cov"):
+        unchecked(graphical_lasso)(np.ones((3, 4)), 0.1)
+    with pytest.raises(ValueError, match="alpha"):
+        unchecked(graphical_lasso)(np.eye(3), -0.1)

@@ -172,9 +172,10 @@ def _check_target_neighbors(tn, n: int, host_codes):
     return jnp.asarray(arr, jnp.int32)
 
 
-def _block_rows(block_size, n: int, k: int, itemsize: int) -> int:
-    """Rows per block: the engine's rule with ``4k + 6`` arrays of ``n`` entries per row."""
-    return _engine.block_rows(block_size, n, n, itemsize, arrays_per_pair=4 * k + 6, min_rows=16)
+def _block_rows(block_size, n: int, k: int, itemsize: int, m: int | None = None) -> int:
+    """Rows per block of ``m`` query rows (default ``n``): the engine's rule with ``4k + 6`` arrays of ``n`` entries per row."""
+    m = n if m is None else m
+    return _engine.block_rows(block_size, m, n, itemsize, arrays_per_pair=4 * k + 6, min_rows=16)
 
 
 # ----------------------------------------------------------------------------------
@@ -230,7 +231,7 @@ def lmnn_rows(
         ti = jax.lax.dynamic_slice_in_dim(tp, start, b)
         zi = xzi[:, d:]
         local = start + jnp.arange(b)
-        valid = (local < m) & (row_offset + local < n_valid)
+        valid = (local < m) & (jnp.asarray(row_offset).astype(local.dtype) + local < n_valid)
         dz = zi[:, None, :] - z[ti]  # (b, k, kz)
         d_ij = jnp.sum(dz * dz, axis=-1)  # (b, k)
         loss = pull_w * jnp.sum(jnp.where(valid[:, None], d_ij, 0))

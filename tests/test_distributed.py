@@ -122,7 +122,7 @@ def test_two_processes_match_one_process():
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    for p, (so, se) in zip(procs, outs):
+    for p, (_so, se) in zip(procs, outs):
         assert p.returncode == 0, se[-4000:]
     results = [json.loads(so.split("RESULT ", 1)[1].splitlines()[0]) for so, _ in outs]
     assert results[0] == results[1]  # every process sees the same replicated values

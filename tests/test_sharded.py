@@ -5,16 +5,13 @@ The multi-device checks run in a subprocess with 4 simulated CPU devices
 starts); the rest runs in-process on the one real device.
 """
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _forced_devices import run_on_cpu_devices
 from _typecheck import unchecked
 
 import metricjax as mj
@@ -110,14 +107,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_four_devices_match_one_device():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_on_cpu_devices(SCRIPT)
     for n in (48, 50, 23, 33):  # 50, 23 and 33 are padded to a multiple of 4
         assert out[f"n={n}"] < 1e-10, out
     assert out["lmnn_and_n_valid"] < 1e-10, out

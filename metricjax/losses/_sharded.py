@@ -1,4 +1,4 @@
-r"""Soft-neighbour losses (MLKR, NCA) sharded by rows across devices.
+r"""MLKR, NCA and LMNN sharded by rows across devices (of one process or several).
 
 The rows of the pairwise matrix are split over the devices of a 1-D mesh axis
 (``"rows"`` by default) with ``jax.shard_map``. Each device
@@ -19,7 +19,11 @@ evaluation is ``O(n (k + c + d))`` numbers, against ``O(n^2 (k + c) / p)`` flops
 
 ``n`` need not be a multiple of the device count: the rows are padded to one and
 the padded points are masked out (no neighbour of anyone, no loss, zero gradient).
-For the cheapest layout, make ``n`` a multiple of the device count and place the
+Inputs that already end in padding (e.g. from
+:func:`metricjax.distributed.global_rows`) pass ``n_valid``, the number of real rows.
+LMNN (:func:`sharded_lmnn_loss`) has the same layout with LMNN's hinge pass: it also
+all-gathers the centred ``X`` and the labels, and scatters the target neighbours'
+and impostors' column terms back to their owners. For the cheapest layout, make ``n`` a multiple of the device count and place the
 inputs with ``NamedSharding(mesh, PartitionSpec("rows"))`` (then no padding or
 resharding happens inside the call). Multi-host use and GPU notes:
 ``docs/scaling.md``.

@@ -29,10 +29,11 @@ def parse(argv=None):
     ap.add_argument("--process-id", type=int, default=None,
                     help="this process's rank; omit to spawn all workers on this machine")
     ap.add_argument("--coordinator", default=None, help="host:port of process 0")
-    ap.add_argument("--n", type=int, default=2000, help="rows in all (split over the processes)")
+    ap.add_argument("--n", type=int, default=1000, help="rows in all (split over the processes)")
     ap.add_argument("--d", type=int, default=10)
     ap.add_argument("--max-iter", type=int, default=30)
     ap.add_argument("--timeout", type=float, default=600, help="seconds, when spawning")
+    ap.add_argument("--out", default=None, help="unused (no figures); accepted like the other examples")
     return ap.parse_args(argv)
 
 

@@ -60,6 +60,7 @@ CASES = {
             "metric head:",
         ],
     ),
+    "06_multi_process.py": ([], ["2 processes, 2 devices", "L-BFGS iterations"]),
 }
 
 

@@ -10,6 +10,7 @@ at coincident points).
 """
 
 from metricjax import constraints as constraints
+from metricjax import distributed as distributed
 from metricjax import jacobians as jacobians
 from metricjax import losses as losses
 from metricjax import reference as reference
@@ -72,6 +73,7 @@ __all__ = [
     "reference",
     "solvers",
     "constraints",
+    "distributed",
     "fit",
     "FitResult",
     "fit_minibatch",

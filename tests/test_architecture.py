@@ -18,6 +18,7 @@ LAYERS = [
     ("metricjax.jacobians",),
     ("metricjax.losses",),
     ("metricjax.solvers", "metricjax._train", "metricjax._persist", "metricjax.constraints"),
+    ("metricjax.distributed",),
     ("metricjax.estimators", "metricjax.nn", "metricjax.plot"),
 ]
 

@@ -69,6 +69,7 @@ CASES = {
             "ITML held-out ROC AUC",
         ],
     ),
+    "06_multi_process.py": ([], ["2 processes, 2 devices", "L-BFGS iterations"]),
 }
 
 

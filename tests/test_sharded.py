@@ -5,16 +5,14 @@ The multi-device checks run in a subprocess with 4 simulated CPU devices
 starts); the rest runs in-process on the one real device.
 """
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _forced_devices import run_on_cpu_devices
+from _typecheck import unchecked
 
 import metricjax as mj
 from metricjax.losses import mlkr_loss, nca_loss, sharded_mlkr_loss, sharded_nca_loss
@@ -58,6 +56,28 @@ SCRIPT = textwrap.dedent(
         errs.append(rel(jax.grad(sharded_nca_loss)(L, x, labels, block_size=block), want[1][0]))
         out[f"n={n}"] = max(errs)
 
+    # LMNN: loss and gradients (L, x), padded n, and explicit padding with n_valid
+    from metricjax.losses import lmnn_loss, lmnn_target_neighbors, sharded_lmnn_loss
+    errs = []
+    for n, block in ((23, 3),):
+        x = rng.standard_normal((n, 4)) + 2.0
+        labels = rng.integers(0, 3, n)
+        L = 0.7 * rng.standard_normal((3, 4))
+        tn = lmnn_target_neighbors(x, labels, 2)
+        want = jax.value_and_grad(lmnn_loss, argnums=(0, 1))(L, x, labels, target_neighbors=tn)
+        got = jax.value_and_grad(sharded_lmnn_loss, argnums=(0, 1))(
+            L, x, labels, target_neighbors=tn, block_size=block, mesh=mesh)
+        errs += [rel(a, b) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want))]
+        errs.append(rel(jax.grad(sharded_lmnn_loss)(L, x, labels, target_neighbors=tn), want[1][0]))
+        xp = np.concatenate([x, np.full((1, 4), 100.0)])  # one padding row, far away
+        lp, tp = np.append(labels, 0), np.concatenate([tn, [[0, 1]]])
+        errs.append(rel(jax.grad(mj.sharded(lmnn_loss, mesh, n_valid=n))(
+            L, xp, lp, target_neighbors=tp), want[1][0]))
+        y = rng.standard_normal(n)
+        errs.append(rel(jax.grad(mj.sharded(mlkr_loss, mesh, n_valid=n))(
+            L, xp, np.append(y, 5.0)), jax.grad(mlkr_loss)(L, x, y)))
+    out["lmnn_and_n_valid"] = max(errs)
+
     # inputs placed by rows, under jit, with the mj.sharded wrapper
     n, d = 48, 5
     x = rng.standard_normal((n, d))
@@ -87,16 +107,10 @@ SCRIPT = textwrap.dedent(
 
 
 def test_four_devices_match_one_device():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_on_cpu_devices(SCRIPT)
     for n in (48, 50, 23, 33):  # 50, 23 and 33 are padded to a multiple of 4
         assert out[f"n={n}"] < 1e-10, out
+    assert out["lmnn_and_n_valid"] < 1e-10, out
     assert out["x_sharding"] == ["rows"]
     assert out["jit"] < 1e-10 and out["jit_nca"] < 1e-10, out
     assert out["fit_iters"] == 5 and out["fit_loss_decreased"]
@@ -127,6 +141,10 @@ def test_float32_and_errors():
     v = sharded_mlkr_loss(np.eye(3, dtype=np.float32), x, y)
     assert v.dtype == jnp.float32
     np.testing.assert_allclose(v, mlkr_loss(np.eye(3, dtype=np.float32), x, y), rtol=1e-5)
+    with pytest.raises(ValueError, match="n_valid"):
+        sharded_mlkr_loss(np.eye(3), x, y, n_valid=11)
+    with pytest.raises(TypeError, match="target_neighbors"):
+        mj.losses.sharded_lmnn_loss(np.eye(3), x, np.arange(10) % 2, n_valid=9)
     with pytest.raises(ValueError, match="supports"):
         mj.sharded(lambda L, x, y: 0.0)
     with pytest.raises(ValueError, match="axis_name"):
@@ -136,9 +154,9 @@ def test_float32_and_errors():
     with pytest.raises(ValueError, match="block_size"):
         sharded_mlkr_loss(np.eye(3), x, y, block_size=0)
     with pytest.raises(ValueError, match="rows"):
-        sharded_mlkr_loss(np.eye(3), x, y[:5])
+        unchecked(sharded_mlkr_loss)(np.eye(3), x, y[:5])
     with pytest.raises(ValueError, match="labels"):
-        sharded_nca_loss(np.eye(3), x, np.zeros(4))
+        unchecked(sharded_nca_loss)(np.eye(3), x, np.zeros(4))
     two_axes = jax.sharding.Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1), ("a", "b"))
     with pytest.raises(ValueError, match="axis_name"):
         mj.sharded(mlkr_loss, two_axes)

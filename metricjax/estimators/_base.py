@@ -89,6 +89,17 @@ def check_real(value, name: str, low: float, high: float = np.inf) -> float:
     return v
 
 
+def check_mesh(mesh):
+    """``None`` or a ``jax.sharding.Mesh`` (the rows are split over its only axis)."""
+    if mesh is None:
+        return None
+    if not isinstance(mesh, jax.sharding.Mesh):
+        raise TypeError(f"`mesh` must be a jax.sharding.Mesh or None, got {type(mesh).__name__}")
+    if len(mesh.axis_names) != 1:
+        raise ValueError(f"`mesh` must have one axis (the rows), got axes {mesh.axis_names}")
+    return mesh
+
+
 def check_block_size(value):
     if value is None or (isinstance(value, str) and value == "auto"):
         return "auto"
@@ -607,6 +618,10 @@ BATCH_ARGS = """        block_size: rows of the pairwise matrix processed at a t
             ``converged_`` is ``False`` and no ``ConvergenceWarning``;
             ``loss_history_`` holds the ``max_iter`` batch losses. For data too large
             for ``O(n^2)`` work per step (``docs/scaling.md``).
+        mesh: ``None`` (default): one device. A 1-D ``jax.sharding.Mesh``
+            (e.g. :func:`metricjax.row_mesh`): the loss is row-sharded over its devices
+            (:func:`metricjax.sharded`); same fit up to rounding. Composes with
+            ``batch_size`` (each batch is sharded).
 """
 
 COMMON_ATTRS = """
@@ -638,6 +653,7 @@ class SoftNeighbourLearner(SupervisedLearner):
         block_size="auto",
         batch_size=None,
         preprocessor=None,
+        mesh=None,
     ):
         self.n_components = n_components
         self.init = init
@@ -649,3 +665,4 @@ class SoftNeighbourLearner(SupervisedLearner):
         self.block_size = block_size
         self.batch_size = batch_size
         self.preprocessor = preprocessor
+        self.mesh = mesh

@@ -11,9 +11,10 @@ from metricjax.estimators._base import (
     SupervisedLearner,
     check_block_size,
     check_int,
+    check_mesh,
     check_real,
 )
-from metricjax.losses import lmnn_loss, lmnn_target_neighbors
+from metricjax.losses import lmnn_loss, lmnn_target_neighbors, sharded_lmnn_loss
 
 
 class LMNN(SupervisedLearner):
@@ -50,6 +51,9 @@ class LMNN(SupervisedLearner):
         margin: :math:`m \ge 0`, the margin of the hinge.
         block_size: rows processed at a time by the loss (see
             :func:`metricjax.losses.lmnn_loss`).
+        mesh: ``None`` (one device) or a 1-D ``jax.sharding.Mesh``: the loss is
+            row-sharded over its devices (:func:`metricjax.losses.sharded_lmnn_loss`);
+            same fit up to rounding.
         regularization: metric-learn's name for the weight of the *pull* term:
             if given, ``push_weight = 1 - regularization`` (the same objective as
             metric-learn's ``LMNN`` with that ``regularization``).
@@ -108,6 +112,7 @@ class LMNN(SupervisedLearner):
         k=None,
         learn_rate=None,
         min_iter=None,
+        mesh=None,
     ):
         self.n_components = n_components
         self.init = init
@@ -123,6 +128,7 @@ class LMNN(SupervisedLearner):
         self.preprocessor = preprocessor
         self.regularization = regularization
         self.convergence_tol = convergence_tol
+        self.mesh = mesh
         self.k = k
         self.learn_rate = learn_rate
         self.min_iter = min_iter
@@ -180,12 +186,21 @@ class LMNN(SupervisedLearner):
             )
             k = smallest - 1
         tn = np.asarray(lmnn_target_neighbors(X, codes, k), dtype=np.int32)
-        loss = _lmnn_objective(check_block_size(self.block_size), margin, push_weight)
+        loss = _lmnn_objective(
+            check_block_size(self.block_size), margin, push_weight, check_mesh(self.mesh)
+        )
         return loss, (codes, tn), {"n_neighbors_": k, "target_neighbors_": tn}
 
 
-def _lmnn_with_targets(transform, x, codes, target_neighbors, *, push_weight, margin, block_size):
-    """:func:`metricjax.losses.lmnn_loss` with the target neighbours as a data argument."""
+def _lmnn_with_targets(
+    transform, x, codes, target_neighbors, *, push_weight, margin, block_size, mesh=None
+):
+    """:func:`metricjax.losses.lmnn_loss` (row-sharded over ``mesh`` if given) with the target neighbours as a data argument."""
+    if mesh is not None:
+        return sharded_lmnn_loss(
+            transform, x, codes, target_neighbors=target_neighbors, push_weight=push_weight,
+            margin=margin, block_size=block_size, mesh=mesh,
+        )
     return lmnn_loss(
         transform,
         x,
@@ -198,8 +213,9 @@ def _lmnn_with_targets(transform, x, codes, target_neighbors, *, push_weight, ma
 
 
 @functools.cache
-def _lmnn_objective(block_size, margin: float, push_weight: float):
+def _lmnn_objective(block_size, margin: float, push_weight: float, mesh=None):
     """One loss object per configuration, so refits reuse the compiled loop."""
     return functools.partial(
-        _lmnn_with_targets, push_weight=push_weight, margin=margin, block_size=block_size
+        _lmnn_with_targets, push_weight=push_weight, margin=margin, block_size=block_size,
+        mesh=mesh,
     )

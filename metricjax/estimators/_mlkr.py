@@ -14,13 +14,16 @@ from metricjax.estimators._base import (
     COMMON_ATTRS,
     SoftNeighbourLearner,
     check_block_size,
+    check_mesh,
 )
-from metricjax.losses import kernel_regression, mlkr_loss
+from metricjax.losses import kernel_regression, mlkr_loss, sharded_mlkr_loss
 
 
 @functools.cache
-def _mlkr_objective(block_size):
-    """One loss object per block size, so refits reuse the compiled loop."""
+def _mlkr_objective(block_size, mesh=None):
+    """One loss object per block size (and mesh), so refits reuse the compiled loop."""
+    if mesh is not None:
+        return functools.partial(sharded_mlkr_loss, block_size=block_size, mesh=mesh)
     return functools.partial(mlkr_loss, block_size=block_size)
 
 
@@ -73,7 +76,7 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
     _classification = False
 
     def _objective(self, X, y, classes):
-        loss = _mlkr_objective(check_block_size(self.block_size))
+        loss = _mlkr_objective(check_block_size(self.block_size), check_mesh(self.mesh))
         # copies of the (validated) training data, for predict
         return loss, (y,), {"X_train_": np.array(X), "y_train_": np.array(y)}
 

@@ -8,13 +8,18 @@ from metricjax.estimators._base import (
     COMMON_ATTRS,
     SoftNeighbourLearner,
     check_block_size,
+    check_mesh,
 )
-from metricjax.losses import nca_loss
+from metricjax.losses import nca_loss, sharded_nca_loss
 
 
 @functools.cache
-def _nca_objective(block_size, num_classes: int):
+def _nca_objective(block_size, num_classes: int, mesh=None):
     """One loss object per configuration, so refits reuse the compiled loop."""
+    if mesh is not None:
+        return functools.partial(
+            sharded_nca_loss, num_classes=num_classes, block_size=block_size, mesh=mesh
+        )
     return functools.partial(nca_loss, num_classes=num_classes, block_size=block_size)
 
 
@@ -63,5 +68,7 @@ class NCA(SoftNeighbourLearner):
     )
 
     def _objective(self, X, codes, classes):
-        loss = _nca_objective(check_block_size(self.block_size), int(codes.max()) + 1)
+        loss = _nca_objective(
+            check_block_size(self.block_size), int(codes.max()) + 1, check_mesh(self.mesh)
+        )
         return loss, (codes,), {}

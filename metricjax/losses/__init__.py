@@ -23,6 +23,7 @@ from metricjax.losses._scml import scml_loss as scml_loss
 from metricjax.losses._sharded import row_mesh as row_mesh
 from metricjax.losses._sharded import shard_rows as shard_rows
 from metricjax.losses._sharded import sharded as sharded
+from metricjax.losses._sharded import sharded_lmnn_loss as sharded_lmnn_loss
 from metricjax.losses._sharded import sharded_mlkr_loss as sharded_mlkr_loss
 from metricjax.losses._sharded import sharded_nca_loss as sharded_nca_loss
 
@@ -41,6 +42,7 @@ __all__ = [
     "mmc_loss",
     "mmc_loss_transform",
     "sharded",
+    "sharded_lmnn_loss",
     "sharded_mlkr_loss",
     "sharded_nca_loss",
     "row_mesh",

@@ -251,7 +251,7 @@ def rows_pass(
         qi = jax.lax.dynamic_slice_in_dim(qqp, start, b)
         ui = jax.lax.dynamic_slice_in_dim(up, start, b)
         local = start + jnp.arange(b)
-        rows = row_offset + local
+        rows = jnp.asarray(row_offset).astype(local.dtype) + local  # int32 axis_index, int64 arange
         logits = -(qi[:, None] + q[None, :] - 2 * mm(zi, z.T))
         drop = cols[None, :] == rows[:, None]
         valid = local < m

@@ -172,38 +172,57 @@ def _check_target_neighbors(tn, n: int, host_codes):
     return jnp.asarray(arr, jnp.int32)
 
 
-def _block_rows(block_size, n: int, k: int, itemsize: int) -> int:
-    """Rows per block: the engine's rule with ``4k + 6`` arrays of ``n`` entries per row."""
-    return _engine.block_rows(block_size, n, n, itemsize, arrays_per_pair=4 * k + 6, min_rows=16)
+def _block_rows(block_size, n: int, k: int, itemsize: int, m: int | None = None) -> int:
+    """Rows per block of ``m`` query rows (default ``n``): the engine's rule with ``4k + 6`` arrays of ``n`` entries per row."""
+    m = n if m is None else m
+    return _engine.block_rows(block_size, m, n, itemsize, arrays_per_pair=4 * k + 6, min_rows=16)
 
 
 # ----------------------------------------------------------------------------------
 # blocked pass: loss, and optionally its closed-form gradient
 # ----------------------------------------------------------------------------------
-def _lmnn_pass(transform, x, codes, tn, push_weight, margin, block_size, *, with_grad, need_x=True):
-    """Loss (and ``(loss, lbar, xbar)`` with ``with_grad``) by blocks of ``b`` rows ``i``.
+def lmnn_rows(
+    xq, zq, cq, tq, xc, z, codes, push_weight, margin, block_size, *,
+    with_grad, need_x=True, row_offset=0, n_valid=None,
+):
+    """LMNN's blocked pass for the query rows ``xq`` against all ``n`` columns.
+
+    ``xq``, ``zq`` (``(m, d)``, ``(m, k_L)``): centred and embedded query points, which
+    are global rows ``row_offset ... row_offset + m - 1``; ``cq``, ``tq``: their codes and
+    target neighbours (global indices); ``xc``, ``z``, ``codes``: all ``n`` points. Rows
+    and columns at or past ``n_valid`` are padding: no loss, no impostor, no gradient.
+    One device calls it with ``row_offset = 0`` on all rows; the row-sharded loss calls
+    it per device (:mod:`metricjax.losses._sharded`).
 
     Per block: ``D_il`` for all ``l`` (``(b, n)``, norm expansion on centred data),
     ``D_ij`` for the targets (``(b, k)``, exact differences) and the hinge arguments
     ``(b, k, n)``; memory ``O(b k n + n (d + k_L))``.
+
+    Returns:
+        The loss; with ``with_grad``, ``(loss, part, colsum, gtz, zcol, zrow)``: the
+        blocks' share of ``lbar / 2`` (:func:`laplacian_transform_block`), the column
+        accumulators ``G^T 1`` (``(n,)``), ``G^T Z`` and the target scatter (``(n, k_L)``,
+        zero unless ``need_x``) and the rows ``(G 1) Z - G Z`` of the query points
+        (``(m, k_L)``).
     """
-    n, d = x.shape
+    m, d = xq.shape
+    n = xc.shape[0]
+    n_valid = n if n_valid is None else n_valid
     b = block_size
-    nblocks = -(-n // b)
-    pad = nblocks * b - n
-    dt = x.dtype
+    nblocks = -(-m // b)
+    pad = nblocks * b - m
+    dt = xq.dtype
     mu = push_weight
     pull_w = 1.0 - push_weight
     use_push = push_weight > 0  # static: mu = 0 needs no impostor search
 
-    xc = x - jnp.mean(x, axis=0, keepdims=True)
-    z = mm(xc, transform.T)
     kz = z.shape[1]
     q = rowdot(z, z)
-    xzp = jnp.pad(jnp.concatenate([xc, z], axis=1), ((0, pad), (0, 0)))
-    qp = jnp.pad(q, (0, pad))
-    cp = jnp.pad(codes, (0, pad))
-    tp = jnp.pad(tn, ((0, pad), (0, 0)))
+    col_ok = True if n_valid == n else (jnp.arange(n) < n_valid)[None, :]
+    xzp = jnp.pad(jnp.concatenate([xq, zq], axis=1), ((0, pad), (0, 0)))
+    qp = jnp.pad(rowdot(zq, zq), (0, pad))
+    cp = jnp.pad(cq, (0, pad))
+    tp = jnp.pad(tq, ((0, pad), (0, 0)))
 
     def block(start):
         xzi = jax.lax.dynamic_slice_in_dim(xzp, start, b)
@@ -211,14 +230,15 @@ def _lmnn_pass(transform, x, codes, tn, push_weight, margin, block_size, *, with
         ci = jax.lax.dynamic_slice_in_dim(cp, start, b)
         ti = jax.lax.dynamic_slice_in_dim(tp, start, b)
         zi = xzi[:, d:]
-        valid = start + jnp.arange(b) < n
+        local = start + jnp.arange(b)
+        valid = (local < m) & (jnp.asarray(row_offset).astype(local.dtype) + local < n_valid)
         dz = zi[:, None, :] - z[ti]  # (b, k, kz)
         d_ij = jnp.sum(dz * dz, axis=-1)  # (b, k)
         loss = pull_w * jnp.sum(jnp.where(valid[:, None], d_ij, 0))
         active = None
         if use_push:
             d_il = jnp.maximum(qi[:, None] + q[None, :] - 2 * mm(zi, z.T), 0)  # (b, n)
-            impostor = (ci[:, None] != codes[None, :]) & valid[:, None]
+            impostor = (ci[:, None] != codes[None, :]) & valid[:, None] & col_ok
             h = margin + d_ij[:, :, None] - d_il[:, None, :]  # (b, k, n)
             # strict: a hinge exactly at 0 is inactive (subgradient 0 there)
             active = (h > 0) & impostor[:, None, :]
@@ -261,18 +281,29 @@ def _lmnn_pass(transform, x, codes, tn, push_weight, margin, block_size, *, with
             zrow = zrow + laplacian_combine(rowsum, 0, gz, 0, zi)
         return (total + loss, lbar, colsum, gtz, zcol), zrow
 
+    shape_nk = (n, kz) if need_x else ()
     init = (
         jnp.zeros((), dt),
         jnp.zeros((kz, d), dt),
         jnp.zeros((n,), dt),
-        jnp.zeros((n, kz) if need_x else (), dt),
-        jnp.zeros((n, kz) if need_x else (), dt),
+        jnp.zeros(shape_nk, dt),
+        jnp.zeros(shape_nk, dt),
     )
-    (total, lbar, colsum, gtz, zcol), zrow = jax.lax.scan(body, init, jnp.arange(nblocks))
-    lbar = laplacian_transform_finish(lbar, colsum, xc, z)
+    (total, part, colsum, gtz, zcol), zrow = jax.lax.scan(body, init, jnp.arange(nblocks))
+    return total, part, colsum, gtz, zcol, zrow.reshape(-1, kz)[:m]
+
+
+def _lmnn_pass(transform, x, codes, tn, push_weight, margin, block_size, *, with_grad, need_x=True):
+    """Loss (and ``(loss, lbar, xbar)`` with ``with_grad``) of all rows on one device."""
+    xc, z = _engine.embed(transform, x)
+    args = (xc, z, codes, tn, xc, z, codes, push_weight, margin, block_size)
+    if not with_grad:
+        return lmnn_rows(*args, with_grad=False)
+    total, part, colsum, gtz, zcol, zrow = lmnn_rows(*args, with_grad=True, need_x=need_x)
+    lbar = laplacian_transform_finish(part, colsum, xc, z)
     xbar = jnp.zeros_like(x)
     if need_x:
-        zbar = 2 * laplacian_combine(0, colsum, -(zrow.reshape(-1, kz)[:n] + zcol), gtz, z)
+        zbar = 2 * laplacian_combine(0, colsum, -(zrow + zcol), gtz, z)
         xbar = mm(zbar, transform)
     return total, lbar, xbar
 

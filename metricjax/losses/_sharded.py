@@ -1,4 +1,4 @@
-r"""Soft-neighbour losses (MLKR, NCA) sharded by rows across devices.
+r"""MLKR, NCA and LMNN sharded by rows across devices (of one process or several).
 
 The rows of the pairwise matrix are split over the devices of a 1-D mesh axis
 (``"rows"`` by default) with ``jax.shard_map``. Each device
@@ -19,7 +19,11 @@ evaluation is ``O(n (k + c + d))`` numbers, against ``O(n^2 (k + c) / p)`` flops
 
 ``n`` need not be a multiple of the device count: the rows are padded to one and
 the padded points are masked out (no neighbour of anyone, no loss, zero gradient).
-For the cheapest layout, make ``n`` a multiple of the device count and place the
+Inputs that already end in padding (e.g. from
+:func:`metricjax.distributed.global_rows`) pass ``n_valid``, the number of real rows.
+LMNN (:func:`sharded_lmnn_loss`) has the same layout with LMNN's hinge pass: it also
+all-gathers the centred ``X`` and the labels, and scatters the target neighbours'
+and impostors' column terms back to their owners. For the cheapest layout, make ``n`` a multiple of the device count and place the
 inputs with ``NamedSharding(mesh, PartitionSpec("rows"))`` (then no padding or
 resharding happens inside the call). Multi-host use and GPU notes:
 ``docs/scaling.md``.
@@ -35,14 +39,34 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from metricjax import _checks
 from metricjax._rules import laplacian_combine, laplacian_transform_finish, mm
-from metricjax._typing import Array, ArrayLike, Labels, Points, Scalar, Shaped, Targets, Transform
+from metricjax._typing import (
+    Array,
+    ArrayLike,
+    Labels,
+    Points,
+    Scalar,
+    Shaped,
+    TargetNeighbors,
+    Targets,
+    Transform,
+)
 from metricjax.losses import _engine as sn
+from metricjax.losses import _lmnn
+from metricjax.losses._lmnn import lmnn_loss, lmnn_rows
 from metricjax.losses._mlkr import _prepare, _sq_error, mlkr_loss
 from metricjax.losses._nca import _neg_match, nca_loss
 from metricjax.losses._nca import _prepare as _nca_prepare
 
-__all__ = ["row_mesh", "shard_rows", "sharded", "sharded_mlkr_loss", "sharded_nca_loss"]
+__all__ = [
+    "row_mesh",
+    "shard_rows",
+    "sharded",
+    "sharded_lmnn_loss",
+    "sharded_mlkr_loss",
+    "sharded_nca_loss",
+]
 
 DEFAULT_AXIS = "rows"
 
@@ -119,7 +143,7 @@ def _local(cfg: _Config, with_grad: bool, need_x: bool, need_values: bool):
     def run(transform, x, values, targets):
         m, d = x.shape
         offset = jax.lax.axis_index(axis) * m
-        valid = (offset + jnp.arange(m)) < cfg.n_valid
+        valid = (offset + jnp.arange(m, dtype=offset.dtype)) < cfg.n_valid
         total = jax.lax.psum(jnp.sum(jnp.where(valid[:, None], x, 0), axis=0), axis)
         xc, zq = sn.embed(transform, x, (total / cfg.n_valid)[None, :])
         z = jax.lax.all_gather(zq, axis, tiled=True)
@@ -186,8 +210,19 @@ def _sharded_sn_bwd(cfg, res, g):
 _sharded_sn.defvjp(_sharded_sn_fwd, _sharded_sn_bwd, symbolic_zeros=True)
 
 
-@functools.partial(jax.jit, static_argnums=(4, 5, 6, 7))
-def _run(transform, x, values, targets, f, mesh, axis, block_size):
+def _n_valid(n_valid, n: int) -> int:
+    """Checked count of real rows: the first ``n_valid`` of ``n`` (the rest is padding)."""
+    if n_valid is None:
+        return n
+    if isinstance(n_valid, bool) or not isinstance(n_valid, (int, np.integer)):
+        raise TypeError(f"`n_valid` must be an int, got {n_valid!r}")
+    if not 2 <= n_valid <= n:
+        raise ValueError(f"`n_valid` must lie in [2, {n}] (the rows of `x`), got {n_valid}")
+    return int(n_valid)
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5, 6, 7, 8))
+def _run(transform, x, values, targets, f, mesh, axis, block_size, n_valid):
     n = x.shape[0]
     p = mesh.shape[axis]
     n_pad = -(-n // p) * p
@@ -195,7 +230,7 @@ def _run(transform, x, values, targets, f, mesh, axis, block_size):
     if n_pad != n:
         x, values, targets = (jnp.pad(a, pad) for a in (x, values, targets))
     b = _block_rows(block_size, n_pad // p, n_pad, x.dtype.itemsize)
-    cfg = _Config(f, mesh, axis, b, n)
+    cfg = _Config(f, mesh, axis, b, n_valid)
     return _sharded_sn(transform, x, values, targets, cfg)
 
 
@@ -207,6 +242,7 @@ def sharded_mlkr_loss(
     mesh: Mesh | None = None,
     axis_name: str | None = None,
     block_size: int | str | None = "auto",
+    n_valid: int | None = None,
 ) -> Scalar:
     """:func:`metricjax.losses.mlkr_loss` with the rows split over the devices of ``mesh``.
 
@@ -223,6 +259,9 @@ def sharded_mlkr_loss(
             several axes; the others hold replicas).
         block_size: rows per block on each device (``"auto"``: about 32 MiB of
             ``(b, n)`` temporaries per device, or all local rows when they fit).
+        n_valid: only the first ``n_valid`` rows are data, the rest is padding (no
+            neighbour of anyone, no loss, zero gradient): the count that
+            :func:`metricjax.distributed.global_rows` returns. ``None``: all rows.
 
     Returns:
         Scalar loss, replicated.
@@ -231,7 +270,8 @@ def sharded_mlkr_loss(
     mesh = row_mesh() if mesh is None else mesh
     axis = _axis(mesh, axis_name)
     _check_block(block_size)
-    return _run(transform, x, y2, y2, _sq_error, mesh, axis, block_size)
+    nv = _n_valid(n_valid, x.shape[0])
+    return _run(transform, x, y2, y2, _sq_error, mesh, axis, block_size, nv)
 
 
 def sharded_nca_loss(
@@ -243,6 +283,7 @@ def sharded_nca_loss(
     mesh: Mesh | None = None,
     axis_name: str | None = None,
     block_size: int | str | None = "auto",
+    n_valid: int | None = None,
 ) -> Scalar:
     """:func:`metricjax.losses.nca_loss` with the rows split over the devices of ``mesh``.
 
@@ -254,7 +295,161 @@ def sharded_nca_loss(
     mesh = row_mesh() if mesh is None else mesh
     axis = _axis(mesh, axis_name)
     _check_block(block_size)
-    return _run(transform, x, onehot, onehot, _neg_match, mesh, axis, block_size)
+    nv = _n_valid(n_valid, x.shape[0])
+    return _run(transform, x, onehot, onehot, _neg_match, mesh, axis, block_size, nv)
+
+
+# ----------------------------------------------------------------------------------
+# LMNN: the same layout, with LMNN's hinge pass (losses/_lmnn.py) per device
+# ----------------------------------------------------------------------------------
+class _LmnnConfig(NamedTuple):
+    mesh: Mesh
+    axis: str
+    push_weight: float
+    margin: float
+    block_size: int
+    n_valid: int
+
+
+def _lmnn_local(cfg: _LmnnConfig, with_grad: bool, need_x: bool):
+    """Per device: own query rows against the all-gathered ``X``, ``Z`` and labels.
+
+    The target neighbours' and impostors' contributions to other devices' rows
+    (``G^T 1``, ``G^T Z`` and the target scatter) are ``psum_scatter``-ed back to the
+    devices that own those points, as for the soft-neighbour column accumulators.
+    """
+    axis = cfg.axis
+
+    def run(transform, x, codes, tn):
+        m = x.shape[0]
+        offset = jax.lax.axis_index(axis) * m
+        valid = (offset + jnp.arange(m, dtype=offset.dtype)) < cfg.n_valid
+        total = jax.lax.psum(jnp.sum(jnp.where(valid[:, None], x, 0), axis=0), axis)
+        xq, zq = sn.embed(transform, x, (total / cfg.n_valid)[None, :])
+        xall = jax.lax.all_gather(xq, axis, tiled=True)
+        z = jax.lax.all_gather(zq, axis, tiled=True)
+        call = jax.lax.all_gather(codes, axis, tiled=True)
+        args = (xq, zq, codes, tn, xall, z, call, cfg.push_weight, cfg.margin, cfg.block_size)
+        common = dict(row_offset=offset, n_valid=cfg.n_valid)
+        if not with_grad:
+            return jax.lax.psum(lmnn_rows(*args, with_grad=False, **common), axis)
+        loss, part, colsum, gtz, zcol, zrow = lmnn_rows(
+            *args, with_grad=True, need_x=need_x, **common
+        )
+
+        def scatter(a):  # sum over devices, keep this device's rows
+            return jax.lax.psum_scatter(a, axis, scatter_dimension=0, tiled=True)
+
+        colsum = scatter(colsum)
+        lbar = jax.lax.psum(laplacian_transform_finish(part, colsum, xq, zq), axis)
+        xbar = jnp.zeros_like(x)
+        if need_x:
+            zbar = 2 * laplacian_combine(0, colsum, -(zrow + scatter(zcol)), scatter(gtz), zq)
+            xbar = mm(zbar, transform)
+        return jax.lax.psum(loss, axis), lbar, xbar
+
+    rows = P(axis)
+    return jax.shard_map(
+        run,
+        mesh=cfg.mesh,
+        in_specs=(P(), rows, rows, rows),
+        out_specs=P() if not with_grad else (P(), P(), rows),
+        check_vma=False,
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _sharded_lmnn(transform, x, codes, tn, cfg: _LmnnConfig):
+    return _lmnn_local(cfg, False, False)(transform, x, codes, tn)
+
+
+def _sharded_lmnn_fwd(transform, x, codes, tn, cfg: _LmnnConfig):
+    need_x = x.perturbed
+    loss, lbar, xbar = _lmnn_local(cfg, True, need_x)(
+        transform.value, x.value, codes.value, tn.value
+    )
+    return loss, (lbar, xbar if need_x else None)
+
+
+def _sharded_lmnn_bwd(cfg, res, g):
+    del cfg
+    lbar, xbar = res
+    return g * lbar, None if xbar is None else g * xbar, None, None
+
+
+_sharded_lmnn.defvjp(_sharded_lmnn_fwd, _sharded_lmnn_bwd, symbolic_zeros=True)
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5, 6, 7, 8, 9))
+def _run_lmnn(transform, x, codes, tn, mesh, axis, push_weight, margin, block_size, n_valid):
+    n = x.shape[0]
+    p = mesh.shape[axis]
+    n_pad = -(-n // p) * p
+    if n_pad != n:
+        x, codes, tn = (jnp.pad(a, ((0, n_pad - n),) + ((0, 0),) * (a.ndim - 1)) for a in (x, codes, tn))
+    b = _lmnn._block_rows(block_size, n_pad, tn.shape[1], x.dtype.itemsize, m=n_pad // p)
+    cfg = _LmnnConfig(mesh, axis, push_weight, margin, b, n_valid)
+    return _sharded_lmnn(transform, x, codes, tn, cfg)
+
+
+def sharded_lmnn_loss(
+    transform: Transform,
+    x: Points,
+    labels: Labels,
+    *,
+    target_neighbors: TargetNeighbors | None = None,
+    n_neighbors: int = 3,
+    push_weight: float = 0.5,
+    margin: float = 1.0,
+    mesh: Mesh | None = None,
+    axis_name: str | None = None,
+    block_size: int | str | None = "auto",
+    n_valid: int | None = None,
+) -> Scalar:
+    """:func:`metricjax.losses.lmnn_loss` with the rows split over the devices of ``mesh``.
+
+    Same value and gradients (with respect to ``transform`` and ``x``) as the
+    one-device loss, up to summation order. Each device holds its rows, their labels
+    and target neighbours (global row indices), all-gathers the centred ``X``
+    (``(n, d)``), the embedding ``Z`` (``(n, k)``) and the labels, runs LMNN's blocked
+    hinge pass on its own rows against all points, and ``psum_scatter``-s the
+    contributions to other devices' rows back to their owners.
+
+    Arguments as in :func:`metricjax.losses.lmnn_loss` and :func:`sharded_mlkr_loss`.
+    Under ``jax.jit`` or with global arrays spanning several processes pass
+    ``target_neighbors`` (global indices) and integer ``labels``; with ``n_valid``
+    the padding rows may hold any in-range indices.
+    """
+    x = _checks.points(x, "x")
+    transform = _checks.transform_matrix(transform, x.shape[1])
+    n = x.shape[0]
+    nv = _n_valid(n_valid, n)
+    mu = _lmnn._static_float(push_weight, "push_weight")
+    if not 0.0 <= mu <= 1.0:
+        raise ValueError(f"`push_weight` must lie in [0, 1], got {mu}")
+    mg = _lmnn._static_float(margin, "margin")
+    if mg < 0:
+        raise ValueError(f"`margin` must be non-negative, got {mg}")
+    mesh = row_mesh() if mesh is None else mesh
+    axis = _axis(mesh, axis_name)
+    _check_block(block_size)
+    codes, host_codes = _lmnn._label_codes(labels, n)
+    if target_neighbors is None:
+        if nv != n or _lmnn._is_traced(x) or host_codes is None:
+            raise TypeError(
+                "pass `target_neighbors` (global row indices) for traced, padded or "
+                "multi-process inputs; on one host lmnn_target_neighbors(x, labels) computes them"
+            )
+        tn = jnp.asarray(_lmnn.lmnn_target_neighbors(x, labels, n_neighbors), jnp.int32)
+    elif nv != n:
+        tn = jnp.asarray(target_neighbors, jnp.int32)  # padding rows: any in-range index
+    else:
+        tn = _lmnn._check_target_neighbors(target_neighbors, n, host_codes)
+    dt = _checks.compute_dtype(x, transform)
+    return _run_lmnn(
+        jnp.asarray(transform, dt), jnp.asarray(x, dt), codes, tn, mesh, axis, mu, mg,
+        block_size, nv,
+    )
 
 
 def _check_block(block_size) -> None:
@@ -262,9 +457,13 @@ def _check_block(block_size) -> None:
 
 
 def sharded(
-    loss_fn: Callable[..., Any], mesh: Mesh | None = None, *, axis_name: str | None = None
+    loss_fn: Callable[..., Any],
+    mesh: Mesh | None = None,
+    *,
+    axis_name: str | None = None,
+    n_valid: int | None = None,
 ) -> Callable[..., Any]:
-    """The row-sharded version of :func:`~metricjax.losses.mlkr_loss` or :func:`~metricjax.losses.nca_loss`.
+    """The row-sharded version of :func:`~metricjax.losses.mlkr_loss`, :func:`~metricjax.losses.nca_loss` or :func:`~metricjax.losses.lmnn_loss`.
 
     ``sharded(mlkr_loss, mesh)`` is ``functools.partial(sharded_mlkr_loss,
     mesh=mesh, axis_name=axis_name)``: same call signature as the loss it replaces,
@@ -273,9 +472,12 @@ def sharded(
     object).
 
     Args:
-        loss_fn: :func:`metricjax.losses.mlkr_loss` or :func:`metricjax.losses.nca_loss`.
+        loss_fn: :func:`metricjax.losses.mlkr_loss`, :func:`metricjax.losses.nca_loss`
+            or :func:`metricjax.losses.lmnn_loss`.
         mesh: ``jax.sharding.Mesh``; ``None``: :func:`row_mesh` over all devices.
         axis_name: mesh axis of the rows (for a mesh with several axes).
+        n_valid: the number of real rows when the inputs end in padding (from
+            :func:`metricjax.distributed.global_rows`); ``None``: all rows are data.
 
     Examples:
         >>> import jax, metricjax as mj
@@ -284,11 +486,11 @@ def sharded(
     """
     mesh = row_mesh() if mesh is None else mesh
     axis = _axis(mesh, axis_name)
-    if loss_fn is mlkr_loss:
-        return functools.partial(sharded_mlkr_loss, mesh=mesh, axis_name=axis)
-    if loss_fn is nca_loss:
-        return functools.partial(sharded_nca_loss, mesh=mesh, axis_name=axis)
+    fns = {mlkr_loss: sharded_mlkr_loss, nca_loss: sharded_nca_loss, lmnn_loss: sharded_lmnn_loss}
+    for plain, fn in fns.items():
+        if loss_fn is plain:
+            return functools.partial(fn, mesh=mesh, axis_name=axis, n_valid=n_valid)
     raise ValueError(
-        "sharded() supports metricjax.losses.mlkr_loss and nca_loss; for another "
+        "sharded() supports metricjax.losses.mlkr_loss, nca_loss and lmnn_loss; for another "
         "soft-neighbour loss use metricjax.losses._engine.rows_pass in a shard_map"
     )

@@ -28,3 +28,16 @@ def x64():
     """Run the test body with 64-bit floats enabled."""
     with jax.enable_x64(True):
         yield
+
+
+@pytest.fixture
+def as_user():
+    """Run the test as a user would: metricjax's annotations unchecked (see _typecheck.py).
+
+    For tests of our own error messages, which the test-time type checker would
+    otherwise pre-empt with its own.
+    """
+    from _typecheck import unchecked_calls
+
+    with unchecked_calls():
+        yield

@@ -230,6 +230,7 @@ def test_single_class_is_pull_only():
 
 
 # ----------------------------------------------------------------- errors
+@pytest.mark.usefixtures("as_user")
 def test_errors():
     L, x, labels = _data(n=12)
     small = labels.copy()

@@ -61,4 +61,5 @@ def plain_mlkr(L, x, y):
 
 
 def plain_nca(L, x, labels):
-    return -jnp.sum(_plain_p(L, x) * (labels[:, None] == labels[None, :]))
+    p = _plain_p(L, x)
+    return -jnp.sum(p * (labels[:, None] == labels[None, :]).astype(p.dtype))

@@ -100,6 +100,7 @@ def test_kernel_regression_matches_oracle():
         (lambda L, x, y: mlkr_loss(L, x, y, block_size=0), "block_size"),
     ],
 )
+@pytest.mark.usefixtures("as_user")
 def test_bad_input_raises(call, match):
     L, x, y, _ = _data()
     with pytest.raises(ValueError, match=match):

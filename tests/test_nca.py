@@ -60,6 +60,7 @@ def test_float32_stable_for_far_and_spread_data():
     assert np.isfinite(val) and np.all(np.isfinite(g))
 
 
+@pytest.mark.usefixtures("as_user")
 def test_bad_input_raises():
     L, x, y, _ = _data()
     with pytest.raises(ValueError, match="labels"):

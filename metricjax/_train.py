@@ -40,6 +40,20 @@ class FitResult(NamedTuple):
     opt_state: Any
 
 
+def _traced(tree) -> bool:
+    """Whether ``tree`` holds JAX tracers (the caller is inside ``jit``, ``vmap``, ...)."""
+    return any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(tree))
+
+
+def _refuse_host_features(what: str, verbose, callback) -> None:
+    raise ValueError(
+        f"{what} is being traced (inside jax.jit, jax.vmap, ...), where the progress bar "
+        f"(verbose={verbose!r}) and the callback ({'set' if callback is not None else 'None'}) "
+        "cannot run: they need host values after each chunk of iterations. Pass "
+        "verbose=False and callback=None to trace the fit, or call it outside the transformation"
+    )
+
+
 class _Carry(NamedTuple):
     params: Any
     opt_state: Any
@@ -401,9 +415,20 @@ def fit(
     )
     if callback is None and not verbose:
         carry = oneshot(params, opt_state, jnp.int32(max_iter), *args)
+        if _traced(carry):  # inside jit / vmap: the arrays themselves, no host reads
+            return FitResult(
+                carry.params,
+                carry.history[: max_iter + 1],
+                carry.it,
+                carry.converged,
+                optax.tree.norm(carry.grad),
+                carry.opt_state,
+            )
         _check_initial_loss(carry.history[0])
     else:
         carry = start(params, opt_state, *args)
+        if _traced(carry):
+            _refuse_host_features("fit", verbose, callback)
         _check_initial_loss(carry.loss)
         carry = _run_chunked(
             lambda c, stop: chunk(c, jnp.int32(stop), *args),
@@ -684,7 +709,17 @@ def fit_minibatch(
     carry = init(params, key, *data, opt_state=opt_state)
     if callback is None and not verbose:
         carry = run(carry, jnp.int32(num_steps), *data)
+        if _traced(carry):  # inside jit / vmap: the arrays themselves, no host reads
+            ev_steps = np.asarray(
+                [*range(0, num_steps, eval_every), num_steps] if eval_every else [], np.int64
+            )
+            return MinibatchResult(
+                carry.params, carry.history, ev_steps, carry.evals, carry.it, carry.opt_state,
+                carry.key,
+            )
     else:
+        if _traced(carry):
+            _refuse_host_features("fit_minibatch", verbose, callback)
         carry = _run_chunked(
             lambda c, stop: run(c, jnp.int32(stop), *data),
             carry,

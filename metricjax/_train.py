@@ -393,11 +393,24 @@ def fit(
     problems on the CPU are compiled with cheaper XLA settings (same results up to
     rounding).
 
+    **Inside jit and vmap.** Without ``verbose`` and ``callback`` the fit is
+    traceable: ``jax.jit`` of a function that calls it compiles, and ``jax.vmap``
+    over the initial parameters, a traced hyperparameter of the loss (an extra
+    argument in ``*args``) or the data (e.g. ``sample_weight`` vectors of
+    cross-validation folds) runs all members in one compiled loop. Each member stops
+    when *it* converges (the batched ``while_loop`` keeps a finished member's carry
+    unchanged), so member ``i`` equals the sequential fit ``i``: same iterations, same
+    parameters up to rounding. Under a trace the :class:`FitResult` fields are arrays:
+    ``loss_history`` has length ``max_iter + 1``, NaN after ``num_iter + 1`` entries;
+    the initial-loss check is not made (a non-finite initial loss stops the member at
+    once with ``num_iter = 0``).
+
     Returns:
         :class:`FitResult`.
 
     Raises:
         FloatingPointError: the loss at the initial parameters is not finite.
+        ValueError: ``verbose`` or ``callback`` while the fit is traced.
 
     Examples:
         >>> import jax.numpy as jnp, metricjax as mj
@@ -410,9 +423,9 @@ def fit(
     optimizer = resolve_optimizer(optimizer, "lbfgs")
     max_iter = int(max_iter)
     capacity = _history_capacity(max_iter)
-    start, chunk, oneshot = _fit_loop(
-        loss_fn, optimizer, capacity, tol, gtol, _compile_options(params, args)
-    )
+    # compiler options are for a top-level jit only: none when the fit is traced
+    options = () if _traced((params, args, opt_state)) else _compile_options(params, args)
+    start, chunk, oneshot = _fit_loop(loss_fn, optimizer, capacity, tol, gtol, options)
     if callback is None and not verbose:
         carry = oneshot(params, opt_state, jnp.int32(max_iter), *args)
         if _traced(carry):  # inside jit / vmap: the arrays themselves, no host reads
@@ -675,6 +688,11 @@ def fit_minibatch(
         verbose: show a ``tqdm`` progress bar.
         chunk_size: steps per chunk with ``callback`` / ``verbose`` (default
             ``max(1, num_steps // 100)``).
+
+    Without ``callback`` and ``verbose`` it is traceable like :func:`fit` (``jax.jit``,
+    ``jax.vmap`` over parameters, keys, data or loss arguments); under a trace the
+    result's fields are arrays of their full length (``num_steps`` losses, every
+    evaluation slot, NaN where a stopped run did not reach).
 
     Returns:
         :class:`MinibatchResult`.

@@ -402,8 +402,7 @@ def fit(
     unchanged), so member ``i`` equals the sequential fit ``i``: same iterations, same
     parameters up to rounding. Under a trace the :class:`FitResult` fields are arrays:
     ``loss_history`` has length ``max_iter + 1``, NaN after ``num_iter + 1`` entries;
-    the initial-loss check is not made (a non-finite initial loss stops the member at
-    once with ``num_iter = 0``).
+    the initial-loss check is not made (look at ``loss_history[..., 0]``).
 
     Returns:
         :class:`FitResult`.

@@ -103,7 +103,7 @@ def test_vmap_over_fold_weights_equals_loop(x64):
     vals, grads = vg(L, W)
     for i in range(4):
         keep = folds != i
-        v, g = jax.value_and_grad(lambda L: mlkr_loss(L, x[keep], y[keep]))(L)
+        v, g = jax.value_and_grad(mlkr_loss)(L, x[keep], y[keep])
         np.testing.assert_allclose(vals[i], v, rtol=1e-11)
         np.testing.assert_allclose(grads[i], g, rtol=1e-9, atol=1e-12)
 

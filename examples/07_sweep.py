@@ -44,7 +44,11 @@ def held_out_mse(L, x, y, w):
 
 
 def main(quick: bool = False):
-    jax.config.update("jax_enable_x64", True)
+    with jax.enable_x64(True):  # float64, without changing the global setting
+        _run(quick)
+
+
+def _run(quick: bool):
     X, y = load_diabetes(return_X_y=True)
     if quick:
         X, y = X[:150], y[:150]

@@ -228,3 +228,23 @@ def check_pairs(pairs, y, *, require_both: bool = True):
                 "dissimilar pairs are needed"
             )
     return pairs, y
+
+
+def sample_weight(weight, n: int, dtype, name: str = "sample_weight"):
+    """``weight`` as an ``(n,)`` array of ``dtype`` (all ones for ``None``), gradient stopped.
+
+    Values (finite, ``>= 0``, at least two positive) are checked when concrete; under
+    ``jax.jit`` / ``jax.vmap`` only the shape.
+    """
+    if weight is None:
+        return jnp.ones((n,), dtype)
+    weight = _asarray(weight, name)
+    if np.shape(weight) != (n,):
+        raise ValueError(f"`{name}` must have shape ({n},), one weight per point, got {np.shape(weight)}")
+    if not _is_traced(weight):
+        w = np.asarray(weight, np.float64)
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError(f"`{name}` must be finite and >= 0")
+        if np.count_nonzero(w) < 2:
+            raise ValueError(f"`{name}` must have at least 2 positive weights, got {np.count_nonzero(w)}")
+    return jax.lax.stop_gradient(jnp.asarray(weight, dtype))

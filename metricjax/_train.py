@@ -40,6 +40,20 @@ class FitResult(NamedTuple):
     opt_state: Any
 
 
+def _traced(tree) -> bool:
+    """Whether ``tree`` holds JAX tracers (the caller is inside ``jit``, ``vmap``, ...)."""
+    return any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(tree))
+
+
+def _refuse_host_features(what: str, verbose, callback) -> None:
+    raise ValueError(
+        f"{what} is being traced (inside jax.jit, jax.vmap, ...), where the progress bar "
+        f"(verbose={verbose!r}) and the callback ({'set' if callback is not None else 'None'}) "
+        "cannot run: they need host values after each chunk of iterations. Pass "
+        "verbose=False and callback=None to trace the fit, or call it outside the transformation"
+    )
+
+
 class _Carry(NamedTuple):
     params: Any
     opt_state: Any
@@ -379,11 +393,23 @@ def fit(
     problems on the CPU are compiled with cheaper XLA settings (same results up to
     rounding).
 
+    **Inside jit and vmap.** Without ``verbose`` and ``callback`` the fit is
+    traceable: ``jax.jit`` of a function that calls it compiles, and ``jax.vmap``
+    over the initial parameters, a traced hyperparameter of the loss (an extra
+    argument in ``*args``) or the data (e.g. ``sample_weight`` vectors of
+    cross-validation folds) runs all members in one compiled loop. Each member stops
+    when *it* converges (the batched ``while_loop`` keeps a finished member's carry
+    unchanged), so member ``i`` equals the sequential fit ``i``: same iterations, same
+    parameters up to rounding. Under a trace the :class:`FitResult` fields are arrays:
+    ``loss_history`` has length ``max_iter + 1``, NaN after ``num_iter + 1`` entries;
+    the initial-loss check is not made (look at ``loss_history[..., 0]``).
+
     Returns:
         :class:`FitResult`.
 
     Raises:
         FloatingPointError: the loss at the initial parameters is not finite.
+        ValueError: ``verbose`` or ``callback`` while the fit is traced.
 
     Examples:
         >>> import jax.numpy as jnp, metricjax as mj
@@ -396,14 +422,25 @@ def fit(
     optimizer = resolve_optimizer(optimizer, "lbfgs")
     max_iter = int(max_iter)
     capacity = _history_capacity(max_iter)
-    start, chunk, oneshot = _fit_loop(
-        loss_fn, optimizer, capacity, tol, gtol, _compile_options(params, args)
-    )
+    # compiler options are for a top-level jit only: none when the fit is traced
+    options = () if _traced((params, args, opt_state)) else _compile_options(params, args)
+    start, chunk, oneshot = _fit_loop(loss_fn, optimizer, capacity, tol, gtol, options)
     if callback is None and not verbose:
         carry = oneshot(params, opt_state, jnp.int32(max_iter), *args)
+        if _traced(carry):  # inside jit / vmap: the arrays themselves, no host reads
+            return FitResult(
+                carry.params,
+                carry.history[: max_iter + 1],
+                carry.it,
+                carry.converged,
+                optax.tree.norm(carry.grad),
+                carry.opt_state,
+            )
         _check_initial_loss(carry.history[0])
     else:
         carry = start(params, opt_state, *args)
+        if _traced(carry):
+            _refuse_host_features("fit", verbose, callback)
         _check_initial_loss(carry.loss)
         carry = _run_chunked(
             lambda c, stop: chunk(c, jnp.int32(stop), *args),
@@ -651,6 +688,11 @@ def fit_minibatch(
         chunk_size: steps per chunk with ``callback`` / ``verbose`` (default
             ``max(1, num_steps // 100)``).
 
+    Without ``callback`` and ``verbose`` it is traceable like :func:`fit` (``jax.jit``,
+    ``jax.vmap`` over parameters, keys, data or loss arguments); under a trace the
+    result's fields are arrays of their full length (``num_steps`` losses, every
+    evaluation slot, NaN where a stopped run did not reach).
+
     Returns:
         :class:`MinibatchResult`.
 
@@ -684,7 +726,17 @@ def fit_minibatch(
     carry = init(params, key, *data, opt_state=opt_state)
     if callback is None and not verbose:
         carry = run(carry, jnp.int32(num_steps), *data)
+        if _traced(carry):  # inside jit / vmap: the arrays themselves, no host reads
+            ev_steps = np.asarray(
+                [*range(0, num_steps, eval_every), num_steps] if eval_every else [], np.int64
+            )
+            return MinibatchResult(
+                carry.params, carry.history, ev_steps, carry.evals, carry.it, carry.opt_state,
+                carry.key,
+            )
     else:
+        if _traced(carry):
+            _refuse_host_features("fit_minibatch", verbose, callback)
         carry = _run_chunked(
             lambda c, stop: run(c, jnp.int32(stop), *data),
             carry,

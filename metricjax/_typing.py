@@ -29,6 +29,8 @@ Scalar = Float[Array, ""]
 Targets = Shaped[ArrayLike, " n *c"]
 #: ``(n,)`` class labels: an array, or on the host any sequence of hashable values.
 Labels = Shaped[ArrayLike, " n"] | Sequence[Any]
+#: ``(n,)`` sample weights (0: the point is left out, e.g. of a cross-validation fold).
+SampleWeight = Shaped[ArrayLike, " n"]
 #: ``(n, k_t)`` target-neighbour indices (LMNN).
 TargetNeighbors = Int[ArrayLike, "n k_t"]
 #: data an estimator accepts: NumPy or JAX arrays, lists, pandas frames (validated

@@ -11,7 +11,10 @@ A *soft-neighbour* loss of a linear map :math:`L` (``(k, d)``) is
     D_{ij} = \lVert L x_i - L x_j \rVert^2,
 
 with per-point "values" :math:`v_j` and "targets" :math:`u_i` (rows of ``(n, c)``
-arrays). MLKR takes :math:`v = u = y` and :math:`f(a, u) = \lVert a - u\rVert^2`;
+arrays). With sample weights :math:`s_i \ge 0` the loss is
+:math:`\sum_i s_i f(a_i, u_i)` with :math:`p_{ij} \propto s_j \exp(-D_{ij})`: a point of
+weight 0 is neither a query nor a neighbour, exactly as if it were dropped, and the
+gradient keeps its form with :math:`w_i = s_i\,\partial f/\partial a_i` (``docs/derivations.md``). MLKR takes :math:`v = u = y` and :math:`f(a, u) = \lVert a - u\rVert^2`;
 NCA takes one-hot labels and :math:`f(a, u) = -a \cdot u`.
 
 Gradient. With :math:`w_i = \partial f / \partial a_i`, the chain rule through the
@@ -199,6 +202,8 @@ def rows_pass(
     x=None,
     row_offset=0,
     n_valid: int | None = None,
+    qw=None,
+    cw=None,
     block_size: int,
     with_grad: bool,
     need_values: bool = True,
@@ -225,6 +230,10 @@ def rows_pass(
         n_valid: points with index ``>= n_valid`` are padding: they are no
             neighbour of anyone and their query rows count for nothing (static;
             ``None``: all ``n``).
+        qw, cw: sample weights of the query rows ``(m,)`` (they scale ``f``) and of
+            all points ``(n,)`` (they multiply the kernel); ``None``: all ones. A
+            point of weight 0 in both is neither a query nor a neighbour: exactly a
+            dropped point.
         block_size: query rows per block (static).
         with_grad: also return the gradient pieces (:class:`RowsPass`).
         need_values: accumulate ``P^T W`` (the values' cotangent).
@@ -245,6 +254,9 @@ def rows_pass(
     up = jnp.pad(uq, ((0, pad), (0, 0)))
     cols = jnp.arange(n)
     neg_inf = jnp.array(-jnp.inf, dt)
+    # log of the column weights, added to the logits: w_j exp(-D_ij); log 0 = -inf drops j
+    logcw = None if cw is None else jnp.log(cw)
+    qwp = None if qw is None else jnp.pad(qw, (0, pad))
 
     def block(start):
         zi = jax.lax.dynamic_slice_in_dim(zqp, start, b)
@@ -258,18 +270,24 @@ def rows_pass(
         if n_valid < n:  # padded points: never a neighbour, never a query
             drop = drop | (cols >= n_valid)[None, :]
             valid = valid & (rows < n_valid)
+        if logcw is not None:
+            logits = logits + logcw[None, :]
         logits = jnp.where(drop, neg_inf, logits)
         e = jnp.exp(logits - jnp.max(logits, axis=1, keepdims=True))
         # p = e / s is never stored: its uses below scale e (or a small factor)
         inv = 1 / jnp.sum(e, axis=1)
         a = mm(e, values) * inv[:, None]
-        return zi, ui, e, inv, a, valid, start
+        # query weights: valid rows weighted by qw, padding 0
+        vw = valid.astype(dt)
+        if qwp is not None:
+            vw = vw * jax.lax.dynamic_slice_in_dim(qwp, start, b)
+        return zi, ui, e, inv, a, vw, start
 
     if not with_grad:
 
         def body(total, i):
-            _, ui, _, _, a, valid, _ = block(i * b)
-            return total + jnp.sum(jnp.where(valid, f(a, ui), 0)), None
+            _, ui, _, _, a, vw, _ = block(i * b)
+            return total + jnp.sum(jnp.where(vw != 0, vw * f(a, ui), 0)), None
 
         total, _ = jax.lax.scan(body, jnp.zeros((), dt), jnp.arange(nblocks))
         return total
@@ -284,10 +302,10 @@ def rows_pass(
 
     def body(carry, i):
         total, lbar, colsum, gtz, vbar = carry
-        zi, ui, e, inv, a, valid, start = block(i * b)
+        zi, ui, e, inv, a, vw, start = block(i * b)
         li, f_vjp = jax.vjp(f, a, ui)
-        li = jnp.where(valid, li, 0)
-        w, ubar = f_vjp(valid.astype(dt))
+        li = jnp.where(vw != 0, vw * li, 0)
+        w, ubar = f_vjp(vw)
         # G_ij = dl/dD_ij = -p_ij (v_j . w_i - a_i . w_i)
         g = -(e * inv[:, None]) * (_outer(w, values) - rowdot(a, w)[:, None])
         # Column sums as products with a small left factor: XLA's CPU column
@@ -356,12 +374,13 @@ def soft_neighbour(
     targets,
     f: Callable,
     *,
+    weight=None,
     block_size: int,
     with_grad: bool,
     need_x: bool = True,
     need_values: bool = True,
 ):
-    """Run the blocked pass. Returns the loss, or :class:`SoftNeighbourGrads`.
+    """Run the blocked pass (``weight``: sample weights ``(n,)`` or ``None``). Returns the loss, or :class:`SoftNeighbourGrads`.
 
     ``f(a, u)`` maps ``(b, c)`` arrays to per-row losses ``(b,)``; its derivatives
     with respect to ``a`` and ``u`` are taken by ``jax.vjp`` on the small ``(b, c)``
@@ -378,6 +397,8 @@ def soft_neighbour(
         f,
         xq=xc if lbar_form else None,
         x=xc if lbar_form else None,
+        qw=weight,
+        cw=weight,
         block_size=block_size,
         with_grad=with_grad,
         need_values=with_grad and need_values,
@@ -396,7 +417,7 @@ def soft_neighbour(
 
 
 def soft_neighbour_loss(f: Callable, *, values_are_targets: bool):
-    """The jitted ``custom_vjp`` loss ``loss(transform, x, values, block_size)`` for ``f``.
+    """The jitted ``custom_vjp`` loss ``loss(transform, x, values, weight, block_size)`` for ``f``.
 
     One wiring for every soft-neighbour loss: the forward rule runs the blocked pass
     with its gradient and keeps the finished cotangents as residuals (nothing of
@@ -407,11 +428,13 @@ def soft_neighbour_loss(f: Callable, *, values_are_targets: bool):
     compiled program; inside an outer ``jit`` it is inlined.
     """
 
-    @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-    def loss(transform, x, values, block_size):
-        return soft_neighbour(transform, x, values, values, f, block_size=block_size, with_grad=False)
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+    def loss(transform, x, values, weight, block_size):
+        return soft_neighbour(
+            transform, x, values, values, f, weight=weight, block_size=block_size, with_grad=False
+        )
 
-    def fwd(transform, x, values, block_size):
+    def fwd(transform, x, values, weight, block_size):
         # symbolic_zeros=True: arguments arrive as CustomVJPPrimal(value, perturbed), so
         # the pass skips the x / values cotangent work when nobody differentiates them.
         need_values = values_are_targets and values.perturbed
@@ -421,6 +444,7 @@ def soft_neighbour_loss(f: Callable, *, values_are_targets: bool):
             values.value,
             values.value,
             f,
+            weight=weight.value,
             block_size=block_size,
             with_grad=True,
             need_x=x.perturbed,
@@ -431,7 +455,8 @@ def soft_neighbour_loss(f: Callable, *, values_are_targets: bool):
 
     def bwd(block_size, res, g):
         del block_size  # only shapes the forward pass
-        return tuple(None if t is None else g * t for t in res)
+        # the weights are data, not differentiated (the callers stop their gradient)
+        return (*(None if t is None else g * t for t in res), None)
 
     loss.defvjp(fwd, bwd, symbolic_zeros=True)
-    return jax.jit(loss, static_argnums=3)
+    return jax.jit(loss, static_argnums=4)

@@ -6,7 +6,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from metricjax import _checks
-from metricjax._typing import Array, Float, OtherPoints, Points, Scalar, Targets, Transform
+from metricjax._typing import (
+    Array,
+    Float,
+    OtherPoints,
+    Points,
+    SampleWeight,
+    Scalar,
+    Targets,
+    Transform,
+)
 from metricjax.losses import _engine as sn
 
 
@@ -19,7 +28,12 @@ _mlkr_jit = sn.soft_neighbour_loss(_sq_error, values_are_targets=True)
 
 
 def mlkr_loss(
-    transform: Transform, x: Points, y: Targets, *, block_size: int | str | None = "auto"
+    transform: Transform,
+    x: Points,
+    y: Targets,
+    *,
+    sample_weight: SampleWeight | None = None,
+    block_size: int | str | None = "auto",
 ) -> Scalar:
     r"""MLKR leave-one-out kernel-regression loss of a linear map ``L``.
 
@@ -53,6 +67,11 @@ def mlkr_loss(
         transform: :math:`L`, shape ``(k, d)``.
         x: inputs, shape ``(n, d)``, ``n >= 2``.
         y: targets, shape ``(n,)`` (or ``(n, c)`` for several outputs).
+        sample_weight: weights :math:`s_i \ge 0`, shape ``(n,)`` (``None``: all 1):
+            :math:`\ell = \sum_i s_i \lVert \hat y_i - y_i\rVert^2` with
+            :math:`k_{ij}` multiplied by :math:`s_j`. Weight 0 is exactly a dropped
+            point (neither predicted nor a neighbour), so cross-validation folds are
+            weight vectors to ``jax.vmap`` over. Not differentiated.
         block_size: rows of the pairwise matrix processed at a time. ``"auto"`` (or
             ``None``) uses one dense block when its temporaries fit 32 MiB, else
             rows of 128 to 1024 (memory then grows linearly in ``n``, see
@@ -70,7 +89,8 @@ def mlkr_loss(
     """
     transform, x, y2 = _prepare(transform, x, y)
     b = sn.resolve_block_size(block_size, x.shape[0], x.dtype.itemsize)
-    return _mlkr_jit(transform, x, y2, b)
+    w = _checks.sample_weight(sample_weight, x.shape[0], x.dtype)
+    return _mlkr_jit(transform, x, y2, w, b)
 
 
 def _prepare(transform, x, y, xname="x", yname="y"):

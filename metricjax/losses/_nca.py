@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metricjax import _checks
-from metricjax._typing import Labels, Points, Scalar, Transform
+from metricjax._typing import Labels, Points, SampleWeight, Scalar, Transform
 from metricjax.losses import _engine as sn
 
 
@@ -58,6 +58,7 @@ def nca_loss(
     labels: Labels,
     *,
     num_classes: int | None = None,
+    sample_weight: SampleWeight | None = None,
     block_size: int | str | None = "auto",
 ) -> Scalar:
     r"""NCA loss: minus the expected number of correctly classified points.
@@ -86,6 +87,9 @@ def nca_loss(
         labels: class labels, shape ``(n,)``. Any values on the host; under ``jit``
             integers in ``[0, num_classes)`` together with ``num_classes``.
         num_classes: number of classes (needed under ``jit`` only).
+        sample_weight: weights :math:`s_i \ge 0`, shape ``(n,)`` (``None``: all 1):
+            :math:`\ell = -\sum_i s_i P_i` with :math:`p_{ij} \propto s_j \exp(-D_{ij})`.
+            Weight 0 is exactly a dropped point. Not differentiated.
         block_size: rows processed at a time (see :func:`metricjax.losses.mlkr_loss`).
 
     Returns:
@@ -100,7 +104,8 @@ def nca_loss(
     """
     transform, x, onehot = _prepare(transform, x, labels, num_classes)
     b = sn.resolve_block_size(block_size, x.shape[0], x.dtype.itemsize)
-    return _nca_jit(transform, x, onehot, b)
+    w = _checks.sample_weight(sample_weight, x.shape[0], x.dtype)
+    return _nca_jit(transform, x, onehot, w, b)
 
 
 def _prepare(transform, x, labels, num_classes):

@@ -18,7 +18,8 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 from metricjax import _checks
 from metricjax._rules import mm, rowdot
 from metricjax.losses._itml import pair_outer_sum
-from metricjax.solvers._prior import check_pairs, initial_metric, on_device, padded_size
+from metricjax._checks import check_pairs
+from metricjax.solvers._prior import initial_metric, on_device, padded_size
 
 _PROJ_EPS = 0.01  # relative error accepted on the similarity constraint (metric-learn)
 _NEWTON_EPS = 1e-6  # Hessian regularisation of the diagonal Newton step (metric-learn)

@@ -4,9 +4,9 @@ import warnings
 
 import numpy as np
 import pytest
+from _typecheck import unchecked
 from sklearn.datasets import load_iris
 
-from _typecheck import unchecked
 from benchmarks._reference_libs import metric_learn_compat
 from metricjax._checks import check_pairs
 from metricjax.solvers._prior import (

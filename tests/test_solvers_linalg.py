@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
+from _typecheck import unchecked
 from sklearn.datasets import load_iris, load_wine
 
-from _typecheck import unchecked
 from benchmarks._reference_libs import metric_learn_compat
 from metricjax.constraints import Constraints
 from metricjax.solvers._covariance import components_from_psd, covariance_components

@@ -7,6 +7,7 @@ wrap them. Their differentiable objectives, where they have one, are in
 :mod:`metricjax.losses`.
 """
 
+from metricjax._checks import check_pairs as check_pairs
 from metricjax.solvers._covariance import covariance_components as covariance_components
 from metricjax.solvers._itml import ITMLResult as ITMLResult
 from metricjax.solvers._itml import default_bounds as default_bounds
@@ -14,7 +15,6 @@ from metricjax.solvers._itml import itml_solve as itml_solve
 from metricjax.solvers._lfda import lfda_components as lfda_components
 from metricjax.solvers._mmc import MMCResult as MMCResult
 from metricjax.solvers._mmc import mmc_solve as mmc_solve
-from metricjax._checks import check_pairs as check_pairs
 from metricjax.solvers._prior import components_from_metric as components_from_metric
 from metricjax.solvers._prior import initial_metric as initial_metric
 from metricjax.solvers._rca import rca_components as rca_components

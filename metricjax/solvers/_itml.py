@@ -18,8 +18,8 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from metricjax import _checks
-from metricjax.losses._itml import check_bounds, check_gamma
 from metricjax._checks import check_pairs
+from metricjax.losses._itml import check_bounds, check_gamma
 from metricjax.solvers._prior import initial_metric, on_device, padded_size
 
 # Upper-triangle distance counts up to which the bounds use one exact partition of all

@@ -16,9 +16,9 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from metricjax import _checks
+from metricjax._checks import check_pairs
 from metricjax._rules import mm, rowdot
 from metricjax.losses._itml import pair_outer_sum
-from metricjax._checks import check_pairs
 from metricjax.solvers._prior import initial_metric, on_device, padded_size
 
 _PROJ_EPS = 0.01  # relative error accepted on the similarity constraint (metric-learn)

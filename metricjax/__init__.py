@@ -33,7 +33,7 @@ from metricjax.losses import sharded as sharded
 
 __version__ = "0.1.0"
 
-_ESTIMATORS = ("MLKR", "NCA", "LMNN")
+_ESTIMATORS = ("MLKR", "NCA", "LMNN", "Covariance", "LFDA", "RCA", "RCA_Supervised")
 
 
 # Imported on first use, as they need optional extras: metricjax.nn (flax),
@@ -81,6 +81,10 @@ __all__ = [
     "MLKR",
     "NCA",
     "LMNN",
+    "Covariance",
+    "LFDA",
+    "RCA",
+    "RCA_Supervised",
     "estimators",
     "save_state",
     "load_state",

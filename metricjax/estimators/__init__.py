@@ -7,8 +7,22 @@ and ``pair_score``. ``pip install "metricjax[sklearn]"`` installs scikit-learn.
 
 from metricjax.estimators._base import DEFAULT_TOL as DEFAULT_TOL
 from metricjax.estimators._base import MahalanobisLearner as MahalanobisLearner
+from metricjax.estimators._covariance import Covariance as Covariance
+from metricjax.estimators._lfda import LFDA as LFDA
 from metricjax.estimators._lmnn import LMNN as LMNN
 from metricjax.estimators._mlkr import MLKR as MLKR
 from metricjax.estimators._nca import NCA as NCA
+from metricjax.estimators._rca import RCA as RCA
+from metricjax.estimators._rca import RCA_Supervised as RCA_Supervised
 
-__all__ = ["MLKR", "NCA", "LMNN", "MahalanobisLearner", "DEFAULT_TOL"]
+__all__ = [
+    "MLKR",
+    "NCA",
+    "LMNN",
+    "Covariance",
+    "LFDA",
+    "RCA",
+    "RCA_Supervised",
+    "MahalanobisLearner",
+    "DEFAULT_TOL",
+]

@@ -251,6 +251,22 @@ class MahalanobisLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             )
         return arr
 
+    def _fit_atomic(self, compute, *args):
+        """Run ``compute(*args) -> dict of fitted attributes`` and set them.
+
+        A ``compute`` that raises leaves ``self`` exactly as it was.
+        """
+        saved = dict(self.__dict__)  # validate_data sets n_features_in_ early
+        try:
+            fitted = compute(*args)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+        for name, value in fitted.items():
+            setattr(self, name, value)
+        return self
+
     # -- using the learned metric ----------------------------------------------------
     def transform(self, X):
         """Embed ``X`` with the learned map: ``X @ components_.T``.
@@ -390,16 +406,7 @@ class SupervisedLearner(MahalanobisLearner):
             ValueError: invalid inputs or hyperparameters. The estimator is left
                 unchanged by any exception raised here.
         """
-        saved = dict(self.__dict__)  # validate_data sets n_features_in_ early
-        try:
-            fitted = self._fit(X, y)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
-        for name, value in fitted.items():
-            setattr(self, name, value)
-        return self
+        return self._fit_atomic(self._fit, X, y)
 
     def _tol(self) -> float:
         return DEFAULT_TOL if self.tol is None else check_real(self.tol, "tol", 0.0)

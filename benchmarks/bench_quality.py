@@ -11,7 +11,7 @@ part) the script fits every learner with **default parameters** (except
   (metricjax), the same with metric-learn's ``MLKR``.
 * classification (test accuracy, 3-NN): iris, wine, breast cancer, digits.
   Learners: Euclidean; metricjax ``NCA``, ``LMNN``, ``LFDA(k=5)``, ``Covariance``,
-  ``RCA_Supervised(n_chunks=..., chunk_size=3)``; metric-learn's counterparts.
+  ``RCA_Supervised(n_chunks=max(d, n_train // 6), chunk_size=3)``; metric-learn's counterparts.
 
 Writes ``benchmarks/results/quality.md`` (mean ± std over seeds) and
 ``quality.json``; ``--quick`` (2 seeds, at most 300 rows per set, metricjax and
@@ -103,10 +103,10 @@ def _reg_learners(quick):
     return out
 
 
-def _clf_learners(quick, n_features):
+def _clf_learners(quick, n_features, n_train):
     import metricjax as mj
 
-    chunks = max(50, 2 * n_features)
+    chunks = max(n_features, n_train // 6)  # half the training points in chunklets
     out = {
         "NCA": lambda: mj.NCA(),
         "LMNN": lambda: mj.LMNN(),
@@ -183,7 +183,7 @@ def run(seeds, quick, max_rows):
                 return KNeighborsClassifier(3).fit(ztr, ytr).score(zte, yte)
 
             scores.setdefault("Euclidean 3-NN", []).append(knn(Xtr, Xte))
-            for lname, make in _clf_learners(quick, X.shape[1]).items():
+            for lname, make in _clf_learners(quick, X.shape[1], len(Xtr)).items():
 
                 def one(make=make):
                     est = make()

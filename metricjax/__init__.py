@@ -36,7 +36,7 @@ __version__ = "0.1.0"
 
 _ESTIMATORS = ("MLKR", "NCA", "LMNN", "ITML", "ITML_Supervised", "MMC", "MMC_Supervised",
                "LSML", "LSML_Supervised", "SCML", "SCML_Supervised",
-               "SDML", "SDML_Supervised")
+               "SDML", "SDML_Supervised", "Covariance", "LFDA", "RCA", "RCA_Supervised")
 
 
 # Imported on first use, as they need optional extras: metricjax.nn (flax),
@@ -85,6 +85,10 @@ __all__ = [
     "MLKR",
     "NCA",
     "LMNN",
+    "Covariance",
+    "LFDA",
+    "RCA",
+    "RCA_Supervised",
     "estimators",
     "save_state",
     "load_state",

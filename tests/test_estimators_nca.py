@@ -12,18 +12,20 @@ from sklearn.preprocessing import StandardScaler
 
 import metricjax as mj
 from metricjax.estimators import NCA
+from metricjax.estimators._base import median_sq_distance
 from metricjax.losses import nca_loss
 
 
 def test_same_result_as_metricjax_fit():
     # the estimator runs the loop of metricjax.fit (cached, maybe with quicker XLA
     # settings): same iterations, same result up to rounding
+    # settings): same iterations, same result up to rounding. A string init is scaled
+    # to the data (median embedded squared distance 1), so the start is I / sqrt(median).
     x, y = classification()
     model = NCA(init="identity").fit(x, y)
     with x64_context():
-        ref = mj.fit(
-            lambda L, x, c: nca_loss(L, x, c, num_classes=3), jnp.eye(D), x, y.astype(np.int32)
-        )
+        start = jnp.eye(D) / float(np.sqrt(median_sq_distance(x)))
+        ref = mj.fit(lambda L, x, c: nca_loss(L, x, c, num_classes=3), start, x, y.astype(np.int32))
     assert model.n_iter_ == ref.num_iter and model.converged_ == ref.converged
     np.testing.assert_allclose(model.components_, np.asarray(ref.params), rtol=1e-8, atol=1e-9)
     np.testing.assert_allclose(model.loss_history_, ref.loss_history, rtol=1e-10)

@@ -49,6 +49,10 @@ CASES = {
             "2-D NCA:",
         ],
     ),
+    "08_mlkr_alpha_grid.py": (
+        ["05_mlkr_alpha.png"],
+        ["test R²", "k-NN alone (CV-tuned k)", "MLKR(3, alpha=0.0)", "GridSearchCV chose alpha"],
+    ),
     "04_flax_metric_head.py": (
         ["04_flax_metric_head.png"],
         [

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
+from _typecheck import unchecked
 from sklearn.datasets import load_iris, load_wine
 
 from benchmarks._reference_libs import metric_learn_compat
@@ -159,7 +160,7 @@ def test_covariance_gradient_matches_inverse_twin():
 )
 def test_covariance_bad_input(x, err, match):
     with pytest.raises(err, match=match):
-        covariance_components(x)
+        unchecked(covariance_components)(x)
 
 
 def test_covariance_one_point_metric_learn_also_refuses():
@@ -363,24 +364,24 @@ def test_lfda_singular_within_scatter(multimodal):
 def test_lfda_bad_arguments(multimodal):
     x, y = multimodal
     with pytest.raises(ValueError, match="`embedding_type` must be one of"):
-        lfda_components(x, y, embedding_type="whitened")
+        unchecked(lfda_components)(x, y, embedding_type="whitened")
     with pytest.raises(ValueError, match="Invalid embedding_type"):
         ml.LFDA(embedding_type="whitened")
     for bad in (0, 6):
         with pytest.raises(ValueError, match=r"`n_components` must be in \[1, 5\]"):
-            lfda_components(x, y, n_components=bad)
+            unchecked(lfda_components)(x, y, n_components=bad)
         with pytest.raises(ValueError, match="Invalid n_components"):
             ml_lfda_components(x, y, n_components=bad)
     with pytest.raises(ValueError, match="`k` must be at least 1"):
-        lfda_components(x, y, k=0)
+        unchecked(lfda_components)(x, y, k=0)
     with pytest.raises(ValueError, match="at least two classes"):
-        lfda_components(x, np.zeros(len(x)))
+        unchecked(lfda_components)(x, np.zeros(len(x)))
     with pytest.raises(ValueError, match=r"`labels` must have shape \(72,\)"):
-        lfda_components(x, y[:-1])
+        unchecked(lfda_components)(x, y[:-1])
     with pytest.raises(ValueError, match="`labels` contains NaN"):
-        lfda_components(x, np.where(y == 0, np.nan, y))
+        unchecked(lfda_components)(x, np.where(y == 0, np.nan, y))
     with pytest.raises(ValueError, match="`x` contains NaN"):
-        lfda_components(np.where(x > 3, np.nan, x), y)
+        unchecked(lfda_components)(np.where(x > 3, np.nan, x), y)
 
 
 def test_lfda_float32_and_string_labels(multimodal):
@@ -510,19 +511,19 @@ def test_rca_chunk_id_below_minus_one_is_refused(wine):
 def test_rca_bad_input(wine):
     x, y = wine
     with pytest.raises(ValueError, match="no chunklet with two or more points"):
-        rca_components(x, -np.ones(len(x), int))
+        unchecked(rca_components)(x, -np.ones(len(x), int))
     with pytest.raises(ValueError, match="no chunklet with two or more points"):
-        rca_components(x, np.arange(len(x)))
+        unchecked(rca_components)(x, np.arange(len(x)))
     with pytest.raises(ValueError, match=r"`chunks` must have shape \(178,\)"):
-        rca_components(x, np.zeros(10, int))
+        unchecked(rca_components)(x, np.zeros(10, int))
     with pytest.raises(ValueError, match="integer chunklet ids"):
-        rca_components(x, np.full(len(x), 0.5))
+        unchecked(rca_components)(x, np.full(len(x), 0.5))
     with pytest.raises(ValueError, match=r"`n_components` must be in \[1, 13\]"):
-        rca_components(x, np.zeros(len(x), int), n_components=14)
+        unchecked(rca_components)(x, np.zeros(len(x), int), n_components=14)
     with pytest.raises(ValueError, match="Invalid n_components"):
         ml.RCA(n_components=14).fit(x, Constraints(y).chunks(40, chunk_size=3, random_state=0))
     with pytest.raises(ValueError, match="`x` contains NaN"):
-        rca_components(np.where(x > 2, np.nan, x), np.zeros(len(x), int))
+        unchecked(rca_components)(np.where(x > 2, np.nan, x), np.zeros(len(x), int))
 
 
 def test_rca_float32(wine):

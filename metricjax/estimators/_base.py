@@ -69,6 +69,23 @@ _INIT_OPTIONS = ("auto", "pca", "lda", "identity", "random")
 FLOAT_DTYPES = (np.float64, np.float32)
 
 
+_SCALE_ROWS = 1000  # rows used to measure the data's median pairwise distance
+
+
+def median_sq_distance(z) -> float:
+    """Median squared pairwise distance of (at most 1000 evenly spaced) rows of ``z``.
+
+    The data's scale for the unit-bandwidth kernels of MLKR and NCA: their initial map
+    is divided by its square root, so that ``fit(X * c)`` starts from ``L0 / c``.
+    """
+    z = np.asarray(z, np.float64)
+    z = z[:: max(1, len(z) // _SCALE_ROWS)]
+    sq = np.sum(z**2, axis=1)
+    d = sq[:, None] + sq[None, :] - 2 * z @ z.T
+    med = float(np.median(d[np.triu_indices(len(z), 1)]))
+    return med if med > 0 else 1.0
+
+
 # ----------------------------------------------------------------------------------
 # parameter checks
 # ----------------------------------------------------------------------------------
@@ -275,6 +292,17 @@ class MahalanobisLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             )
         return arr
 
+    def _fit_atomic(self, compute, *args):
+        """Run ``compute(*args) -> dict of fitted attributes`` and set them.
+
+        A ``compute`` that raises leaves ``self`` exactly as it was.
+        """
+        with restore_on_failure(self):  # validate_data sets n_features_in_ early
+            fitted = compute(*args)
+        for name, value in fitted.items():
+            setattr(self, name, value)
+        return self
+
     # -- using the learned metric ----------------------------------------------------
     def transform(self, X):
         """Embed ``X`` with the learned map: ``X @ components_.T``.
@@ -390,6 +418,9 @@ class SupervisedLearner(MahalanobisLearner):
 
     _classification = True
     batch_size = None  # MLKR and NCA store their own
+    #: Rescale a string ``init`` so that the median squared pairwise distance of the
+    #: initial embedding is 1 (MLKR, NCA: unit-bandwidth kernels, see median_sq_distance).
+    _unit_free_init = False
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -414,11 +445,7 @@ class SupervisedLearner(MahalanobisLearner):
             ValueError: invalid inputs or hyperparameters. The estimator is left
                 unchanged by any exception raised here.
         """
-        with restore_on_failure(self):  # validate_data sets n_features_in_ early
-            fitted = self._fit(X, y)
-        for name, value in fitted.items():
-            setattr(self, name, value)
-        return self
+        return self._fit_atomic(self._fit, X, y)
 
     def _tol(self) -> float:
         return DEFAULT_TOL if self.tol is None else check_real(self.tol, "tol", 0.0)
@@ -569,6 +596,8 @@ class SupervisedLearner(MahalanobisLearner):
             out = lda.scalings_.T[:k]
             if out.shape[0] < k:  # rank-deficient within-class scatter
                 out = np.vstack([out, np.eye(k, n_features)[out.shape[0] :]])
+        if self._unit_free_init:  # median embedded squared distance 1, whatever the units
+            out = out / np.sqrt(median_sq_distance(X @ np.asarray(out).T))
         return np.array(out, dtype=X.dtype)
 
 

@@ -115,7 +115,7 @@ class LSML(_BaseLSML, QuadrupletsLearner):
         Returns:
             ``self``.
         """
-        return self._fit_atomic(quadruplets, None, {"weights": weights})
+        return self._fit_and_set(quadruplets, None, {"weights": weights})
 
 
 class LSML_Supervised(_BaseLSML, SupervisedTuplesLearner):

@@ -15,16 +15,28 @@ from metricjax.estimators._base import (
     SoftNeighbourLearner,
     check_block_size,
     check_mesh,
+    check_real,
+    median_sq_distance,
 )
-from metricjax.losses import kernel_regression, mlkr_loss, sharded_mlkr_loss
+from metricjax.losses import kernel_regression, mlkr_ridge_loss, sharded_mlkr_loss
+
+
+def _sharded_mlkr_ridge(transform, x, y, weight, *, block_size, mesh):
+    """:func:`metricjax.losses.mlkr_ridge_loss` with the rows split over ``mesh``."""
+    ridge = jnp.asarray(weight, transform.dtype) * jnp.sum(transform**2)
+    return sharded_mlkr_loss(transform, x, y, block_size=block_size, mesh=mesh) + ridge
 
 
 @functools.cache
 def _mlkr_objective(block_size, mesh=None):
     """One loss object per block size (and mesh), so refits reuse the compiled loop."""
     if mesh is not None:
-        return functools.partial(sharded_mlkr_loss, block_size=block_size, mesh=mesh)
-    return functools.partial(mlkr_loss, block_size=block_size)
+        return functools.partial(_sharded_mlkr_ridge, block_size=block_size, mesh=mesh)
+    return functools.partial(mlkr_ridge_loss, block_size=block_size)
+
+
+#: Default ridge strength of :class:`MLKR` (see its ``alpha``), chosen by measurement.
+DEFAULT_ALPHA = 0.01
 
 
 class MLKR(RegressorMixin, SoftNeighbourLearner):
@@ -45,7 +57,21 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
     bandwidth, the scale of ``X`` matters for the initial transformation: standardise
     the features (e.g. ``Pipeline([StandardScaler(), MLKR()])``).
 
-    Args:"""
+    **Regularisation and scale.** ``fit`` minimises the loss plus a ridge penalty
+    :math:`w\lVert L\rVert_F^2` (:func:`metricjax.losses.mlkr_ridge_loss`) with
+    :math:`w = \alpha \sum_i (y_i - \bar y)^2 \, m / k`, :math:`m` the median squared
+    pairwise distance of ``X`` and :math:`k` the number of components: ``alpha`` is
+    dimensionless (at the initial map the penalty is about ``alpha`` times the loss of
+    predicting the mean). A string ``init`` is rescaled so that the median squared
+    pairwise distance of the initial embedding is 1. Both make the fit independent of
+    the units of ``X`` and ``y``. ``alpha=0`` is metric-learn's unpenalised MLKR, which
+    overfits small data (diabetes, 309 training rows: rows of ``L`` with norms of 6 and
+    11, ``predict`` R² 0.03 and -0.17 on two splits, 0.41 and 0.43 with the default).
+
+    Args:
+        alpha: ridge strength :math:`\alpha \ge 0` (dimensionless, see above); the
+            default :data:`DEFAULT_ALPHA` (``0.01``) was the best of 0, 0.01, 0.1, 1 on
+            diabetes and ``make_friedman1`` with 10 noise features."""
         + COMMON_ARGS
         + BATCH_ARGS
         + r"""
@@ -53,6 +79,8 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
         + COMMON_ATTRS
         + r"""        X_train_: training inputs used by :meth:`predict`.
         y_train_: training targets used by :meth:`predict`.
+        ridge_weight_: the penalty weight :math:`w` used (``loss_history_`` holds
+            :func:`metricjax.losses.mlkr_ridge_loss` with it).
 
     References:
         K. Q. Weinberger and G. Tesauro, `Metric Learning for Kernel Regression
@@ -74,11 +102,43 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
     )
 
     _classification = False
+    _unit_free_init = True
+
+    def __init__(
+        self,
+        n_components=None,
+        *,
+        alpha=DEFAULT_ALPHA,
+        init="auto",
+        max_iter=1000,
+        tol=None,
+        optimizer=None,
+        random_state=None,
+        verbose=False,
+        block_size="auto",
+        batch_size=None,
+        preprocessor=None,
+        mesh=None,
+    ):
+        super().__init__(
+            n_components, init=init, max_iter=max_iter, tol=tol, optimizer=optimizer,
+            random_state=random_state, verbose=verbose, block_size=block_size,
+            batch_size=batch_size, preprocessor=preprocessor, mesh=mesh,
+        )  # fmt: skip
+        self.alpha = alpha
 
     def _objective(self, X, y, classes):
         loss = _mlkr_objective(check_block_size(self.block_size), check_mesh(self.mesh))
+        alpha = check_real(self.alpha, "alpha", 0.0)
+        k = X.shape[1] if self.n_components is None else int(self.n_components)
+        sst = float(np.sum((y - np.mean(y, axis=0)) ** 2))
+        # w = alpha * SST * med / k: dimensionless alpha, the penalty at the scaled
+        # initial map (median embedded squared distance 1, ||L0||_F^2 ~ k / med) is
+        # about alpha * SST, the loss of predicting the mean.
+        weight = np.asarray(alpha * sst * median_sq_distance(X) / max(k, 1), X.dtype)
         # copies of the (validated) training data, for predict
-        return loss, (y,), {"X_train_": np.array(X), "y_train_": np.array(y)}
+        fitted = {"X_train_": np.array(X), "y_train_": np.array(y), "ridge_weight_": float(weight)}
+        return loss, (y, weight), fitted
 
     def predict(self, X):
         r"""Kernel-regression prediction with the learned metric.
@@ -101,7 +161,9 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
         dt = np.result_type(X.dtype, self.components_.dtype)
         step = max(1, (2**22) // max(1, self.X_train_.shape[0]))  # ~32 MiB per block
         with jax.enable_x64(dt == np.float64):
-            L, xt, yt = (jnp.asarray(a, dt) for a in (self.components_, self.X_train_, self.y_train_))
+            L, xt, yt = (
+                jnp.asarray(a, dt) for a in (self.components_, self.X_train_, self.y_train_)
+            )
             parts = [
                 np.asarray(kernel_regression(L, xt, yt, jnp.asarray(X[s : s + step], dt)))
                 for s in range(0, X.shape[0], step)

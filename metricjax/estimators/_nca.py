@@ -67,6 +67,8 @@ class NCA(SoftNeighbourLearner):
     """
     )
 
+    _unit_free_init = True  # unit-bandwidth softmax: start at median distance 1
+
     def _objective(self, X, codes, classes):
         loss = _nca_objective(
             check_block_size(self.block_size), int(codes.max()) + 1, check_mesh(self.mesh)

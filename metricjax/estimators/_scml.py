@@ -117,7 +117,7 @@ class SCML(_BaseSCML, TripletsLearner):
         Returns:
             ``self``.
         """
-        return self._fit_atomic(triplets, None, {})
+        return self._fit_and_set(triplets, None, {})
 
 
 class SCML_Supervised(_BaseSCML, SupervisedTuplesLearner):

@@ -78,7 +78,7 @@ class _TuplesLearner(ClassifierMixin, MahalanobisLearner):
             tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
-    def _fit_atomic(self, tuples, y, fit_args, after=None):
+    def _fit_and_set(self, tuples, y, fit_args, after=None):
         """Validate, fit, set the attributes and run ``after``; all or nothing."""
         with restore_on_failure(self):
             tuples = self._tuples(tuples, self._tuple_size, name=self._tuple_name, reset=True)
@@ -127,7 +127,7 @@ class PairsLearner(_TuplesLearner):
         def calibrate(valid_pairs, valid_y):
             self.calibrate_threshold(valid_pairs, valid_y, **calibration_params)
 
-        return self._fit_atomic(pairs, y, fit_args, after=calibrate)
+        return self._fit_and_set(pairs, y, fit_args, after=calibrate)
 
     def decision_function(self, pairs):
         """Pair scores :math:`-\\lVert L(a - b)\\rVert` (high for similar pairs): ``pair_score``."""

@@ -16,6 +16,7 @@ from metricjax.losses._lsml import lsml_loss as lsml_loss
 from metricjax.losses._lsml import lsml_transform_loss as lsml_transform_loss
 from metricjax.losses._mlkr import kernel_regression as kernel_regression
 from metricjax.losses._mlkr import mlkr_loss as mlkr_loss
+from metricjax.losses._mlkr import mlkr_ridge_loss as mlkr_ridge_loss
 from metricjax.losses._mmc import mmc_loss as mmc_loss
 from metricjax.losses._mmc import mmc_loss_transform as mmc_loss_transform
 from metricjax.losses._nca import nca_loss as nca_loss
@@ -32,6 +33,7 @@ __all__ = [
     "lsml_transform_loss",
     "scml_loss",
     "mlkr_loss",
+    "mlkr_ridge_loss",
     "nca_loss",
     "kernel_regression",
     "lmnn_loss",

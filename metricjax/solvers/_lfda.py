@@ -120,7 +120,7 @@ def _class_scatters(z, valid, k):
     ok = pair & (scale > 0)
     a = jnp.where(ok, jnp.exp(-dist / jnp.where(ok, scale, 1)), 0)
     g = mm(z.T, _rules.laplacian_apply(a, z))
-    t = jnp.sum(valid) * mm(z.T, z)
+    t = jnp.sum(valid, dtype=z.dtype) * mm(z.T, z)
     return g, t
 
 

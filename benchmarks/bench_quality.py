@@ -1,0 +1,240 @@
+"""Learned-metric quality: every learner's kNN score beside metric-learn's and Euclidean's.
+
+For each data set and seed (a 70/30 split, features standardised on the training
+part) the script fits every learner with **default parameters** (except
+``n_components`` where stated) and scores a k-NN on its embedding:
+
+* regression (test R²): diabetes; ``make_friedman1`` with 10 noise features;
+  ``make_friedman3`` with 10 noise features; a sparse sinusoidal target on 20
+  features (``_sine``). Learners: Euclidean k-NN with k tuned by 5-fold CV over
+  {5, 10, 20, 40}; ``MLKR(n_components=3) -> kNN(20)`` and ``MLKR.predict``
+  (metricjax), the same with metric-learn's ``MLKR``.
+* classification (test accuracy, 3-NN): iris, wine, breast cancer, digits.
+  Learners: Euclidean; metricjax ``NCA``, ``LMNN``, ``LFDA(k=5)``, ``Covariance``,
+  ``RCA_Supervised(n_chunks=max(d, n_train // 6), chunk_size=3)``; metric-learn's counterparts.
+
+Writes ``benchmarks/results/quality.md`` (mean ± std over seeds) and
+``quality.json``; ``--quick`` (2 seeds, at most 300 rows per set, metricjax and
+Euclidean only) writes ``quality_quick.md``.
+
+Full run (5 seeds, every learner, metric-learn included; long on 2 cores)::
+
+    python benchmarks/bench_quality.py
+
+Quick check::
+
+    python benchmarks/bench_quality.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from sklearn.datasets import (  # noqa: E402
+    load_breast_cancer,
+    load_diabetes,
+    load_digits,
+    load_iris,
+    load_wine,
+    make_friedman1,
+    make_friedman3,
+)
+from sklearn.model_selection import GridSearchCV, train_test_split  # noqa: E402
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+
+
+def _noisy(make, n, seed=0):
+    X, y = make(n_samples=n, noise=0.0, random_state=seed)
+    rng = np.random.RandomState(seed)
+    return np.c_[X, rng.standard_normal((n, 10))], y
+
+
+def _sine(n=500, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.standard_normal((n, 20))
+    y = np.sin(2 * X[:, 0]) + 0.5 * X[:, 1] + 0.1 * rng.standard_normal(n)
+    return X, y
+
+
+def regression_sets():
+    X, y = load_diabetes(return_X_y=True)
+    yield "diabetes", X, y
+    X, y = make_friedman1(n_samples=500, n_features=15, noise=0.5, random_state=0)
+    yield "friedman1 + 10 noise", X, y
+    yield "friedman3 + 10 noise", *_noisy(make_friedman3, 500)
+    yield "sparse sine (20 features)", *_sine()
+
+
+def classification_sets():
+    for name, load in (
+        ("iris", load_iris),
+        ("wine", load_wine),
+        ("breast cancer", load_breast_cancer),
+        ("digits", load_digits),
+    ):
+        X, y = load(return_X_y=True)
+        yield name, X, y
+
+
+def _reg_learners(quick):
+    import metricjax as mj
+
+    out = {
+        "MLKR(3) -> kNN(20)": lambda: ("embed", mj.MLKR(n_components=3)),
+        "MLKR(3).predict": lambda: ("predict", mj.MLKR(n_components=3)),
+    }
+    if not quick:
+        from benchmarks._reference_libs import metric_learn_compat
+
+        ml = metric_learn_compat()
+        out["metric-learn MLKR(3) -> kNN(20)"] = lambda: ("embed", ml.MLKR(n_components=3))
+    return out
+
+
+def _clf_learners(quick, n_features, n_train):
+    import metricjax as mj
+
+    chunks = max(n_features, n_train // 6)  # half the training points in chunklets
+    out = {
+        "NCA": lambda: mj.NCA(),
+        "LMNN": lambda: mj.LMNN(),
+        "LFDA(k=5)": lambda: mj.LFDA(k=5),
+        "Covariance": lambda: mj.Covariance(),
+        f"RCA_Supervised({chunks}x3)": lambda: mj.RCA_Supervised(n_chunks=chunks, chunk_size=3),
+    }
+    if not quick:
+        from benchmarks._reference_libs import metric_learn_compat
+
+        ml = metric_learn_compat()
+        out.update(
+            {
+                "metric-learn NCA": lambda: ml.NCA(),
+                "metric-learn LMNN": lambda: ml.LMNN(),
+                "metric-learn LFDA(k=5)": lambda: ml.LFDA(k=5),
+                "metric-learn Covariance": lambda: ml.Covariance(),
+                f"metric-learn RCA_Supervised({chunks}x3)": lambda: ml.RCA_Supervised(
+                    n_chunks=chunks, chunk_size=3
+                ),
+            }
+        )
+    return out
+
+
+def _split(X, y, seed, max_rows):
+    if max_rows and len(X) > max_rows:
+        keep = np.random.RandomState(seed).choice(len(X), max_rows, replace=False)
+        X, y = X[keep], y[keep]
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=seed)
+    sc = StandardScaler().fit(Xtr)
+    return sc.transform(Xtr), sc.transform(Xte), ytr, yte
+
+
+def _score(fn):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(fn())
+    except Exception as err:  # a learner that fails on a set is recorded, not fatal
+        return f"fails: {type(err).__name__}: {str(err)[:60]}"
+
+
+def run(seeds, quick, max_rows):
+    rows = []
+    for name, X, y in regression_sets():
+        scores = {}
+        for seed in seeds:
+            Xtr, Xte, ytr, yte = _split(X, y, seed, max_rows)
+            grid = GridSearchCV(KNeighborsRegressor(), {"n_neighbors": [5, 10, 20, 40]})
+            scores.setdefault("Euclidean kNN (tuned k)", []).append(
+                grid.fit(Xtr, ytr).score(Xte, yte)
+            )
+            for lname, make in _reg_learners(quick).items():
+
+                def one(make=make):
+                    kind, est = make()
+                    est.random_state = seed if hasattr(est, "random_state") else None
+                    est.fit(Xtr, ytr)
+                    if kind == "predict":
+                        return est.score(Xte, yte)
+                    knn = KNeighborsRegressor(20).fit(est.transform(Xtr), ytr)
+                    return knn.score(est.transform(Xte), yte)
+
+                scores.setdefault(lname, []).append(_score(one))
+        rows.append(("regression R²", name, scores))
+        print(name, {k: v for k, v in scores.items()}, flush=True)
+    for name, X, y in classification_sets():
+        scores = {}
+        for seed in seeds:
+            Xtr, Xte, ytr, yte = _split(X, y, seed, max_rows)
+
+            def knn(ztr, zte):
+                return KNeighborsClassifier(3).fit(ztr, ytr).score(zte, yte)
+
+            scores.setdefault("Euclidean 3-NN", []).append(knn(Xtr, Xte))
+            for lname, make in _clf_learners(quick, X.shape[1], len(Xtr)).items():
+
+                def one(make=make):
+                    est = make()
+                    if hasattr(est, "random_state"):
+                        est.random_state = seed
+                    est.fit(Xtr, ytr)
+                    return knn(est.transform(Xtr), est.transform(Xte))
+
+                scores.setdefault(lname, []).append(_score(one))
+        rows.append(("3-NN accuracy", name, scores))
+        print(name, scores, flush=True)
+    return rows
+
+
+def _fmt(v):
+    nums = [x for x in v if isinstance(x, float)]
+    if len(nums) < len(v):
+        return next(x for x in v if not isinstance(x, float))
+    return f"{np.mean(nums):.3f} ± {np.std(nums):.3f}"
+
+
+def write(rows, path, header):
+    lines = [header, ""]
+    for metric, name, scores in rows:
+        lines += [f"### {name} ({metric})", "", "| learner | score |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in scores.items()]
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    seeds = [0, 1] if args.quick else [0, 1, 2, 3, 4]
+    max_rows = 300 if args.quick else None
+    t0 = time.time()
+    rows = run(seeds, args.quick, max_rows)
+    RESULTS.mkdir(exist_ok=True)
+    stem = "quality_quick" if args.quick else "quality"
+    header = (
+        f"# Learned-metric quality ({'quick: ' if args.quick else ''}{len(seeds)} seeds, "
+        f"{'at most ' + str(max_rows) + ' rows, ' if max_rows else ''}mean ± std, "
+        f"default parameters; {time.time() - t0:.0f} s)\n\nWritten by "
+        "`benchmarks/bench_quality.py`; see its docstring for the protocol."
+    )
+    write(rows, RESULTS / f"{stem}.md", header)
+    (RESULTS / f"{stem}.json").write_text(
+        json.dumps([{"metric": m, "set": n, "scores": s} for m, n, s in rows], indent=1)
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Shared fit machinery of the closed-form learners (Covariance, LFDA, RCA).
+
+They solve a linear-algebra problem once (:mod:`metricjax.solvers`), with no
+optimizer: :class:`ClosedFormLearner` validates the input as every estimator does,
+runs the jit-compiled solver in the precision of the data (``float32`` in
+``float32``, ``float64`` inside ``jax.enable_x64(True)``) and stores
+``components_`` in that dtype. A ``fit`` that raises leaves the estimator as it was.
+"""
+
+import jax
+import numpy as np
+
+from metricjax.estimators._base import MahalanobisLearner
+
+
+class ClosedFormLearner(MahalanobisLearner):
+    """Base of the learners whose ``components_`` come from one solver call."""
+
+    _needs_y = False  # LFDA and RCA_Supervised learn from labels
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = self._needs_y
+        if tags.transformer_tags is not None:
+            tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    @staticmethod
+    def _solve(solver, X, *args, **kwargs):
+        """``solver(X, *args, **kwargs)`` in the precision of ``X``, as a NumPy array."""
+        with jax.enable_x64(X.dtype == np.float64):
+            out = solver(X, *args, **kwargs)
+            out = out[0] if isinstance(out, tuple) else out
+            return np.array(out, dtype=X.dtype)

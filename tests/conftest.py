@@ -41,3 +41,10 @@ def as_user():
 
     with unchecked_calls():
         yield
+
+
+@pytest.fixture
+def standard_promotion():
+    """JAX's standard dtype promotion, for tests that drive flax/optax code (not strict-clean)."""
+    with jax.numpy_dtype_promotion("standard"):
+        yield

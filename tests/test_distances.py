@@ -235,6 +235,7 @@ def test_dtype_float64_preserved_under_x64(x64, kind):
 
 @pytest.mark.parametrize("use_x64", [False, True])
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.usefixtures("as_user")
 def test_integer_input_becomes_default_float(kind, use_x64):
     x = np.arange(12).reshape(4, 3)
     param = None if kind == "euclidean" else np.eye(3, dtype=np.int32) * 2
@@ -357,6 +358,7 @@ BAD_SHAPES = [
 
 @pytest.mark.parametrize("jit", [False, True])
 @pytest.mark.parametrize("kind,xs,ps,ys", BAD_SHAPES)
+@pytest.mark.usefixtures("as_user")
 def test_bad_shapes_raise_value_error(kind, xs, ps, ys, jit):
     x = np.ones(xs, np.float32)
     p = None if ps is None else np.ones(ps, np.float32)

@@ -177,6 +177,7 @@ def test_jacobian_dtype_follows_input():
 
 # ----------------------------------------------------------------------------- errors
 @pytest.mark.parametrize("method", ["closed", "jacobian", "", None, "JACFWD"])
+@pytest.mark.usefixtures("as_user")
 def test_invalid_method_raises(method):
     x = np.ones((3, 2))
     with pytest.raises(ValueError, match="method"):
@@ -194,6 +195,7 @@ def test_method_is_keyword_only():
         mj.jacobians.wrt_metric(np.ones((3, 2)), "jacfwd")
 
 
+@pytest.mark.usefixtures("as_user")
 def test_bad_shapes_raise():
     with pytest.raises(ValueError):
         mj.jacobians.wrt_x(np.ones(3))

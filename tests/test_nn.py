@@ -123,6 +123,7 @@ def test_metric_is_psd_and_consistent_with_distances():
     np.testing.assert_allclose(layer(x, y), mj.pairwise_sq_euclidean(z, w), rtol=1e-10)
 
 
+@pytest.mark.usefixtures("as_user")
 def test_self_and_cross_shapes():
     x, y, _, _, _ = (np.asarray(a, np.float32) for a in _data(n=7, m=3, d=4))
     layer = MahalanobisMetric(4, 2, init="orthogonal", rngs=nnx.Rngs(0))
@@ -217,6 +218,7 @@ def _soft_neighbour_loss(model, x, labels):
     return -jnp.mean(jax.nn.logsumexp(jnp.where(same, log_p, -jnp.inf), axis=1))
 
 
+@pytest.mark.usefixtures("standard_promotion")
 def test_tiny_network_trains_with_optax():
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(3), 10)

@@ -194,6 +194,7 @@ def test_file_is_plain_npz_with_json_header(tmp_path):
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
 
 
+@pytest.mark.usefixtures("standard_promotion")
 def test_nnx_model_state_round_trip(tmp_path):
     nnx = pytest.importorskip("flax.nnx")
     from metricjax.nn import MahalanobisMetric

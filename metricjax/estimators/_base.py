@@ -31,6 +31,7 @@ shared by MLKR, NCA and LMNN. Shared behaviour:
 """
 
 import contextlib
+import functools
 import numbers
 import warnings
 
@@ -491,7 +492,13 @@ class SupervisedLearner(MahalanobisLearner):
                     converged, n_iter = res.converged, res.num_iter
                 else:
                     seed = int(check_random_state(self.random_state).randint(2**31 - 1))
-                    res = _fit_minibatch(loss, params, *data, batch_size=batch_size,
+                    # rows are sampled from the per-point arrays; the trailing scalar
+                    # arguments of the loss (e.g. MLKR's ridge weight) stay whole
+                    rows = tuple(a for a in data if np.ndim(a) and np.shape(a)[0] == n_samples)
+                    tail = data[len(rows):]
+                    if tail:
+                        loss = functools.partial(_with_tail, loss, tail)
+                    res = _fit_minibatch(loss, params, *rows, batch_size=batch_size,
                                          key=jax.random.key(seed), optimizer=self.optimizer,
                                          num_steps=max_iter, verbose=bool(self.verbose))  # fmt: skip
                     # no convergence test in stochastic mode
@@ -599,6 +606,11 @@ class SupervisedLearner(MahalanobisLearner):
         if self._unit_free_init:  # median embedded squared distance 1, whatever the units
             out = out / np.sqrt(median_sq_distance(X @ np.asarray(out).T))
         return np.array(out, dtype=X.dtype)
+
+
+def _with_tail(loss, tail, params, *rows):
+    """``loss(params, *rows, *tail)``: the loss with its non-row arguments appended."""
+    return loss(params, *rows, *tail)
 
 
 # ----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import numpy as np
 from metricjax import _checks
 from metricjax._typing import (
     Array,
+    ArrayLike,
     Float,
     OtherPoints,
     Points,
@@ -158,7 +159,7 @@ def mlkr_ridge_loss(
     transform: Transform,
     x: Points,
     y: Targets,
-    weight: Float[Array, ""] | float,
+    weight: Float[ArrayLike, ""] | float,
     *,
     block_size: int | str | None = "auto",
 ) -> Scalar:

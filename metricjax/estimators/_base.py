@@ -228,6 +228,43 @@ class MahalanobisLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     """
 
     preprocessor = None  # subclasses store their own in __init__
+    _needs_y = False  # whether ``fit`` requires targets (scikit-learn's target tag)
+
+    def _set_params(self, params: dict) -> None:
+        """Store the arguments of ``__init__`` (its ``locals()``) unchanged, as scikit-learn asks.
+
+        Subclasses keep an explicit ``__init__`` signature (``get_params`` and ``clone``
+        read it) and call ``self._set_params(locals())`` as its body.
+        """
+        for name, value in params.items():
+            if name not in ("self", "__class__"):
+                setattr(self, name, value)
+
+    def _renamed(self, name: str, old_name: str):
+        """The value of hyperparameter ``name``, or of metric-learn's deprecated spelling ``old_name``.
+
+        ``old_name`` defaults to the string ``"deprecated"`` (metric-learn's sentinel);
+        any other value is used instead of ``name``, with a ``FutureWarning`` (as
+        metric-learn 0.7.0 does for ``convergence_threshold``, ``num_constraints`` and
+        ``num_chunks``).
+        """
+        old = getattr(self, old_name, "deprecated")
+        if isinstance(old, str) and old == "deprecated":
+            return getattr(self, name)
+        warnings.warn(
+            f'"{old_name}" parameter has been renamed to "{name}" (deprecated in metric-learn '
+            f"0.6.3); using {name}={old!r}: pass {name} instead",
+            FutureWarning,
+            stacklevel=4,
+        )
+        return old
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = self._needs_y
+        if tags.transformer_tags is not None:
+            tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
 
     @property
     def _n_features_out(self):
@@ -418,17 +455,11 @@ class SupervisedLearner(MahalanobisLearner):
     """
 
     _classification = True
+    _needs_y = True
     batch_size = None  # MLKR and NCA store their own
     #: Rescale a string ``init`` so that the median squared pairwise distance of the
     #: initial embedding is 1 (MLKR, NCA: unit-bandwidth kernels, see median_sq_distance).
     _unit_free_init = False
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = True
-        if tags.transformer_tags is not None:
-            tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
 
     def fit(self, X, y):
         """Learn the linear map ``components_`` from ``X`` and ``y``.
@@ -616,6 +647,19 @@ def _with_tail(loss, tail, params, *rows):
 # ----------------------------------------------------------------------------------
 # shared docstrings (one place for the hyperparameters every learner has)
 # ----------------------------------------------------------------------------------
+def class_doc(summary: str, *, args: str, attrs: str, references: str, examples: str = "") -> str:
+    """An estimator's Google docstring: summary, ``Args:``, ``Attributes:``, ``References:``, ``Examples:``.
+
+    Each section body is its entries indented by 8 spaces (a leading newline is
+    optional); the summary is the first line and its paragraphs indented by 4.
+    """
+    sections = [("Args", args), ("Attributes", attrs), ("References", references)]
+    if examples:
+        sections.append(("Examples", examples))
+    body = "".join(f"\n\n    {head}:\n" + text.strip("\n") for head, text in sections)
+    return summary.rstrip() + body + "\n    "
+
+
 COMMON_ARGS = """
         n_components: dimension of the embedding (rows of ``components_``); ``None``
             means ``n_features`` (or the number of rows of an array ``init``). Must lie
@@ -696,14 +740,4 @@ class SoftNeighbourLearner(SupervisedLearner):
         preprocessor=None,
         mesh=None,
     ):
-        self.n_components = n_components
-        self.init = init
-        self.max_iter = max_iter
-        self.tol = tol
-        self.optimizer = optimizer
-        self.random_state = random_state
-        self.verbose = verbose
-        self.block_size = block_size
-        self.batch_size = batch_size
-        self.preprocessor = preprocessor
-        self.mesh = mesh
+        self._set_params(locals())

@@ -2,7 +2,20 @@ r"""ITML estimators: Information-Theoretic Metric Learning (Davis et al., 2007).
 
 import numpy as np
 
-from metricjax.estimators._tuples import PairsLearner, SupervisedTuplesLearner, solve_in_dtype
+from metricjax.estimators._base import class_doc
+from metricjax.estimators._tuples import (
+    CONVERGENCE_THRESHOLD_ARG,
+    N_FEATURES_ATTR,
+    NUM_CONSTRAINTS_ARG,
+    PAIRS_N_CONSTRAINTS_ARG,
+    THRESHOLD_ATTR,
+    PairsLearner,
+    SupervisedTuplesLearner,
+    fit_solver,
+    pairs_example,
+    supervised_example,
+    tuples_args,
+)
 from metricjax.solvers import itml_solve
 
 _ITML_ARGS = r"""
@@ -14,45 +27,40 @@ _ITML_ARGS = r"""
             ``"covariance"`` (inverse covariance of the distinct points of the pairs),
             ``"random"`` (a random SPD matrix from ``random_state``) or a symmetric
             positive definite ``(n_features, n_features)`` array.
-        verbose: print the number of sweeps and whether the fit converged.
-        preprocessor: ``None``, an array of points (pairs may then be given as
-            ``(n_pairs, 2)`` indices into it) or a callable from indices to points.
-        random_state: seed or ``numpy.random.RandomState`` for ``prior="random"``."""
+        verbose: print the number of sweeps and whether the fit converged.""" + tuples_args(
+    "pairs", "(n_pairs, 2)", '``prior="random"``'
+)
 
-_ITML_ATTRS = r"""
+_ITML_ATTRS = (
+    r"""
         components_: :math:`L` with :math:`M = L^\top L`, shape ``(n_features,
             n_features)`` (metric-learn's ``components_from_metric``), in the fitted dtype.
         bounds_: the bounds :math:`(u, \ell)` used, shape ``(2,)``.
         n_iter_: number of sweeps run (metric-learn's ``n_iter_`` is this minus one).
-        converged_: whether the tolerance test stopped the fit before ``max_iter``.
-        n_features_in_: number of features seen during ``fit``."""
+        converged_: whether the tolerance test stopped the fit before ``max_iter``."""
+    + N_FEATURES_ATTR
+)
 
 _REFERENCES = r"""
-    References:
         J. V. Davis, B. Kulis, P. Jain, S. Sra, I. S. Dhillon, `Information-Theoretic
         Metric Learning <https://doi.org/10.1145/1273496.1273523>`_, ICML 2007."""
 
 
 class _BaseITML:
-    """Hyperparameters and the solver call shared by :class:`ITML` and :class:`ITML_Supervised`."""
+    """The solver call shared by :class:`ITML` and :class:`ITML_Supervised`."""
 
     def _fit_tuples(self, pairs, y, *, bounds=None):
-        components, res = solve_in_dtype(
-            itml_solve, pairs, y, gamma=self.gamma, max_iter=self.max_iter, tol=self.tol,
+        fitted = fit_solver(
+            self, ("n_iter", "converged", "bounds"), itml_solve, pairs, y, gamma=self.gamma,
+            max_iter=self.max_iter, tol=self._renamed("tol", "convergence_threshold"),
             prior=self.prior, bounds=bounds, random_state=self.random_state,
         )  # fmt: skip
-        if self.verbose:
-            print(f"itml: {int(res.n_iter)} sweeps, converged={bool(res.converged)}")
-        return {
-            "components_": components,
-            "bounds_": res.bounds.astype(np.float64),
-            "n_iter_": int(res.n_iter),
-            "converged_": bool(res.converged),
-        }
+        fitted["bounds_"] = fitted["bounds_"].astype(np.float64)
+        return fitted
 
 
 class ITML(_BaseITML, PairsLearner):
-    __doc__ = (
+    __doc__ = class_doc(
         r"""Information-Theoretic Metric Learning (ITML) from similar / dissimilar pairs.
 
     Minimises the LogDet divergence :math:`D_{\ell d}(M, M_0)` to the prior subject to
@@ -64,29 +72,11 @@ class ITML(_BaseITML, PairsLearner):
     ``fit(pairs, y, bounds=None, calibration_params=None)`` learns the metric, then
     calibrates ``threshold_`` on the training pairs; ``decision_function`` (pair
     scores), ``predict`` (``+1`` similar / ``-1``), ``score`` (ROC AUC),
-    ``set_threshold`` and ``calibrate_threshold`` are metric-learn's.
-
-    Args:"""
-        + _ITML_ARGS
-        + r"""
-
-    Attributes:"""
-        + _ITML_ATTRS
-        + r"""
-        threshold_: distance below which :meth:`predict` says similar.
-"""
-        + _REFERENCES
-        + r"""
-
-    Examples:
-        >>> import numpy as np
-        >>> from metricjax.estimators import ITML
-        >>> pairs = np.array([[[1.2, 7.5], [1.3, 1.5]], [[6.4, 2.6], [6.2, 9.7]],
-        ...                   [[1.3, 4.5], [3.2, 4.6]], [[6.2, 5.5], [5.4, 5.4]]])
-        >>> itml = ITML(random_state=0).fit(pairs, [1, 1, -1, -1])
-        >>> itml.predict(pairs).tolist()
-        [1, 1, -1, -1]
-    """
+    ``set_threshold`` and ``calibrate_threshold`` are metric-learn's.""",
+        args=_ITML_ARGS + CONVERGENCE_THRESHOLD_ARG,
+        attrs=_ITML_ATTRS + THRESHOLD_ATTR,
+        references=_REFERENCES,
+        examples=pairs_example("ITML"),
     )
 
     def __init__(
@@ -99,14 +89,9 @@ class ITML(_BaseITML, PairsLearner):
         verbose=False,
         preprocessor=None,
         random_state=None,
+        convergence_threshold="deprecated",
     ):
-        self.gamma = gamma
-        self.max_iter = max_iter
-        self.tol = tol
-        self.prior = prior
-        self.verbose = verbose
-        self.preprocessor = preprocessor
-        self.random_state = random_state
+        self._set_params(locals())
 
     def fit(self, pairs, y, bounds=None, calibration_params=None):
         r"""Learn the metric from pairs, then calibrate ``threshold_`` on them.
@@ -131,34 +116,17 @@ class ITML(_BaseITML, PairsLearner):
 
 
 class ITML_Supervised(_BaseITML, SupervisedTuplesLearner):
-    __doc__ = (
+    __doc__ = class_doc(
         r"""ITML from class labels: pairs drawn as metric-learn's ``ITML_Supervised`` draws them.
 
     ``fit(X, y, bounds=None)`` draws ``n_constraints`` similar (same class) and as many
     dissimilar pairs with :class:`metricjax.constraints.Constraints` (the same draws as
     metric-learn 0.7.0 for the same ``random_state``; integer labels ``< 0`` mark
-    unlabelled points) and fits :class:`ITML` on them.
-
-    Args:"""
-        + _ITML_ARGS
-        + r"""
-        n_constraints: number of similar and of dissimilar pairs to draw; ``None``
-            means ``20 * n_classes**2``.
-
-    Attributes:"""
-        + _ITML_ATTRS
-        + "\n"
-        + _REFERENCES
-        + r"""
-
-    Examples:
-        >>> from sklearn.datasets import load_iris
-        >>> from metricjax.estimators import ITML_Supervised
-        >>> X, y = load_iris(return_X_y=True)
-        >>> itml = ITML_Supervised(n_constraints=200, random_state=0).fit(X, y)
-        >>> itml.transform(X).shape
-        (150, 4)
-    """
+    unlabelled points) and fits :class:`ITML` on them.""",
+        args=_ITML_ARGS + PAIRS_N_CONSTRAINTS_ARG + NUM_CONSTRAINTS_ARG + CONVERGENCE_THRESHOLD_ARG,
+        attrs=_ITML_ATTRS,
+        references=_REFERENCES,
+        examples=supervised_example("ITML_Supervised"),
     )
 
     def __init__(
@@ -172,15 +140,10 @@ class ITML_Supervised(_BaseITML, SupervisedTuplesLearner):
         verbose=False,
         preprocessor=None,
         random_state=None,
+        num_constraints="deprecated",
+        convergence_threshold="deprecated",
     ):
-        self.gamma = gamma
-        self.max_iter = max_iter
-        self.tol = tol
-        self.n_constraints = n_constraints
-        self.prior = prior
-        self.verbose = verbose
-        self.preprocessor = preprocessor
-        self.random_state = random_state
+        self._set_params(locals())
 
     def fit(self, X, y, bounds=None):
         r"""Draw pairs from the labels and learn the ITML metric.

@@ -58,10 +58,7 @@ class LFDA(ClosedFormLearner):
     _needs_y = True
 
     def __init__(self, n_components=None, *, k=None, embedding_type="weighted", preprocessor=None):
-        self.n_components = n_components
-        self.k = k
-        self.embedding_type = embedding_type
-        self.preprocessor = preprocessor
+        self._set_params(locals())
 
     def fit(self, X, y):
         """Learn ``components_`` from the points ``X`` and their class labels ``y``.

@@ -18,13 +18,6 @@ class ClosedFormLearner(MahalanobisLearner):
 
     _needs_y = False  # LFDA and RCA_Supervised learn from labels
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = self._needs_y
-        if tags.transformer_tags is not None:
-            tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
-
     @staticmethod
     def _solve(solver, X, *args, **kwargs):
         """``solver(X, *args, **kwargs)`` in the precision of ``X``, as a NumPy array."""

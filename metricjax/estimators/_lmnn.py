@@ -114,24 +114,7 @@ class LMNN(SupervisedLearner):
         min_iter=None,
         mesh=None,
     ):
-        self.n_components = n_components
-        self.init = init
-        self.n_neighbors = n_neighbors
-        self.push_weight = push_weight
-        self.margin = margin
-        self.max_iter = max_iter
-        self.tol = tol
-        self.optimizer = optimizer
-        self.random_state = random_state
-        self.verbose = verbose
-        self.block_size = block_size
-        self.preprocessor = preprocessor
-        self.regularization = regularization
-        self.convergence_tol = convergence_tol
-        self.mesh = mesh
-        self.k = k
-        self.learn_rate = learn_rate
-        self.min_iter = min_iter
+        self._set_params(locals())
 
     def _tol(self) -> float:
         if self.convergence_tol is not None:  # metric-learn's name

@@ -3,10 +3,16 @@ r"""LSML estimators: Least Squared-residual Metric Learning (Liu et al., 2012)."
 import numpy as np
 
 from metricjax.constraints import Constraints
+from metricjax.estimators._base import class_doc
 from metricjax.estimators._tuples import (
+    COMPONENTS_ATTR,
+    N_FEATURES_ATTR,
+    NUM_CONSTRAINTS_ARG,
     QuadrupletsLearner,
     SupervisedTuplesLearner,
-    solve_in_dtype,
+    fit_solver,
+    supervised_example,
+    tuples_args,
 )
 from metricjax.solvers import lsml_solve
 
@@ -16,22 +22,21 @@ _LSML_ARGS = r"""
         prior: the prior :math:`P` (also the starting metric): ``"identity"``
             (default), ``"covariance"`` (inverse covariance of the distinct points),
             ``"random"`` or a positive definite ``(n_features, n_features)`` array.
-        verbose: print the number of iterations and whether the fit converged.
-        preprocessor: ``None``, an array of points (quadruplets may then be given as
-            ``(n, 4)`` indices into it) or a callable from indices to points.
-        random_state: seed or ``numpy.random.RandomState`` for ``prior="random"``."""
+        verbose: print the number of iterations and whether the fit converged.""" + tuples_args(
+    "quadruplets", "(n, 4)", '``prior="random"``'
+)
 
-_LSML_ATTRS = r"""
-        components_: :math:`L` with :math:`M = L^\top L`, shape ``(n_features,
-            n_features)``, in the fitted dtype.
+_LSML_ATTRS = (
+    COMPONENTS_ATTR
+    + r"""
         n_iter_: number of iterations started (metric-learn's convention).
         converged_: whether a stopping rule (gradient norm below ``tol``, or no step
             decreasing the objective) ended the fit before ``max_iter``.
-        loss_: the objective at the learned metric.
-        n_features_in_: number of features seen during ``fit``."""
+        loss_: the objective at the learned metric."""
+    + N_FEATURES_ATTR
+)
 
 _REFERENCES = r"""
-    References:
         E. Y. Liu, Z. Guo, X. Zhang, V. Jojic, W. Wang, `Metric Learning from Relative
         Comparisons by Minimizing Squared Residual
         <https://doi.org/10.1109/ICDM.2012.38>`_, ICDM 2012."""
@@ -41,22 +46,15 @@ class _BaseLSML:
     """The solver call shared by :class:`LSML` and :class:`LSML_Supervised`."""
 
     def _fit_tuples(self, quadruplets, y=None, *, weights=None):
-        components, res = solve_in_dtype(
-            lsml_solve, quadruplets, weights, prior=self.prior, tol=self.tol,
-            max_iter=self.max_iter, random_state=self.random_state,
+        return fit_solver(
+            self, ("n_iter", "converged", "loss"), lsml_solve, quadruplets, weights,
+            prior=self.prior, tol=self.tol, max_iter=self.max_iter,
+            random_state=self.random_state,
         )  # fmt: skip
-        if self.verbose:
-            print(f"lsml: {int(res.n_iter)} iterations, converged={bool(res.converged)}")
-        return {
-            "components_": components,
-            "n_iter_": int(res.n_iter),
-            "converged_": bool(res.converged),
-            "loss_": float(res.loss),
-        }
 
 
 class LSML(_BaseLSML, QuadrupletsLearner):
-    __doc__ = (
+    __doc__ = class_doc(
         r"""Least Squared-residual Metric Learning (LSML) from relative comparisons.
 
     Each quadruplet ``(a, b, c, d)`` says that the pair ``(a, b)`` should be closer than
@@ -65,26 +63,17 @@ class LSML(_BaseLSML, QuadrupletsLearner):
     the LogDet divergence to the prior (:func:`metricjax.solvers.lsml_solve`, one
     compiled ``lax.while_loop``; it reaches an objective at least as low as
     metric-learn 0.7.0's ``LSML``). ``decision_function``, ``predict`` and ``score``
-    are metric-learn's.
-
-    Args:"""
-        + _LSML_ARGS
-        + r"""
-
-    Attributes:"""
-        + _LSML_ATTRS
-        + "\n"
-        + _REFERENCES
-        + r"""
-
-    Examples:
+    are metric-learn's.""",
+        args=_LSML_ARGS,
+        attrs=_LSML_ATTRS,
+        references=_REFERENCES,
+        examples="""
         >>> import numpy as np
         >>> from metricjax.estimators import LSML
         >>> q = np.array([[[1.2, 3.2], [2.3, 5.5], [2.4, 6.7], [2.1, 0.6]],
         ...               [[4.5, 2.3], [2.1, 2.3], [0.6, 1.2], [7.3, 3.4]]])
         >>> LSML().fit(q).predict(q).tolist()
-        [1.0, 1.0]
-    """
+        [1.0, 1.0]""",
     )
 
     def __init__(
@@ -97,56 +86,26 @@ class LSML(_BaseLSML, QuadrupletsLearner):
         preprocessor=None,
         random_state=None,
     ):
-        self.tol = tol
-        self.max_iter = max_iter
-        self.prior = prior
-        self.verbose = verbose
-        self.preprocessor = preprocessor
-        self.random_state = random_state
-
-    def fit(self, quadruplets, weights=None):
-        """Learn the metric from quadruplets.
-
-        Args:
-            quadruplets: ``(n, 4, n_features)`` or ``(n, 4)`` indices into the
-                ``preprocessor``: pair ``(a, b)`` more similar than ``(c, d)``.
-            weights: non-negative weights ``(n,)``; ``None``: uniform.
-
-        Returns:
-            ``self``.
-        """
-        return self._fit_and_set(quadruplets, None, {"weights": weights})
+        self._set_params(locals())
 
 
 class LSML_Supervised(_BaseLSML, SupervisedTuplesLearner):
-    __doc__ = (
+    __doc__ = class_doc(
         r"""LSML from class labels: quadruplets drawn as metric-learn's ``LSML_Supervised`` draws them.
 
     ``fit(X, y)`` draws ``n_constraints`` similar pairs ``(a, b)`` and as many
     dissimilar pairs ``(c, d)`` (:meth:`metricjax.constraints.Constraints.quadruplets`,
     the same draws as metric-learn 0.7.0 for the same ``random_state``) and fits
-    :class:`LSML` on the quadruplets ``(a, b, c, d)``.
-
-    Args:"""
-        + _LSML_ARGS
+    :class:`LSML` on the quadruplets ``(a, b, c, d)``.""",
+        args=_LSML_ARGS
         + r"""
         n_constraints: number of quadruplets to draw; ``None`` means
             ``20 * n_classes**2``.
-        weights: weights of the quadruplets, ``(n_constraints,)``; ``None``: uniform.
-
-    Attributes:"""
-        + _LSML_ATTRS
-        + "\n"
-        + _REFERENCES
-        + r"""
-
-    Examples:
-        >>> from sklearn.datasets import load_iris
-        >>> from metricjax.estimators import LSML_Supervised
-        >>> X, y = load_iris(return_X_y=True)
-        >>> LSML_Supervised(n_constraints=200, random_state=0).fit(X, y).transform(X).shape
-        (150, 4)
-    """
+        weights: weights of the quadruplets, ``(n_constraints,)``; ``None``: uniform."""
+        + NUM_CONSTRAINTS_ARG,
+        attrs=_LSML_ATTRS,
+        references=_REFERENCES,
+        examples=supervised_example("LSML_Supervised"),
     )
 
     def __init__(
@@ -160,29 +119,10 @@ class LSML_Supervised(_BaseLSML, SupervisedTuplesLearner):
         verbose=False,
         preprocessor=None,
         random_state=None,
+        num_constraints="deprecated",
     ):
-        self.tol = tol
-        self.max_iter = max_iter
-        self.prior = prior
-        self.n_constraints = n_constraints
-        self.weights = weights
-        self.verbose = verbose
-        self.preprocessor = preprocessor
-        self.random_state = random_state
+        self._set_params(locals())
 
     def _draw(self, X, labels, n_constraints, random_state):
         abcd = Constraints(labels).quadruplets(n_constraints, random_state=random_state)
-        return X[np.column_stack(abcd)], None, {}
-
-    def fit(self, X, y):
-        """Draw quadruplets from the labels and learn the LSML metric.
-
-        Args:
-            X: points ``(n_samples, n_features)`` (or 1-D indices with a
-                ``preprocessor``).
-            y: class labels ``(n_samples,)`` (at least 2 classes).
-
-        Returns:
-            ``self``.
-        """
-        return self._supervised_fit(X, y, weights=self.weights)
+        return X[np.column_stack(abcd)], None, {"weights": self.weights}

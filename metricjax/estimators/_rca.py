@@ -1,7 +1,5 @@
 """RCA estimators: Relevant Components Analysis (Bar-Hillel et al., 2005)."""
 
-import warnings
-
 import numpy as np
 
 from metricjax.constraints import Constraints
@@ -53,8 +51,7 @@ class RCA(ClosedFormLearner):
     )
 
     def __init__(self, n_components=None, preprocessor=None):
-        self.n_components = n_components
-        self.preprocessor = preprocessor
+        self._set_params(locals())
 
     def fit(self, X, chunks):
         """Learn ``components_`` from points and their chunklets.
@@ -115,12 +112,7 @@ class RCA_Supervised(RCA):  # noqa: N801  (metric-learn's name)
         random_state=None,
         num_chunks="deprecated",
     ):
-        self.n_components = n_components
-        self.n_chunks = n_chunks
-        self.chunk_size = chunk_size
-        self.preprocessor = preprocessor
-        self.random_state = random_state
-        self.num_chunks = num_chunks
+        self._set_params(locals())
 
     def fit(self, X, y):
         """Draw chunklets from the labels ``y`` and learn ``components_``.
@@ -141,15 +133,7 @@ class RCA_Supervised(RCA):  # noqa: N801  (metric-learn's name)
         return self._fit_atomic(self._fit_supervised, X, y)
 
     def _fit_supervised(self, X, y):
-        n_chunks = self.n_chunks
-        if not (isinstance(self.num_chunks, str) and self.num_chunks == "deprecated"):
-            warnings.warn(
-                '"num_chunks" was renamed "n_chunks" (as in metric-learn 0.6.3); use n_chunks',
-                FutureWarning,
-                stacklevel=3,
-            )
-            n_chunks = self.num_chunks
-        n_chunks = check_int(n_chunks, "n_chunks", 1)
+        n_chunks = check_int(self._renamed("n_chunks", "num_chunks"), "n_chunks", 1)
         chunk_size = check_int(self.chunk_size, "chunk_size", 2)
         X, y = self._points(X, y, reset=True, ensure_min_samples=2)
         chunks = Constraints(y).chunks(

@@ -1,7 +1,14 @@
 r"""SCML estimators: Sparse Compositional Metric Learning (Shi et al., 2014)."""
 
 from metricjax.constraints import Constraints
-from metricjax.estimators._tuples import SupervisedTuplesLearner, TripletsLearner, solve_in_dtype
+from metricjax.estimators._base import class_doc
+from metricjax.estimators._tuples import (
+    N_FEATURES_ATTR,
+    SupervisedTuplesLearner,
+    TripletsLearner,
+    fit_solver,
+    tuples_args,
+)
 from metricjax.solvers import scml_lda_basis, scml_solve
 
 _SCML_ARGS = r"""
@@ -13,24 +20,23 @@ _SCML_ARGS = r"""
         output_iter: steps between objective evaluations (the best checkpoint is
             kept). Default 500.
         batch_size: triplets per step. Default 10.
-        verbose: print the final objective.
-        preprocessor: ``None``, an array of points (triplets may then be given as
-            ``(n, 3)`` indices into it) or a callable from indices to points.
-        random_state: seed or ``numpy.random.RandomState`` for the basis and the
-            mini-batches (metric-learn's draws)."""
+        verbose: print the final objective.""" + tuples_args(
+    "triplets", "(n, 3)", "the basis and the\n            mini-batches (metric-learn's draws)"
+)
 
-_SCML_ATTRS = r"""
+_SCML_ATTRS = (
+    r"""
         components_: :math:`L` with :math:`L^\top L = M = B^\top \mathrm{diag}(w) B`:
             ``(n_active, n_features)`` when fewer than ``n_features`` bases are active,
             else ``(n_features, n_features)`` (metric-learn's rule).
         weights_: the learned basis weights :math:`w`, ``(K,)``.
         basis_: the basis :math:`B`, ``(K, n_features)``.
         objective_: the SCML objective at ``weights_``.
-        n_iter_: number of stochastic steps performed.
-        n_features_in_: number of features seen during ``fit``."""
+        n_iter_: number of stochastic steps performed."""
+    + N_FEATURES_ATTR
+)
 
 _REFERENCES = r"""
-    References:
         Y. Shi, A. Bellet, F. Sha, `Sparse Compositional Metric Learning
         <https://arxiv.org/abs/1404.4105>`_, AAAI 2014."""
 
@@ -39,25 +45,17 @@ class _BaseSCML:
     """The solver call shared by :class:`SCML` and :class:`SCML_Supervised`."""
 
     def _fit_tuples(self, triplets, y=None, *, basis=None):
-        components, res = solve_in_dtype(
-            scml_solve, triplets, beta=self.beta,
-            basis=self.basis if basis is None else basis, n_basis=self.n_basis,
-            gamma=self.gamma, max_iter=self.max_iter, output_iter=self.output_iter,
-            batch_size=self.batch_size, random_state=self.random_state,
+        return fit_solver(
+            self, ("weights", "basis", "objective", "n_iter"), scml_solve, triplets,
+            beta=self.beta, basis=self.basis if basis is None else basis,
+            n_basis=self.n_basis, gamma=self.gamma, max_iter=self.max_iter,
+            output_iter=self.output_iter, batch_size=self.batch_size,
+            random_state=self.random_state,
         )  # fmt: skip
-        if self.verbose:
-            print(f"scml: objective {float(res.objective):.6g} after {int(res.n_iter)} steps")
-        return {
-            "components_": components,
-            "weights_": res.weights,
-            "basis_": res.basis,
-            "objective_": float(res.objective),
-            "n_iter_": int(res.n_iter),
-        }
 
 
 class SCML(_BaseSCML, TripletsLearner):
-    __doc__ = (
+    __doc__ = class_doc(
         r"""Sparse Compositional Metric Learning (SCML) from triplets.
 
     Each triplet ``(a, b, c)`` says that ``a`` is closer to ``b`` than to ``c``. SCML
@@ -66,20 +64,13 @@ class SCML(_BaseSCML, TripletsLearner):
     plus the mean hinge :math:`[1 + d_M(a, b) - d_M(a, c)]_+`
     (:func:`metricjax.solvers.scml_solve`: metric-learn 0.7.0's stochastic composite
     dual averaging, same mini-batches, in a compiled ``lax.scan``).
-    ``decision_function``, ``predict`` and ``score`` are metric-learn's.
-
-    Args:"""
-        + r"""
+    ``decision_function``, ``predict`` and ``score`` are metric-learn's.""",
+        args=r"""
         basis: ``"triplet_diffs"`` (default; bases from differences of points of the
             triplets) or an array ``(n_basis, n_features)``."""
-        + _SCML_ARGS
-        + r"""
-
-    Attributes:"""
-        + _SCML_ATTRS
-        + "\n"
-        + _REFERENCES
-        + "\n"
+        + _SCML_ARGS,
+        attrs=_SCML_ATTRS,
+        references=_REFERENCES,
     )
 
     def __init__(
@@ -96,53 +87,26 @@ class SCML(_BaseSCML, TripletsLearner):
         preprocessor=None,
         random_state=None,
     ):
-        self.beta = beta
-        self.basis = basis
-        self.n_basis = n_basis
-        self.gamma = gamma
-        self.max_iter = max_iter
-        self.output_iter = output_iter
-        self.batch_size = batch_size
-        self.verbose = verbose
-        self.preprocessor = preprocessor
-        self.random_state = random_state
-
-    def fit(self, triplets):
-        """Learn the metric from triplets.
-
-        Args:
-            triplets: ``(n, 3, n_features)`` or ``(n, 3)`` indices into the
-                ``preprocessor``: the first point closer to the second than to the third.
-
-        Returns:
-            ``self``.
-        """
-        return self._fit_and_set(triplets, None, {})
+        self._set_params(locals())
 
 
 class SCML_Supervised(_BaseSCML, SupervisedTuplesLearner):
-    __doc__ = (
+    __doc__ = class_doc(
         r"""SCML from class labels: k-NN triplets, as metric-learn's ``SCML_Supervised``.
 
     ``fit(X, y)`` builds the triplets (each point, one of its ``k_genuine`` nearest
     neighbours of its class, one of its ``k_impostor`` nearest neighbours of other
     classes; :meth:`metricjax.constraints.Constraints.generate_knntriplets`) and, with
     ``basis="lda"``, metric-learn's local-LDA basis
-    (:func:`metricjax.solvers.scml_lda_basis`), then fits :class:`SCML`.
-
-    Args:
+    (:func:`metricjax.solvers.scml_lda_basis`), then fits :class:`SCML`.""",
+        args=r"""
         k_genuine: same-class neighbours per point. Default 3.
         k_impostor: other-class neighbours per point. Default 10.
         basis: ``"lda"`` (default), ``"triplet_diffs"`` or an array
             ``(n_basis, n_features)``."""
-        + _SCML_ARGS
-        + r"""
-
-    Attributes:"""
-        + _SCML_ATTRS
-        + "\n"
-        + _REFERENCES
-        + "\n"
+        + _SCML_ARGS,
+        attrs=_SCML_ATTRS,
+        references=_REFERENCES,
     )
 
     def __init__(
@@ -161,18 +125,7 @@ class SCML_Supervised(_BaseSCML, SupervisedTuplesLearner):
         preprocessor=None,
         random_state=None,
     ):
-        self.k_genuine = k_genuine
-        self.k_impostor = k_impostor
-        self.beta = beta
-        self.basis = basis
-        self.n_basis = n_basis
-        self.gamma = gamma
-        self.max_iter = max_iter
-        self.output_iter = output_iter
-        self.batch_size = batch_size
-        self.verbose = verbose
-        self.preprocessor = preprocessor
-        self.random_state = random_state
+        self._set_params(locals())
 
     def _n_constraints(self, labels):
         return None  # SCML draws no random constraints: all k-NN triplets
@@ -185,16 +138,3 @@ class SCML_Supervised(_BaseSCML, SupervisedTuplesLearner):
             )
         idx = Constraints(labels).generate_knntriplets(X, self.k_genuine, self.k_impostor)
         return X[idx], None, more
-
-    def fit(self, X, y):
-        """Build k-NN triplets (and the LDA basis) from the labels and learn the SCML metric.
-
-        Args:
-            X: points ``(n_samples, n_features)`` (or 1-D indices with a
-                ``preprocessor``).
-            y: class labels ``(n_samples,)`` (at least 2 classes).
-
-        Returns:
-            ``self``.
-        """
-        return self._supervised_fit(X, y)

@@ -20,8 +20,10 @@ versions: ``fit(X, y)`` draws constraints from class labels with
 ``random_state``) and fits the weakly supervised algorithm on them.
 
 Subclasses implement ``_fit_tuples(tuples, y, **fit_args)``, returning the fitted
-attributes as a dict (``components_`` at least); the bases validate the input, keep a
-failed fit from changing the estimator, and set the attributes.
+attributes as a dict (``components_`` at least, usually from :func:`fit_solver`); the
+bases define ``fit`` (one docstring each), validate the input, keep a failed fit from
+changing the estimator, and set the attributes. A subclass overrides ``fit`` only to
+add an argument (ITML's ``bounds``).
 """
 
 import numbers
@@ -39,6 +41,61 @@ from metricjax.estimators._base import MahalanobisLearner, restore_on_failure
 from metricjax.solvers import components_from_metric
 
 _STRATEGIES = ("accuracy", "f_beta", "max_tpr", "max_tnr")
+
+
+# docstring entries shared by the tuples learners (see metricjax.estimators._base.class_doc)
+def tuples_args(tuples: str, index_shape: str, random_for: str) -> str:
+    """The ``preprocessor`` and ``random_state`` entries of a tuples learner's ``Args:``."""
+    return f"""
+        preprocessor: ``None``, an array of points ({tuples} may then be given as
+            ``{index_shape}`` indices into it) or a callable from indices to points.
+        random_state: seed or ``numpy.random.RandomState`` for {random_for}."""
+
+
+COMPONENTS_ATTR = r"""
+        components_: :math:`L` with :math:`M = L^\top L`, shape ``(n_features,
+            n_features)``, in the fitted dtype."""
+
+N_FEATURES_ATTR = """
+        n_features_in_: number of features seen during ``fit``."""
+
+THRESHOLD_ATTR = """
+        threshold_: distance below which :meth:`predict` says similar."""
+
+PAIRS_N_CONSTRAINTS_ARG = """
+        n_constraints: number of similar and of dissimilar pairs to draw; ``None``
+            means ``20 * n_classes**2``."""
+
+NUM_CONSTRAINTS_ARG = """
+        num_constraints: metric-learn's deprecated name of ``n_constraints``: if
+            given, used instead of it (``FutureWarning``)."""
+
+CONVERGENCE_THRESHOLD_ARG = """
+        convergence_threshold: metric-learn's deprecated name of ``tol``: if given,
+            used instead of it (``FutureWarning``)."""
+
+
+def pairs_example(name: str) -> str:
+    """The ``Examples:`` section of the pairs learner ``name``: fit and predict four pairs."""
+    return f"""
+        >>> import numpy as np
+        >>> from metricjax.estimators import {name}
+        >>> pairs = np.array([[[1.2, 7.5], [1.3, 1.5]], [[6.4, 2.6], [6.2, 9.7]],
+        ...                   [[1.3, 4.5], [3.2, 4.6]], [[6.2, 5.5], [5.4, 5.4]]])
+        >>> est = {name}(random_state=0).fit(pairs, [1, 1, -1, -1])
+        >>> est.predict(pairs).tolist()
+        [1, 1, -1, -1]"""
+
+
+def supervised_example(name: str) -> str:
+    """The ``Examples:`` section of the ``*_Supervised`` learner ``name``: fit on iris."""
+    return f"""
+        >>> from sklearn.datasets import load_iris
+        >>> from metricjax.estimators import {name}
+        >>> X, y = load_iris(return_X_y=True)
+        >>> est = {name}(n_constraints=200, random_state=0).fit(X, y)
+        >>> est.transform(X).shape
+        (150, 4)"""
 
 
 def solve_in_dtype(solver, tuples, *args, **kwargs):
@@ -63,6 +120,30 @@ def solve_in_dtype(solver, tuples, *args, **kwargs):
     return components_from_metric(metric).astype(dtype, copy=False), res
 
 
+def fit_solver(estimator, fields, solver, tuples, *args, **kwargs) -> dict:
+    """The fitted attributes of a tuples learner from one solver run (:func:`solve_in_dtype`).
+
+    Args:
+        estimator: the learner (its ``verbose`` prints the scalar attributes).
+        fields: names of the solver result's fields to keep, each stored as the
+            attribute ``field + "_"`` (0-d arrays as Python scalars).
+        solver, tuples, args, kwargs: as in :func:`solve_in_dtype`.
+
+    Returns:
+        ``{"components_": L, field + "_": value, ...}``.
+    """
+    components, res = solve_in_dtype(solver, tuples, *args, **kwargs)
+    fitted = {"components_": components}
+    for field in fields:
+        value = getattr(res, field)
+        fitted[field + "_"] = value.item() if np.ndim(value) == 0 else value
+    if estimator.verbose:
+        scalars = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in fitted.items() if np.ndim(v) == 0)  # fmt: skip
+        print(f"{type(estimator).__name__}: {scalars}")
+    return fitted
+
+
 class _TuplesLearner(ClassifierMixin, MahalanobisLearner):
     """Shared parts of the tuples learners: validation, atomic fit, tags."""
 
@@ -70,13 +151,6 @@ class _TuplesLearner(ClassifierMixin, MahalanobisLearner):
     _tuple_name = "pairs"
     #: metric-learn's tuples learners are binary "classifiers" of tuples.
     classes_ = np.array([-1, 1])
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = False
-        if tags.transformer_tags is not None:
-            tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
 
     def _fit_and_set(self, tuples, y, fit_args, after=None):
         """Validate, fit, set the attributes and run ``after``; all or nothing."""
@@ -119,6 +193,24 @@ class PairsLearner(_TuplesLearner):
 
     def _labels_for_fit(self, y, n_tuples: int):
         return self._check_labels(y, n_tuples, require_both=True)
+
+    def fit(self, pairs, y, calibration_params=None):
+        """Learn the metric from pairs, then calibrate ``threshold_`` on them.
+
+        Args:
+            pairs: ``(n_pairs, 2, n_features)`` or ``(n_pairs, 2)`` indices into the
+                ``preprocessor``.
+            y: ``(n_pairs,)``, ``+1`` similar and ``-1`` dissimilar (both needed).
+            calibration_params: keyword arguments of :meth:`calibrate_threshold`.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ValueError: bad pairs, labels or hyperparameters; the estimator is then
+                left unchanged.
+        """
+        return self._fit_pairs(pairs, y, calibration_params)
 
     def _fit_pairs(self, pairs, y, calibration_params, **fit_args):
         calibration_params = {} if calibration_params is None else dict(calibration_params)
@@ -301,6 +393,18 @@ class TripletsLearner(_TuplesLearner):
     _tuple_size = 3
     _tuple_name = "triplets"
 
+    def fit(self, triplets):
+        """Learn the metric from triplets.
+
+        Args:
+            triplets: ``(n, 3, n_features)`` or ``(n, 3)`` indices into the
+                ``preprocessor``: the first point closer to the second than to the third.
+
+        Returns:
+            ``self``.
+        """
+        return self._fit_and_set(triplets, None, {})
+
     def decision_function(self, triplets):
         """Distance to the third point minus distance to the second, shape ``(n_triplets,)``."""
         t = self._formed(triplets)
@@ -325,6 +429,19 @@ class QuadrupletsLearner(_TuplesLearner):
 
     _tuple_size = 4
     _tuple_name = "quadruplets"
+
+    def fit(self, quadruplets, weights=None):
+        """Learn the metric from quadruplets.
+
+        Args:
+            quadruplets: ``(n, 4, n_features)`` or ``(n, 4)`` indices into the
+                ``preprocessor``: pair ``(a, b)`` more similar than ``(c, d)``.
+            weights: non-negative weights ``(n,)``; ``None``: uniform.
+
+        Returns:
+            ``self``.
+        """
+        return self._fit_and_set(quadruplets, None, {"weights": weights})
 
     def decision_function(self, quadruplets):
         """Distance of the second pair minus distance of the first, shape ``(n,)``."""
@@ -371,20 +488,34 @@ def constraint_labels(y, estimator: str) -> np.ndarray:
 class SupervisedTuplesLearner(MahalanobisLearner):
     """Base of the ``*_Supervised`` learners: ``fit(X, y)`` from class labels.
 
-    Subclasses define ``_draw(X, labels, n_constraints, random_state)`` returning the
-    tuples, their labels (or ``None``) and extra keyword arguments of ``_fit_tuples``, and ``_fit_tuples`` (shared with the weakly
-    supervised learner, e.g. through multiple inheritance of a common base).
+    Subclasses may override ``_draw(X, labels, n_constraints, random_state)``, which
+    returns the tuples, their labels (or ``None``) and extra keyword arguments of
+    ``_fit_tuples`` (by default: positive then negative pairs), and define
+    ``_fit_tuples`` (shared with the weakly supervised learner through a common base).
+    metric-learn's deprecated ``num_constraints`` is honoured (``FutureWarning``).
     """
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = True
-        if tags.transformer_tags is not None:
-            tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
+    _needs_y = True
+
+    def fit(self, X, y):
+        """Draw constraints from the class labels and learn the metric on them.
+
+        Args:
+            X: points ``(n_samples, n_features)`` (or 1-D indices with a
+                ``preprocessor``).
+            y: class labels ``(n_samples,)`` (at least 2 classes).
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ValueError: bad points, labels or hyperparameters; the estimator is then
+                left unchanged.
+        """
+        return self._supervised_fit(X, y)
 
     def _n_constraints(self, labels) -> int:
-        n = self.n_constraints
+        n = self._renamed("n_constraints", "num_constraints")
         if n is None:
             return default_n_constraints(labels)
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:

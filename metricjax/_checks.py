@@ -14,6 +14,8 @@ and date/time arrays are refused with ``TypeError``.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -171,6 +173,45 @@ def check_finite(name: str, *arrays) -> None:
             raise ValueError(
                 f"`{name}` contains NaN or inf ({int(bad.sum())} of {arr.size} entries)"
             )
+
+
+def label_codes(labels, n: int):
+    """``(classes, codes)`` of host labels of any sortable type, via ``np.unique``.
+
+    Raises:
+        ValueError: ``labels`` is not of shape ``(n,)`` or holds NaN / inf.
+        TypeError: the values cannot be sorted into classes.
+    """
+    arr = np.asarray(labels)
+    if arr.shape != (n,):
+        raise ValueError(f"`labels` must have shape ({n},), got {arr.shape}")
+    if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+        raise ValueError("`labels` contains NaN or inf")
+    if arr.dtype.kind == "O" and any(isinstance(v, float) and math.isnan(v) for v in arr):
+        raise ValueError("`labels` contains NaN")
+    try:
+        classes, codes = np.unique(arr, return_inverse=True)
+    except TypeError as err:
+        raise TypeError(f"`labels` values cannot be sorted into classes: {err}") from err
+    return classes, codes.reshape(-1)
+
+
+def nonnegative_float(value, name: str) -> float:
+    """A static hyperparameter ``value`` as a non-negative finite Python float.
+
+    Raises:
+        TypeError: ``value`` is traced, a bool, or not a number.
+        ValueError: ``value`` is negative, NaN or infinite.
+    """
+    if isinstance(value, bool) or _is_traced(value):
+        raise TypeError(f"`{name}` must be a non-negative Python number, got {value!r}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`{name}` must be a non-negative number, got {value!r}") from err
+    if not (math.isfinite(v) and v >= 0):
+        raise ValueError(f"`{name}` must be a non-negative finite number, got {value!r}")
+    return v
 
 
 def _is_traced(a) -> bool:

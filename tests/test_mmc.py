@@ -1,56 +1,27 @@
 """MMC: compiled solver and loss against metric-learn 0.7.0 and plain-jnp twins."""
 
 import functools
-import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.optimize
+from _pairs_data import pair_datasets, quiet_fit
 from _typecheck import unchecked
-from sklearn.datasets import load_iris, load_wine
 
 import metricjax as mj
 from benchmarks._reference_libs import metric_learn_compat
-from metricjax.losses._itml import pair_outer_sum
 from metricjax.losses._mmc import mmc_loss, mmc_loss_transform
+from metricjax.losses._pairs import pair_outer_sum
 from metricjax.solvers import _mmc
 from metricjax.solvers._mmc import mmc_solve
 
 ml = metric_learn_compat()
 
 
-def make_pairs(x, labels, n, seed):
-    """``n`` random pairs (distinct indices), +1 if same class else -1."""
-    rng = np.random.RandomState(seed)
-    i, j = rng.randint(0, len(x), n), rng.randint(0, len(x), n)
-    keep = i != j
-    y = np.where(labels[i] == labels[j], 1, -1)[keep]
-    return np.stack([x[i], x[j]], axis=1)[keep], y
-
-
-def _datasets():
-    iris = load_iris()
-    wine = load_wine()
-    xw = (wine.data - wine.data.mean(0)) / wine.data.std(0)
-    rng = np.random.RandomState(0)
-    xr = rng.randn(80, 6)
-    lr = (xr[:, 0] + 0.5 * rng.randn(80) > 0).astype(int)
-    return {
-        "iris": make_pairs(iris.data, iris.target, 120, 0),
-        "wine": make_pairs(xw, wine.target, 120, 1),
-        "random": make_pairs(xr, lr, 100, 2),
-    }
-
-
-DATA = _datasets()
-
-
-def ml_mmc(pairs, y, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scikit-learn deprecations inside metric-learn
-        return ml.MMC(**kw).fit(pairs, y)
+DATA = pair_datasets(120, 120, 100)
+ml_mmc = functools.partial(quiet_fit, ml.MMC)
 
 
 @functools.cache

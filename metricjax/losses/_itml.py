@@ -1,59 +1,21 @@
 r"""ITML: Information-Theoretic Metric Learning (Davis et al., 2007) as a differentiable loss.
 
-Also home of the pair-constraint distance rule shared with MMC: squared Mahalanobis
-distances of ``n_pairs`` pairs, :math:`d_p = u_p^T M u_p` with :math:`u_p = a_p - b_p`,
-whose metric cotangent is one matmul, :math:`\bar M = \sum_p g_p u_p u_p^T = U^T
-\mathrm{diag}(g) U` (the pair form of the ``D(M)`` Laplacian rule of ``_rules``).
+The squared distances of the pairs, :math:`d_p = u_p^T M u_p` with
+:math:`u_p = a_p - b_p`, and their closed-form cotangent come from
+:mod:`metricjax.losses._pairs` (shared with MMC, LSML and SCML).
 """
 
 
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from metricjax import _checks
 from metricjax._checks import _is_traced, check_pairs
-from metricjax._rules import mm, rowdot
-
-
-# ----------------------------------------------------------------------------------
-# pair constraints: differences, distances and their closed-form cotangent
-# ----------------------------------------------------------------------------------
-def pair_differences(pairs):
-    """``U`` with rows :math:`u_p = a_p - b_p`, shape ``(n_pairs, d)``."""
-    return pairs[:, 0, :] - pairs[:, 1, :]
-
-
-def pair_outer_sum(diff, g):
-    r""":math:`\sum_p g_p u_p u_p^T = U^T \mathrm{diag}(g) U`, shape ``(d, d)``: one matmul."""
-    return mm(diff.T, g[:, None] * diff)
-
-
-@jax.custom_vjp
-def pair_sq_mahalanobis(diff, metric):
-    r"""Squared distances of pairs :math:`d_p = u_p^T M u_p`, shape ``(n_pairs,)``.
-
-    Closed-form reverse rule: :math:`\bar M = U^T \mathrm{diag}(g) U`,
-    :math:`\bar u_p = g_p (M + M^T) u_p`. Forward mode is not available (``custom_vjp``).
-    """
-    return rowdot(mm(diff, metric), diff)
-
-
-def _pair_sq_mahalanobis_fwd(diff, metric):
-    return pair_sq_mahalanobis(diff, metric), (diff, metric)
-
-
-def _pair_sq_mahalanobis_bwd(res, g):
-    diff, metric = res
-    # d d_p / d u_p = (M + M^T) u_p ;  d d_p / d M = u_p u_p^T
-    diff_bar = g[:, None] * mm(diff, metric + metric.T)
-    return diff_bar, pair_outer_sum(diff, g)
-
-
-pair_sq_mahalanobis.defvjp(_pair_sq_mahalanobis_fwd, _pair_sq_mahalanobis_bwd)
+from metricjax._rules import mm
+from metricjax.losses._pairs import pair_differences, pair_sq_mahalanobis
 
 
 # ----------------------------------------------------------------------------------

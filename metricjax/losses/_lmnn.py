@@ -29,22 +29,6 @@ def _is_traced(a) -> bool:
     return isinstance(a, jax.core.Tracer)
 
 
-def _host_label_codes(labels, n: int):
-    """``(classes, codes)`` of host labels of any type, via ``np.unique``."""
-    arr = np.asarray(labels)
-    if arr.shape != (n,):
-        raise ValueError(f"`labels` must have shape ({n},), got {arr.shape}")
-    if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
-        raise ValueError("`labels` contains NaN or inf")
-    if arr.dtype.kind == "O" and any(isinstance(v, float) and math.isnan(v) for v in arr):
-        raise ValueError("`labels` contains NaN")
-    try:
-        classes, codes = np.unique(arr, return_inverse=True)
-    except TypeError as err:
-        raise TypeError(f"`labels` values cannot be sorted into classes: {err}") from err
-    return classes, codes.reshape(-1)
-
-
 def _check_n_neighbors(n_neighbors) -> int:
     if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)):
         raise TypeError(f"`n_neighbors` must be a positive int, got {n_neighbors!r}")
@@ -104,7 +88,7 @@ def lmnn_target_neighbors(
     n = xa.shape[0]
     if not np.all(np.isfinite(xa)):
         raise ValueError("`x` contains NaN or inf")
-    classes, codes = _host_label_codes(labels, n)
+    classes, codes = _checks.label_codes(labels, n)
     counts = np.bincount(codes, minlength=len(classes))
     small = np.flatnonzero(counts <= k)
     if small.size:
@@ -135,7 +119,7 @@ def _label_codes(labels, n: int):
         if not (jnp.issubdtype(labels.dtype, jnp.integer) or labels.dtype == jnp.bool_):
             raise TypeError(f"`labels` must be integers under jit, got dtype {labels.dtype}")
         return labels, None
-    _, codes = _host_label_codes(labels, n)
+    _, codes = _checks.label_codes(labels, n)
     return jnp.asarray(codes, jnp.int32), codes
 
 
@@ -406,12 +390,9 @@ def lmnn_loss(
     :func:`lmnn_target_neighbors` and pass them in; traced labels must then be integers
     (only their equality matters).
 
-    **Differentiation.** ``jax.grad``, ``jax.value_and_grad``, ``jax.vjp`` and
-    ``jax.jacrev`` use the closed-form gradient; second derivatives work by
-    differentiating it again (``jax.hessian``, ``jax.jacrev(jax.jacrev(loss))``).
-    Forward mode on the loss itself (``jax.jvp``, ``jax.jacfwd``) is not supported: the
-    gradient is a ``jax.custom_vjp`` rule, and JAX refuses forward mode through one
-    ("can't apply forward-mode autodiff (jvp) to a custom_vjp function").
+    **Differentiation.** As :func:`metricjax.losses.mlkr_loss`: reverse mode and
+    ``jax.hessian`` use the closed-form gradient; forward mode (``jax.jvp``,
+    ``jax.jacfwd``) is not supported (a ``jax.custom_vjp`` rule).
 
     Args:
         transform: :math:`L`, shape ``(k_L, d)``.

@@ -1,9 +1,8 @@
 r"""LSML: metric learning from relative comparisons by minimising squared residuals.
 
-Liu, Guo, Zhang, Jojic & Wang (ICDM 2012). Also home of the tuple helpers shared with
-SCML: input checks for ``(n, t, d)`` constraint tuples, and the squared Mahalanobis
-distances of difference vectors :math:`d_p = u_p^\top M u_p` with their closed-form
-metric cotangent :math:`\bar M = \sum_p g_p u_p u_p^\top = U^\top \mathrm{diag}(g) U` (one matmul).
+Liu, Guo, Zhang, Jojic & Wang (ICDM 2012). The tuple checks and the squared distances
+of difference vectors with their closed-form cotangent come from
+:mod:`metricjax.losses._pairs` (shared with ITML, MMC and SCML).
 """
 
 # ruff: noqa: F722  (jaxtyping shape strings such as "d d" are not forward references)
@@ -14,34 +13,14 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from metricjax import _checks
+from metricjax._checks import _is_traced
 from metricjax._rules import mm, rowdot
+from metricjax.losses._pairs import check_tuples, sq_mahalanobis_rows, sq_mahalanobis_vjp
 
 
 # ----------------------------------------------------------------------------------
-# tuple constraints: checks, differences, distances and the closed-form cotangent
+# quadruplet constraints: weights and differences
 # ----------------------------------------------------------------------------------
-def _is_traced(a) -> bool:
-    return isinstance(a, jax.core.Tracer)
-
-
-def check_tuples(tuples, name: str, size: int):
-    """``tuples`` as an ``(n, size, d)`` array-like (n, d >= 1); NaN/inf refused when concrete."""
-    t = _checks._asarray(tuples, name)
-    shape = np.shape(t)
-    if len(shape) != 3 or shape[1] != size:
-        raise ValueError(
-            f"`{name}` must have shape (n_{name}, {size}, d) ({size} points per tuple), "
-            f"got shape {shape}"
-        )
-    if shape[0] < 1 or shape[2] < 1:
-        raise ValueError(f"`{name}` must hold at least one tuple of d >= 1 features, got {shape}")
-    if not _is_traced(t):
-        arr = np.asarray(t)
-        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-            raise ValueError(f"`{name}` contains NaN or inf")
-    return t
-
-
 def check_weights(weights, n: int):
     """``weights`` as an ``(n,)`` array-like or ``None``; concrete ones must be finite,
     non-negative and not all zero."""
@@ -67,20 +46,6 @@ def normalised_weights(weights, n: int, dtype):
         return jnp.full((n,), 1.0 / n, dtype)
     w = jnp.asarray(weights, dtype)
     return w / jnp.sum(w)
-
-
-def pair_sq_mahalanobis(diff, metric):
-    r"""Squared distances of difference vectors :math:`d_p = u_p^\top M u_p`, shape ``(m,)``."""
-    return rowdot(mm(diff, metric), diff)
-
-
-def outer_sum(diff, g):
-    r""":math:`\sum_p g_p u_p u_p^\top = U^\top \mathrm{diag}(g) U`, shape ``(d, d)``: one matmul.
-
-    The cotangent of ``metric`` in :func:`pair_sq_mahalanobis` for a cotangent ``g`` of
-    the distances.
-    """
-    return mm(diff.T, g[:, None] * diff)
 
 
 def quadruplet_differences(quadruplets):
@@ -119,19 +84,17 @@ def comparison_terms(dist, w):
 
 @jax.custom_vjp
 def _comparison_metric(metric, diff, w):
-    return comparison_terms(pair_sq_mahalanobis(diff, metric), w)[0]
+    return comparison_terms(sq_mahalanobis_rows(diff, metric), w)[0]
 
 
 def _comparison_metric_fwd(metric, diff, w):
-    loss, g, c = comparison_terms(pair_sq_mahalanobis(diff, metric), w)
+    loss, g, c = comparison_terms(sq_mahalanobis_rows(diff, metric), w)
     return loss, (metric, diff, g, c)
 
 
 def _comparison_metric_bwd(res, ct):
     metric, diff, g, c = res
-    g = ct * g
-    # d d_p / d M = u_p u_p^T ;  d d_p / d u_p = (M + M^T) u_p
-    return outer_sum(diff, g), g[:, None] * mm(diff, metric + metric.T), ct * c
+    return (*sq_mahalanobis_vjp(diff, metric, ct * g), ct * c)
 
 
 _comparison_metric.defvjp(_comparison_metric_fwd, _comparison_metric_bwd)

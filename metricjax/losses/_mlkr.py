@@ -189,6 +189,13 @@ def mlkr_ridge_loss(
     Returns:
         Scalar loss in the floating dtype of the inputs.
     """
-    transform_arr = jnp.asarray(transform)
-    w = jnp.asarray(weight, transform_arr.dtype)
-    return mlkr_loss(transform, x, y, block_size=block_size) + w * jnp.sum(transform_arr**2)
+    return mlkr_loss(transform, x, y, block_size=block_size) + ridge_penalty(transform, weight)
+
+
+def ridge_penalty(transform, weight):
+    r"""The penalty :math:`w \lVert L \rVert_F^2` of :func:`mlkr_ridge_loss`, in the dtype of ``L``.
+
+    Also added to the row-sharded MLKR loss by :class:`metricjax.estimators.MLKR`.
+    """
+    transform = jnp.asarray(transform)
+    return jnp.asarray(weight, transform.dtype) * jnp.sum(transform**2)

@@ -8,7 +8,7 @@ from jaxtyping import Array, ArrayLike, Float, Int
 from metricjax import _checks
 from metricjax._checks import _is_traced, check_pairs
 from metricjax._rules import mm
-from metricjax.losses._itml import pair_differences, pair_sq_mahalanobis
+from metricjax.losses._pairs import pair_differences, pair_sq_mahalanobis
 
 
 def _safe_sqrt(d):

@@ -74,12 +74,9 @@ def nca_loss(
     :math:`\nabla_L \ell = 2 L X^\top(\mathrm{diag}(H1) - H)X`, :math:`H = G + G^\top`
     (see ``docs/derivations.md``), computed block by block with the loss.
 
-    **Differentiation.** ``jax.grad``, ``jax.value_and_grad``, ``jax.vjp`` and
-    ``jax.jacrev`` use the closed-form gradient; second derivatives work by
-    differentiating it again (``jax.hessian``, ``jax.jacrev(jax.jacrev(loss))``).
-    Forward mode on the loss itself (``jax.jvp``, ``jax.jacfwd``) is not supported: the
-    gradient is a ``jax.custom_vjp`` rule, and JAX refuses forward mode through one
-    ("can't apply forward-mode autodiff (jvp) to a custom_vjp function").
+    **Differentiation.** As :func:`metricjax.losses.mlkr_loss`: reverse mode and
+    ``jax.hessian`` use the closed-form gradient; forward mode (``jax.jvp``,
+    ``jax.jacfwd``) is not supported (a ``jax.custom_vjp`` rule).
 
     Args:
         transform: :math:`L`, shape ``(k, d)``.

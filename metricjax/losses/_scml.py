@@ -8,7 +8,6 @@ margin hinge and an :math:`\ell_1` penalty on :math:`w`.
 
 # ruff: noqa: F722  (jaxtyping shape strings such as "d d" are not forward references)
 
-import math
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +16,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from metricjax import _checks
 from metricjax._rules import mm
-from metricjax.losses._lsml import _is_traced, check_tuples, outer_sum, pair_sq_mahalanobis
+from metricjax.losses._pairs import check_tuples, sq_mahalanobis_rows, sq_mahalanobis_vjp
 
 
 def triplet_differences(triplets):
@@ -49,22 +48,21 @@ def _slack(dist, n: int):
 @jax.custom_vjp
 def _triplet_hinge(metric, diff):
     n = diff.shape[0] // 2
-    terms, _ = hinge(_slack(pair_sq_mahalanobis(diff, metric), n))
+    terms, _ = hinge(_slack(sq_mahalanobis_rows(diff, metric), n))
     return jnp.sum(terms) / n
 
 
 def _triplet_hinge_fwd(metric, diff):
     n = diff.shape[0] // 2
-    terms, active = hinge(_slack(pair_sq_mahalanobis(diff, metric), n))
+    terms, active = hinge(_slack(sq_mahalanobis_rows(diff, metric), n))
     a = active.astype(diff.dtype) / n
     return jnp.sum(terms) / n, (metric, diff, jnp.concatenate([a, -a]))
 
 
 def _triplet_hinge_bwd(res, ct):
     metric, diff, g = res
-    g = ct * g
     # slack_i = 1 + u_i^T M u_i - v_i^T M v_i:  dM = sum_i a_i (u_i u_i^T - v_i v_i^T) / n
-    return outer_sum(diff, g), g[:, None] * mm(diff, metric + metric.T)
+    return sq_mahalanobis_vjp(diff, metric, ct * g)
 
 
 _triplet_hinge.defvjp(_triplet_hinge_fwd, _triplet_hinge_bwd)
@@ -86,15 +84,7 @@ def _scml_loss_jit(weights, triplets, basis, beta):
 
 def check_beta(beta) -> float:
     """``beta`` as a non-negative finite Python float."""
-    if _is_traced(beta) or isinstance(beta, bool):
-        raise TypeError(f"`beta` must be a non-negative Python number, got {beta!r}")
-    try:
-        b = float(beta)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"`beta` must be a non-negative number, got {beta!r}") from err
-    if not (math.isfinite(b) and b >= 0):
-        raise ValueError(f"`beta` must be a non-negative finite number, got {beta!r}")
-    return b
+    return _checks.nonnegative_float(beta, "beta")
 
 
 def scml_loss(

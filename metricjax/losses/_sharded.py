@@ -136,16 +136,39 @@ class _Config(NamedTuple):
     n_valid: int
 
 
+def _embed_own_rows(transform, x, axis: str, n_valid: int):
+    """This device's row offset, centred rows and embedding (the mean over all real rows)."""
+    m = x.shape[0]
+    offset = jax.lax.axis_index(axis) * m
+    valid = (offset + jnp.arange(m, dtype=offset.dtype)) < n_valid
+    total = jax.lax.psum(jnp.sum(jnp.where(valid[:, None], x, 0), axis=0), axis)
+    xc, zq = sn.embed(transform, x, (total / n_valid)[None, :])
+    return offset, xc, zq
+
+
+def _scatter(a, axis: str):
+    """Sum over devices, keep this device's rows."""
+    return jax.lax.psum_scatter(a, axis, scatter_dimension=0, tiled=True)
+
+
+def _pad_rows(n_devices: int, *arrays):
+    """``(n_pad, arrays)``: the rows zero-padded to ``n_pad``, the next multiple of ``n_devices``."""
+    n = arrays[0].shape[0]
+    n_pad = -(-n // n_devices) * n_devices
+    if n_pad != n:
+        arrays = tuple(
+            jnp.pad(a, ((0, n_pad - n),) + ((0, 0),) * (a.ndim - 1)) for a in arrays
+        )
+    return n_pad, arrays
+
+
 def _local(cfg: _Config, with_grad: bool, need_x: bool, need_values: bool):
     """The per-device function of the shard_map."""
     axis = cfg.axis
 
     def run(transform, x, values, targets):
-        m, d = x.shape
-        offset = jax.lax.axis_index(axis) * m
-        valid = (offset + jnp.arange(m, dtype=offset.dtype)) < cfg.n_valid
-        total = jax.lax.psum(jnp.sum(jnp.where(valid[:, None], x, 0), axis=0), axis)
-        xc, zq = sn.embed(transform, x, (total / cfg.n_valid)[None, :])
+        d = x.shape[1]
+        offset, xc, zq = _embed_own_rows(transform, x, axis, cfg.n_valid)
         z = jax.lax.all_gather(zq, axis, tiled=True)
         v = jax.lax.all_gather(values, axis, tiled=True)
         common = dict(row_offset=offset, n_valid=cfg.n_valid, block_size=cfg.block_size)
@@ -158,10 +181,7 @@ def _local(cfg: _Config, with_grad: bool, need_x: bool, need_values: bool):
             zq, targets, z, v, cfg.f, xq=xc if lbar_form else None, x=xall,
             with_grad=True, need_values=need_values, **common,
         )
-
-        def scatter(a):  # sum over devices, keep this device's rows
-            return jax.lax.psum_scatter(a, axis, scatter_dimension=0, tiled=True)
-
+        scatter = functools.partial(_scatter, axis=axis)
         colsum = scatter(r.colsum)
         if lbar_form:
             lbar = jax.lax.psum(laplacian_transform_finish(r.lbar, colsum, xc, zq), axis)
@@ -223,12 +243,8 @@ def _n_valid(n_valid, n: int) -> int:
 
 @functools.partial(jax.jit, static_argnums=(4, 5, 6, 7, 8))
 def _run(transform, x, values, targets, f, mesh, axis, block_size, n_valid):
-    n = x.shape[0]
     p = mesh.shape[axis]
-    n_pad = -(-n // p) * p
-    pad = ((0, n_pad - n), (0, 0))
-    if n_pad != n:
-        x, values, targets = (jnp.pad(a, pad) for a in (x, values, targets))
+    n_pad, (x, values, targets) = _pad_rows(p, x, values, targets)
     b = _block_rows(block_size, n_pad // p, n_pad, x.dtype.itemsize)
     cfg = _Config(f, mesh, axis, b, n_valid)
     return _sharded_sn(transform, x, values, targets, cfg)
@@ -321,11 +337,7 @@ def _lmnn_local(cfg: _LmnnConfig, with_grad: bool, need_x: bool):
     axis = cfg.axis
 
     def run(transform, x, codes, tn):
-        m = x.shape[0]
-        offset = jax.lax.axis_index(axis) * m
-        valid = (offset + jnp.arange(m, dtype=offset.dtype)) < cfg.n_valid
-        total = jax.lax.psum(jnp.sum(jnp.where(valid[:, None], x, 0), axis=0), axis)
-        xq, zq = sn.embed(transform, x, (total / cfg.n_valid)[None, :])
+        offset, xq, zq = _embed_own_rows(transform, x, axis, cfg.n_valid)
         xall = jax.lax.all_gather(xq, axis, tiled=True)
         z = jax.lax.all_gather(zq, axis, tiled=True)
         call = jax.lax.all_gather(codes, axis, tiled=True)
@@ -336,10 +348,7 @@ def _lmnn_local(cfg: _LmnnConfig, with_grad: bool, need_x: bool):
         loss, part, colsum, gtz, zcol, zrow = lmnn_rows(
             *args, with_grad=True, need_x=need_x, **common
         )
-
-        def scatter(a):  # sum over devices, keep this device's rows
-            return jax.lax.psum_scatter(a, axis, scatter_dimension=0, tiled=True)
-
+        scatter = functools.partial(_scatter, axis=axis)
         colsum = scatter(colsum)
         lbar = jax.lax.psum(laplacian_transform_finish(part, colsum, xq, zq), axis)
         xbar = jnp.zeros_like(x)
@@ -382,11 +391,8 @@ _sharded_lmnn.defvjp(_sharded_lmnn_fwd, _sharded_lmnn_bwd, symbolic_zeros=True)
 
 @functools.partial(jax.jit, static_argnums=(4, 5, 6, 7, 8, 9))
 def _run_lmnn(transform, x, codes, tn, mesh, axis, push_weight, margin, block_size, n_valid):
-    n = x.shape[0]
     p = mesh.shape[axis]
-    n_pad = -(-n // p) * p
-    if n_pad != n:
-        x, codes, tn = (jnp.pad(a, ((0, n_pad - n),) + ((0, 0),) * (a.ndim - 1)) for a in (x, codes, tn))
+    n_pad, (x, codes, tn) = _pad_rows(p, x, codes, tn)
     b = _lmnn._block_rows(block_size, n_pad, tn.shape[1], x.dtype.itemsize, m=n_pad // p)
     cfg = _LmnnConfig(mesh, axis, push_weight, margin, b, n_valid)
     return _sharded_lmnn(transform, x, codes, tn, cfg)

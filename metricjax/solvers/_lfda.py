@@ -34,7 +34,6 @@ Differences from metric-learn 0.7.0's ``LFDA.fit``, each a bug there (shown in
 
 
 import functools
-import math
 import warnings
 
 import jax
@@ -42,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Shaped
 
-from metricjax import _rules
+from metricjax import _checks, _rules
 from metricjax._rules import mm
 from metricjax.solvers._covariance import (
     check_n_components,
@@ -60,24 +59,6 @@ _DEFAULT_K = 7  # Sugiyama (2007), after Zelnik-Manor & Perona (2005)
 # ----------------------------------------------------------------------------------
 # host-side bookkeeping
 # ----------------------------------------------------------------------------------
-def _label_codes(labels, n: int):
-    """``(classes, codes)`` for labels of any sortable type, via ``np.unique``."""
-    arr = np.asarray(labels)
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise ValueError(
-            f"`labels` must have shape ({n},) (one label per row of x), got {arr.shape}"
-        )
-    if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
-        raise ValueError("`labels` contains NaN or inf")
-    if arr.dtype.kind == "O" and any(isinstance(v, float) and math.isnan(v) for v in arr):
-        raise ValueError("`labels` contains NaN")
-    try:
-        classes, codes = np.unique(arr, return_inverse=True)
-    except TypeError as err:
-        raise TypeError(f"`labels` values cannot be sorted into classes: {err}") from err
-    return classes, codes.reshape(-1)
-
-
 def _check_k(k) -> int:
     if k is None:
         return _DEFAULT_K
@@ -238,7 +219,7 @@ def lfda_components(
         raise ValueError(f"`embedding_type` must be one of {_EMBEDDINGS}, got {embedding_type!r}")
     x = prepare_points(x, "x", min_rows=2)
     n, d = x.shape
-    classes, codes = _label_codes(labels, n)
+    classes, codes = _checks.label_codes(labels, n)
     if len(classes) < 2:
         raise ValueError(f"LFDA needs at least two classes in `labels`, got one ({classes[0]!r})")
     dim = check_n_components(n_components, d)

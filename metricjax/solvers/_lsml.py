@@ -16,15 +16,13 @@ from jaxtyping import Array, ArrayLike, Float
 from metricjax import _checks
 from metricjax._rules import mm
 from metricjax.losses._lsml import (
-    check_tuples,
     check_weights,
     comparison_terms,
     lsml_objective,
     normalised_weights,
-    outer_sum,
-    pair_sq_mahalanobis,
     quadruplet_differences,
 )
+from metricjax.losses._pairs import check_tuples, pair_outer_sum, sq_mahalanobis_rows
 from metricjax.solvers._prior import initial_metric
 
 # metric-learn's candidate steps, each divided by the norm of the search direction
@@ -73,7 +71,7 @@ def _lsml_loop(metric0, diff, w, prior_inv, tol, max_iter):
         direction = mm(mm(m, grad), m)
         direction = 0.5 * (direction + direction.T)
         logdet_m = 2 * jnp.sum(jnp.log(jnp.diag(chol)))
-        dist_d = pair_sq_mahalanobis(diff, direction)
+        dist_d = sq_mahalanobis_rows(diff, direction)
         tr_m, tr_d = jnp.sum(m * prior_inv.T), jnp.sum(direction * prior_inv.T)
 
         def f(s):
@@ -92,7 +90,7 @@ def _lsml_loop(metric0, diff, w, prior_inv, tol, max_iter):
         m, dist_m, s_best, it, _, _ = c
         # closed-form gradient (the formula of lsml_loss's custom_vjp)
         _, g, _ = comparison_terms(dist_m, w)
-        grad = outer_sum(diff, g) + prior_inv.T - jnp.linalg.inv(m).T
+        grad = pair_outer_sum(diff, g) + prior_inv.T - jnp.linalg.inv(m).T
         grad = 0.5 * (grad + grad.T)
         gnorm = jnp.sqrt(jnp.sum(grad * grad))
         small = gnorm < tol  # metric-learn stops here, before the search
@@ -116,7 +114,7 @@ def _lsml_loop(metric0, diff, w, prior_inv, tol, max_iter):
 
     init = (
         metric0,
-        pair_sq_mahalanobis(diff, metric0),
+        sq_mahalanobis_rows(diff, metric0),
         lsml_objective(metric0, diff, w, prior_inv),
         jnp.zeros((), jnp.int32),
         jnp.zeros((), bool),

@@ -4,7 +4,7 @@ A port of metric-learn 0.7.0's ``_BaseMMC._fit_full`` and ``_fit_diag`` with the
 step-size rules, alternating projections and stopping tests. Every iteration runs inside
 one compiled ``lax.while_loop`` (the alternating projections in a nested one); the
 gradients are the pair forms of the ``D(M)`` rule, :math:`\sum_p g_p u_p u_p^T = U^T
-\mathrm{diag}(g) U` (one matmul, :func:`metricjax.losses._itml.pair_outer_sum`).
+\mathrm{diag}(g) U` (one matmul, :func:`metricjax.losses._pairs.pair_outer_sum`).
 """
 
 
@@ -18,7 +18,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 from metricjax import _checks
 from metricjax._checks import check_pairs
 from metricjax._rules import mm, rowdot
-from metricjax.losses._itml import pair_outer_sum
+from metricjax.losses._pairs import pair_outer_sum
 from metricjax.solvers._prior import initial_metric, on_device, padded_size
 
 _PROJ_EPS = 0.01  # relative error accepted on the similarity constraint (metric-learn)

@@ -71,14 +71,20 @@ def _pinv_from_eig(w: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.dot(v * winv, v.T)
 
 
+def _host_real(a, name: str) -> np.ndarray:
+    """``a`` as a NumPy array of real numbers (integers or floats, not booleans)."""
+    try:
+        arr = np.asarray(a)
+    except Exception as err:
+        raise TypeError(f"`{name}` must be array-like, got {type(a).__name__}") from err
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
+        raise TypeError(f"`{name}` must be real numeric, got dtype {arr.dtype}")
+    return arr
+
+
 def _host_inputs(x) -> np.ndarray:
     """``x`` as a float64 NumPy array of points ``(n, d)`` or tuples ``(n, t, d)``."""
-    try:
-        arr = np.asarray(x)
-    except Exception as err:
-        raise TypeError(f"`x` must be array-like, got {type(x).__name__}") from err
-    if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
-        raise TypeError(f"`x` must be real numeric, got dtype {arr.dtype}")
+    arr = _host_real(x, "x")
     if arr.ndim not in (2, 3) or arr.size == 0:
         raise ValueError(
             f"`x` must be points (n, d) or tuples (n_tuples, tuple_size, d), got shape {arr.shape}"
@@ -237,12 +243,7 @@ def components_from_metric(metric: Float[ArrayLike, "d d"], tol=None) -> np.ndar
         ValueError: ``metric`` is not a finite square matrix, or not symmetric.
         numpy.linalg.LinAlgError: (a ``ValueError``) ``metric`` is not PSD.
     """
-    try:
-        m = np.asarray(metric)
-    except Exception as err:
-        raise TypeError(f"`metric` must be array-like, got {type(metric).__name__}") from err
-    if m.dtype == np.bool_ or m.dtype.kind not in "iuf":
-        raise TypeError(f"`metric` must be real numeric, got dtype {m.dtype}")
+    m = _host_real(metric, "metric")
     if m.dtype.kind != "f" or m.dtype.itemsize < 4:
         m = m.astype(np.float64)
     if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 1:

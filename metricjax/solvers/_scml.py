@@ -19,7 +19,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from metricjax import _checks
 from metricjax._rules import mm
-from metricjax.losses._lsml import check_tuples
+from metricjax.losses._pairs import check_tuples
 from metricjax.losses._scml import (
     basis_metric,
     check_beta,
@@ -199,8 +199,10 @@ def scml_lda_basis(x, labels, *, n_basis=None, random_state=None) -> np.ndarray:
             stacklevel=2,
         )
     n_clusters = int(np.ceil(k / (2 * num_eig)))
+    # metric-learn's elkan; for one cluster scikit-learn runs lloyd anyway (with a warning)
+    algorithm = "elkan" if n_clusters > 1 else "lloyd"
     centres = (
-        KMeans(n_clusters=n_clusters, n_init=10, random_state=random_state, algorithm="elkan")
+        KMeans(n_clusters=n_clusters, n_init=10, random_state=random_state, algorithm=algorithm)
         .fit(x)
         .cluster_centers_
     )

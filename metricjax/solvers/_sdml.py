@@ -9,7 +9,6 @@ block coordinate descent in compiled ``jax.lax`` loops.
 # ruff: noqa: F722  (jaxtyping shape strings such as "d d" are not forward references)
 
 import functools
-import math
 import warnings
 from typing import NamedTuple
 
@@ -206,18 +205,6 @@ def _on_cpu():
     return jax.default_device(jax.devices("cpu")[0])
 
 
-def _check_alpha(alpha, name: str) -> float:
-    if isinstance(alpha, bool) or isinstance(alpha, jax.core.Tracer):
-        raise TypeError(f"`{name}` must be a non-negative Python number, got {alpha!r}")
-    try:
-        a = float(alpha)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"`{name}` must be a non-negative number, got {alpha!r}") from err
-    if not (math.isfinite(a) and a >= 0):
-        raise ValueError(f"`{name}` must be a non-negative finite number, got {alpha!r}")
-    return a
-
-
 def graphical_lasso(
     emp_cov: Float[ArrayLike, "d d"],
     alpha: float,
@@ -279,13 +266,13 @@ def graphical_lasso(
     if np.ndim(s) != 2 or np.shape(s)[0] != np.shape(s)[1] or np.shape(s)[0] < 1:
         raise ValueError(f"`emp_cov` must be a square (d, d) matrix, got shape {np.shape(s)}")
     d = np.shape(s)[0]
-    a = _check_alpha(alpha, "alpha")
+    a = _checks.nonnegative_float(alpha, "alpha")
     if cov_init is not None:
         cov_init = _checks.square_metric(cov_init, d, "cov_init")
     for name, value in (("max_iter", max_iter), ("inner_max_iter", inner_max_iter)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}")
-    tol = _check_alpha(tol, "tol")
+    tol = _checks.nonnegative_float(tol, "tol")
     dt = _checks.float_dtype(s, cov_init)
     s_host = np.asarray(s, dtype=np.float64)
     if not np.all(np.isfinite(s_host)):
@@ -438,12 +425,12 @@ def sdml_solve(
         the graphical lasso, Biostatistics 9(3), 2008.
     """
     pairs, y = check_pairs(pairs, y)
-    eta = _check_alpha(balance_param, "balance_param")
-    lam = _check_alpha(sparsity_param, "sparsity_param")
-    floor = _check_alpha(eig_floor, "eig_floor")
+    eta = _checks.nonnegative_float(balance_param, "balance_param")
+    lam = _checks.nonnegative_float(sparsity_param, "sparsity_param")
+    floor = _checks.nonnegative_float(eig_floor, "eig_floor")
     if not floor > 0:
         raise ValueError(f"`eig_floor` must be positive, got {eig_floor!r}")
-    tol = _check_alpha(tol, "tol")
+    tol = _checks.nonnegative_float(tol, "tol")
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
         raise ValueError(f"`max_iter` must be an integer >= 1, got {max_iter!r}")
     dt = _checks.float_dtype(pairs)

@@ -660,6 +660,29 @@ def class_doc(summary: str, *, args: str, attrs: str, references: str, examples:
     return summary.rstrip() + body + "\n    "
 
 
+def knn_example(name: str, ctor: str, transformed_shape: str = "") -> str:
+    """The ``Examples:`` section of a classification learner: a k-NN pipeline on iris.
+
+    ``ctor`` builds the estimator; with ``transformed_shape`` the example also shows
+    the shape of ``fit_transform``.
+    """
+    var = name.lower()
+    shape = f"""
+        >>> {var}.fit_transform(X, y).shape
+        {transformed_shape}""" if transformed_shape else ""
+    return f"""
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.neighbors import KNeighborsClassifier
+        >>> from sklearn.pipeline import make_pipeline
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> from metricjax.estimators import {name}
+        >>> X, y = load_iris(return_X_y=True)
+        >>> {var} = make_pipeline(StandardScaler(), {ctor}){shape}
+        >>> knn = make_pipeline({var}, KNeighborsClassifier(n_neighbors=3)).fit(X, y)
+        >>> bool(knn.score(X, y) > 0.9)
+        True"""
+
+
 COMMON_ARGS = """
         n_components: dimension of the embedding (rows of ``components_``); ``None``
             means ``n_features`` (or the number of rows of an array ``init``). Must lie

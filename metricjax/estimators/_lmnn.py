@@ -13,12 +13,14 @@ from metricjax.estimators._base import (
     check_int,
     check_mesh,
     check_real,
+    class_doc,
+    knn_example,
 )
 from metricjax.losses import lmnn_loss, lmnn_target_neighbors, sharded_lmnn_loss
 
 
 class LMNN(SupervisedLearner):
-    __doc__ = (
+    __doc__ = class_doc(
         r"""Large Margin Nearest Neighbor metric learning (LMNN).
 
     Learns :math:`L` pulling every point's target neighbours (its ``n_neighbors``
@@ -40,10 +42,8 @@ class LMNN(SupervisedLearner):
     If the smallest class has ``m <= n_neighbors`` members, the fit uses
     ``m - 1`` target neighbours (with a ``UserWarning``) and records the value used
     in ``n_neighbors_``. A class with a single member has no target neighbour at
-    all and is refused (``ValueError``).
-
-    Args:"""
-        + COMMON_ARGS
+    all and is refused (``ValueError``).""",
+        args=COMMON_ARGS
         + r"""        n_neighbors: number of target neighbours :math:`k` per point.
         push_weight: :math:`\mu \in [0, 1]`, weight of the impostor (push) term;
             ``1 - push_weight`` weighs the pull term (metric-learn's
@@ -64,32 +64,17 @@ class LMNN(SupervisedLearner):
             L-BFGS chooses its step lengths by line search (``FutureWarning``; pass
             ``optimizer=optax.sgd(learn_rate)`` for metric-learn's fixed-step descent).
         min_iter: accepted for metric-learn compatibility, not used: the fit stops by
-            ``tol`` (``FutureWarning``).
-
-    Attributes:"""
-        + COMMON_ATTRS
+            ``tol`` (``FutureWarning``).""",
+        attrs=COMMON_ATTRS
         + r"""        classes_: the class labels, sorted.
         n_neighbors_: the number of target neighbours actually used.
         target_neighbors_: ``(n_samples, n_neighbors_)`` indices of the target
-            neighbours of the training points.
-
-    References:
+            neighbours of the training points.""",
+        references="""
         K. Q. Weinberger and L. K. Saul, `Distance Metric Learning for Large Margin
         Nearest Neighbor Classification <https://jmlr.org/papers/v10/weinberger09a.html>`_,
-        JMLR 10, 2009.
-
-    Examples:
-        >>> from sklearn.datasets import load_iris
-        >>> from sklearn.neighbors import KNeighborsClassifier
-        >>> from sklearn.pipeline import make_pipeline
-        >>> from sklearn.preprocessing import StandardScaler
-        >>> from metricjax.estimators import LMNN
-        >>> X, y = load_iris(return_X_y=True)
-        >>> lmnn = make_pipeline(StandardScaler(), LMNN(n_neighbors=3, max_iter=200))
-        >>> knn = make_pipeline(lmnn, KNeighborsClassifier(n_neighbors=3)).fit(X, y)
-        >>> bool(knn.score(X, y) > 0.9)
-        True
-    """
+        JMLR 10, 2009.""",
+        examples=knn_example("LMNN", "LMNN(n_neighbors=3, max_iter=200)"),
     )
 
     def __init__(

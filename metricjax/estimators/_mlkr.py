@@ -16,15 +16,17 @@ from metricjax.estimators._base import (
     check_block_size,
     check_mesh,
     check_real,
+    class_doc,
     median_sq_distance,
 )
 from metricjax.losses import kernel_regression, mlkr_ridge_loss, sharded_mlkr_loss
+from metricjax.losses._mlkr import ridge_penalty
 
 
 def _sharded_mlkr_ridge(transform, x, y, weight, *, block_size, mesh):
     """:func:`metricjax.losses.mlkr_ridge_loss` with the rows split over ``mesh``."""
-    ridge = jnp.asarray(weight, transform.dtype) * jnp.sum(transform**2)
-    return sharded_mlkr_loss(transform, x, y, block_size=block_size, mesh=mesh) + ridge
+    loss = sharded_mlkr_loss(transform, x, y, block_size=block_size, mesh=mesh)
+    return loss + ridge_penalty(transform, weight)
 
 
 @functools.cache
@@ -40,7 +42,7 @@ DEFAULT_ALPHA = 0.01
 
 
 class MLKR(RegressorMixin, SoftNeighbourLearner):
-    __doc__ = (
+    __doc__ = class_doc(
         r"""Metric Learning for Kernel Regression (MLKR).
 
     Learns :math:`L` minimising the leave-one-out Nadaraya--Watson regression error
@@ -66,27 +68,22 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
     pairwise distance of the initial embedding is 1. Both make the fit independent of
     the units of ``X`` and ``y``. ``alpha=0`` is metric-learn's unpenalised MLKR, which
     overfits small data (diabetes, 309 training rows: rows of ``L`` with norms of 6 and
-    11, ``predict`` R² 0.03 and -0.17 on two splits, 0.41 and 0.43 with the default).
-
-    Args:
+    11, ``predict`` R² 0.03 and -0.17 on two splits, 0.41 and 0.43 with the default).""",
+        args=r"""
         alpha: ridge strength :math:`\alpha \ge 0` (dimensionless, see above); the
             default :data:`DEFAULT_ALPHA` (``0.01``) was the best of 0, 0.01, 0.1, 1 on
             diabetes and ``make_friedman1`` with 10 noise features."""
         + COMMON_ARGS
-        + BATCH_ARGS
-        + r"""
-    Attributes:"""
-        + COMMON_ATTRS
+        + BATCH_ARGS,
+        attrs=COMMON_ATTRS
         + r"""        X_train_: training inputs used by :meth:`predict`.
         y_train_: training targets used by :meth:`predict`.
         ridge_weight_: the penalty weight :math:`w` used (``loss_history_`` holds
-            :func:`metricjax.losses.mlkr_ridge_loss` with it).
-
-    References:
+            :func:`metricjax.losses.mlkr_ridge_loss` with it).""",
+        references="""
         K. Q. Weinberger and G. Tesauro, `Metric Learning for Kernel Regression
-        <https://proceedings.mlr.press/v2/weinberger07a.html>`_, AISTATS 2007.
-
-    Examples:
+        <https://proceedings.mlr.press/v2/weinberger07a.html>`_, AISTATS 2007.""",
+        examples="""
         >>> from sklearn.datasets import load_diabetes
         >>> from sklearn.pipeline import make_pipeline
         >>> from sklearn.preprocessing import StandardScaler
@@ -97,8 +94,7 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
         >>> model.transform(X).shape
         (442, 2)
         >>> bool(model.score(X, y / y.std()) > 0.3)
-        True
-    """
+        True""",
     )
 
     _classification = False
@@ -120,12 +116,7 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
         preprocessor=None,
         mesh=None,
     ):
-        super().__init__(
-            n_components, init=init, max_iter=max_iter, tol=tol, optimizer=optimizer,
-            random_state=random_state, verbose=verbose, block_size=block_size,
-            batch_size=batch_size, preprocessor=preprocessor, mesh=mesh,
-        )  # fmt: skip
-        self.alpha = alpha
+        self._set_params(locals())  # SoftNeighbourLearner's arguments and alpha
 
     def _objective(self, X, y, classes):
         loss = _mlkr_objective(check_block_size(self.block_size), check_mesh(self.mesh))

@@ -9,6 +9,8 @@ from metricjax.estimators._base import (
     SoftNeighbourLearner,
     check_block_size,
     check_mesh,
+    class_doc,
+    knn_example,
 )
 from metricjax.losses import nca_loss, sharded_nca_loss
 
@@ -24,7 +26,7 @@ def _nca_objective(block_size, num_classes: int, mesh=None):
 
 
 class NCA(SoftNeighbourLearner):
-    __doc__ = (
+    __doc__ = class_doc(
         r"""Neighbourhood Components Analysis (NCA).
 
     Learns :math:`L` maximising the expected number of points correctly classified
@@ -37,34 +39,13 @@ class NCA(SoftNeighbourLearner):
                       {\sum_{l \ne i} \exp(-\lVert Lx_i - Lx_l\rVert^2)}, \quad p_{ii} = 0.
 
     A transformer like metric-learn's ``NCA``: use :meth:`transform` (or
-    :meth:`get_metric`) with a nearest-neighbour classifier.
-
-    Args:"""
-        + COMMON_ARGS
-        + BATCH_ARGS
-        + r"""
-    Attributes:"""
-        + COMMON_ATTRS
-        + r"""        classes_: the class labels, sorted.
-
-    References:
+    :meth:`get_metric`) with a nearest-neighbour classifier.""",
+        args=COMMON_ARGS + BATCH_ARGS,
+        attrs=COMMON_ATTRS + "        classes_: the class labels, sorted.",
+        references="""
         J. Goldberger, S. Roweis, G. Hinton and R. Salakhutdinov, `Neighbourhood
-        Components Analysis <https://papers.nips.cc/paper/2566>`_, NIPS 2004.
-
-    Examples:
-        >>> from sklearn.datasets import load_iris
-        >>> from sklearn.neighbors import KNeighborsClassifier
-        >>> from sklearn.pipeline import make_pipeline
-        >>> from sklearn.preprocessing import StandardScaler
-        >>> from metricjax.estimators import NCA
-        >>> X, y = load_iris(return_X_y=True)
-        >>> nca = make_pipeline(StandardScaler(), NCA(n_components=2, random_state=0))
-        >>> nca.fit_transform(X, y).shape
-        (150, 2)
-        >>> knn = make_pipeline(nca, KNeighborsClassifier(n_neighbors=3)).fit(X, y)
-        >>> bool(knn.score(X, y) > 0.9)
-        True
-    """
+        Components Analysis <https://papers.nips.cc/paper/2566>`_, NIPS 2004.""",
+        examples=knn_example("NCA", "NCA(n_components=2, random_state=0)", "(150, 2)"),
     )
 
     _unit_free_init = True  # unit-bandwidth softmax: start at median distance 1

@@ -110,6 +110,25 @@ def check_bad_input_under_jit(fn, args, kwargs, exc, match):
         _jitted(fn, args, kwargs)()
 
 
+def functional_tests(table: Table):
+    """The two tests of a functional table, for a test module to bind at its top level:
+    every row (:func:`check_bad_input`), and the ``jit`` rows under ``jax.jit``
+    (:func:`check_bad_input_under_jit`).
+
+    ``test_functional_bad_input, test_functional_bad_input_under_jit = functional_tests(T)``
+    """
+
+    @pytest.mark.parametrize(FUNCTIONAL_PARAMS, table)
+    def test_functional_bad_input(fn, args, kwargs, exc, match, jit):
+        check_bad_input(fn, args, kwargs, exc, match, jit)
+
+    @pytest.mark.parametrize(FUNCTIONAL_PARAMS, table.jitted)
+    def test_functional_bad_input_under_jit(fn, args, kwargs, exc, match, jit):
+        check_bad_input_under_jit(fn, args, kwargs, exc, match)
+
+    return test_functional_bad_input, test_functional_bad_input_under_jit
+
+
 # ----------------------------------------------------------------------------- estimator table
 #: the parameter names of an estimator row, for ``pytest.mark.parametrize``
 ESTIMATOR_PARAMS = ("name", "action", "exc", "match")

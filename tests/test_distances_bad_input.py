@@ -187,14 +187,7 @@ row(
 )
 
 
-@pytest.mark.parametrize(bi.FUNCTIONAL_PARAMS, FUNCTIONAL)
-def test_functional_bad_input(fn, args, kwargs, exc, match, jit):
-    bi.check_bad_input(fn, args, kwargs, exc, match, jit)
-
-
-@pytest.mark.parametrize(bi.FUNCTIONAL_PARAMS, FUNCTIONAL.jitted)
-def test_functional_bad_input_under_jit(fn, args, kwargs, exc, match, jit):
-    bi.check_bad_input_under_jit(fn, args, kwargs, exc, match)
+test_functional_bad_input, test_functional_bad_input_under_jit = bi.functional_tests(FUNCTIONAL)
 
 
 # ----------------------------------------------------------------------------- converted, not refused

@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _pairs_data import pair_datasets, quiet_fit
 from _typecheck import unchecked
-from sklearn.datasets import load_iris, load_wine
 from sklearn.metrics import pairwise_distances
 
 from benchmarks._reference_libs import metric_learn_compat
@@ -19,36 +19,8 @@ from metricjax.solvers._itml import default_bounds, itml_solve
 ml = metric_learn_compat()
 
 
-def make_pairs(x, labels, n, seed):
-    """``n`` random pairs (distinct indices), +1 if same class else -1."""
-    rng = np.random.RandomState(seed)
-    i, j = rng.randint(0, len(x), n), rng.randint(0, len(x), n)
-    keep = i != j
-    y = np.where(labels[i] == labels[j], 1, -1)[keep]
-    return np.stack([x[i], x[j]], axis=1)[keep], y
-
-
-def _datasets():
-    iris = load_iris()
-    wine = load_wine()
-    xw = (wine.data - wine.data.mean(0)) / wine.data.std(0)
-    rng = np.random.RandomState(0)
-    xr = rng.randn(80, 6)
-    lr = (xr[:, 0] + 0.5 * rng.randn(80) > 0).astype(int)
-    return {
-        "iris": make_pairs(iris.data, iris.target, 200, 0),
-        "wine": make_pairs(xw, wine.target, 200, 1),
-        "random": make_pairs(xr, lr, 150, 2),
-    }
-
-
-DATA = _datasets()
-
-
-def ml_itml(pairs, y, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scikit-learn deprecations inside metric-learn
-        return ml.ITML(**kw).fit(pairs, y)
+DATA = pair_datasets(200, 200, 150)
+ml_itml = functools.partial(quiet_fit, ml.ITML)
 
 
 def relerr(a, b):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import _bad_input as bi
 import numpy as np
-import pytest
 from _bad_input import X, f32
 
 from metricjax import jacobians as jac
@@ -71,11 +70,4 @@ row(
 )
 
 
-@pytest.mark.parametrize(bi.FUNCTIONAL_PARAMS, FUNCTIONAL)
-def test_functional_bad_input(fn, args, kwargs, exc, match, jit):
-    bi.check_bad_input(fn, args, kwargs, exc, match, jit)
-
-
-@pytest.mark.parametrize(bi.FUNCTIONAL_PARAMS, FUNCTIONAL.jitted)
-def test_functional_bad_input_under_jit(fn, args, kwargs, exc, match, jit):
-    bi.check_bad_input_under_jit(fn, args, kwargs, exc, match)
+test_functional_bad_input, test_functional_bad_input_under_jit = bi.functional_tests(FUNCTIONAL)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import _bad_input as bi
 import numpy as np
-import pytest
 from _bad_input import INF_X, LAB, NAN_X, ONLY_JIT, TN, L, N, X, f32
 
 from metricjax.losses import lmnn_loss, lmnn_target_neighbors
@@ -219,14 +218,7 @@ row(
 )
 
 
-@pytest.mark.parametrize(bi.FUNCTIONAL_PARAMS, FUNCTIONAL)
-def test_functional_bad_input(fn, args, kwargs, exc, match, jit):
-    bi.check_bad_input(fn, args, kwargs, exc, match, jit)
-
-
-@pytest.mark.parametrize(bi.FUNCTIONAL_PARAMS, FUNCTIONAL.jitted)
-def test_functional_bad_input_under_jit(fn, args, kwargs, exc, match, jit):
-    bi.check_bad_input_under_jit(fn, args, kwargs, exc, match)
+test_functional_bad_input, test_functional_bad_input_under_jit = bi.functional_tests(FUNCTIONAL)
 
 
 def test_one_class_is_accepted_by_lmnn_loss():

@@ -8,6 +8,7 @@ import pytest
 from sklearn.datasets import load_wine
 from sklearn.model_selection import cross_val_score
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from benchmarks._reference_libs import metric_learn_compat
 from metricjax.constraints import Constraints
@@ -68,3 +69,23 @@ def test_preprocessor_cv_float32_and_bad_input():
     np.testing.assert_array_equal(b.components_, comp)
     with pytest.raises(ValueError, match="at least 2 classes in `y`"):
         SCML_Supervised().fit(X, np.zeros(len(X), int))
+
+
+@parametrize_with_checks(
+    [SCML_Supervised(k_genuine=1, k_impostor=2, n_basis=4, max_iter=50, output_iter=10)]
+)
+def test_sklearn_estimator_checks(estimator, check):
+    """scikit-learn's conventions, as for the other ``*_Supervised`` learners (no check fails)."""
+    check(estimator)
+
+
+def test_lda_basis_with_one_cluster_per_class_does_not_warn():
+    """metric-learn's k-means uses ``elkan``, which scikit-learn replaces (with a
+    RuntimeWarning) by ``lloyd`` for one cluster; the basis is the same, without warning."""
+    from metricjax.solvers import scml_lda_basis
+
+    basis = scml_lda_basis(X, Y, n_basis=4, random_state=0)  # filterwarnings = error
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = ml.SCML_Supervised(n_basis=4, random_state=0)._generate_bases_LDA(X, Y)[0]
+    np.testing.assert_allclose(basis, ref, rtol=1e-10, atol=1e-12)

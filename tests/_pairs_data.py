@@ -35,3 +35,8 @@ def quiet_fit(cls, pairs, y, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scikit-learn deprecations inside metric-learn
         return cls(**kw).fit(pairs, y)
+
+
+def relerr(a, b):
+    """Largest absolute difference relative to the largest entry of ``b``."""
+    return np.abs(np.asarray(a) - b).max() / np.abs(b).max()

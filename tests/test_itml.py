@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _pairs_data import pair_datasets, quiet_fit
+from _pairs_data import pair_datasets, quiet_fit, relerr
 from _typecheck import unchecked
 from sklearn.metrics import pairwise_distances
 
@@ -21,10 +21,6 @@ ml = metric_learn_compat()
 
 DATA = pair_datasets(200, 200, 150)
 ml_itml = functools.partial(quiet_fit, ml.ITML)
-
-
-def relerr(a, b):
-    return np.abs(np.asarray(a) - b).max() / np.abs(b).max()
 
 
 # ----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.optimize
-from _pairs_data import pair_datasets, quiet_fit
+from _pairs_data import pair_datasets, quiet_fit, relerr
 from _typecheck import unchecked
 
 import metricjax as mj
@@ -28,10 +28,6 @@ ml_mmc = functools.partial(quiet_fit, ml.MMC)
 def ml_reference(name, diagonal=False):
     """metric-learn's metric on ``DATA[name]`` (computed once per session)."""
     return ml_mmc(*DATA[name], diagonal=diagonal).get_mahalanobis_matrix()
-
-
-def relerr(a, b):
-    return np.abs(np.asarray(a) - b).max() / np.abs(b).max()
 
 
 def ratio(metric, pairs, y):

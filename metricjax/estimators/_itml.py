@@ -2,23 +2,13 @@ r"""ITML estimators: Information-Theoretic Metric Learning (Davis et al., 2007).
 
 import numpy as np
 
+from metricjax.estimators import _tuples
 from metricjax.estimators._base import class_doc
-from metricjax.estimators._tuples import (
-    CONVERGENCE_THRESHOLD_ARG,
-    N_FEATURES_ATTR,
-    NUM_CONSTRAINTS_ARG,
-    PAIRS_N_CONSTRAINTS_ARG,
-    THRESHOLD_ATTR,
-    PairsLearner,
-    SupervisedTuplesLearner,
-    fit_solver,
-    pairs_example,
-    supervised_example,
-    tuples_args,
-)
+from metricjax.estimators._tuples import PairsLearner, SupervisedTuplesLearner, fit_solver
 from metricjax.solvers import itml_solve
 
-_ITML_ARGS = r"""
+_ITML_ARGS = _tuples.tuples_args(
+    r"""
         gamma: slack weight :math:`\gamma > 0` (``inf``: hard constraints). Default 1.0.
         max_iter: maximum number of sweeps over the constraints. Default 1000.
         tol: convergence tolerance on the dual variables (the relative :math:`L_1`
@@ -27,8 +17,10 @@ _ITML_ARGS = r"""
             ``"covariance"`` (inverse covariance of the distinct points of the pairs),
             ``"random"`` (a random SPD matrix from ``random_state``) or a symmetric
             positive definite ``(n_features, n_features)`` array.
-        verbose: print the number of sweeps and whether the fit converged.""" + tuples_args(
-    "pairs", "(n_pairs, 2)", '``prior="random"``'
+        verbose: print the number of sweeps and whether the fit converged.""",
+    "pairs",
+    "(n_pairs, 2)",
+    '``prior="random"``',
 )
 
 _ITML_ATTRS = (
@@ -38,7 +30,7 @@ _ITML_ATTRS = (
         bounds_: the bounds :math:`(u, \ell)` used, shape ``(2,)``.
         n_iter_: number of sweeps run (metric-learn's ``n_iter_`` is this minus one).
         converged_: whether the tolerance test stopped the fit before ``max_iter``."""
-    + N_FEATURES_ATTR
+    + _tuples.N_FEATURES_ATTR
 )
 
 _REFERENCES = r"""
@@ -73,10 +65,10 @@ class ITML(_BaseITML, PairsLearner):
     calibrates ``threshold_`` on the training pairs; ``decision_function`` (pair
     scores), ``predict`` (``+1`` similar / ``-1``), ``score`` (ROC AUC),
     ``set_threshold`` and ``calibrate_threshold`` are metric-learn's.""",
-        args=_ITML_ARGS + CONVERGENCE_THRESHOLD_ARG,
-        attrs=_ITML_ATTRS + THRESHOLD_ATTR,
+        args=_ITML_ARGS + _tuples.CONVERGENCE_THRESHOLD_ARG,
+        attrs=_ITML_ATTRS + _tuples.THRESHOLD_ATTR,
         references=_REFERENCES,
-        examples=pairs_example("ITML"),
+        examples=_tuples.pairs_example("ITML"),
     )
 
     def __init__(
@@ -123,10 +115,10 @@ class ITML_Supervised(_BaseITML, SupervisedTuplesLearner):
     dissimilar pairs with :class:`metricjax.constraints.Constraints` (the same draws as
     metric-learn 0.7.0 for the same ``random_state``; integer labels ``< 0`` mark
     unlabelled points) and fits :class:`ITML` on them.""",
-        args=_ITML_ARGS + PAIRS_N_CONSTRAINTS_ARG + NUM_CONSTRAINTS_ARG + CONVERGENCE_THRESHOLD_ARG,
+        args=_ITML_ARGS + _tuples.SUPERVISED_PAIRS_ARGS + _tuples.CONVERGENCE_THRESHOLD_ARG,
         attrs=_ITML_ATTRS,
         references=_REFERENCES,
-        examples=supervised_example("ITML_Supervised"),
+        examples=_tuples.supervised_example("ITML_Supervised"),
     )
 
     def __init__(

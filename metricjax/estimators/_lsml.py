@@ -3,37 +3,32 @@ r"""LSML estimators: Least Squared-residual Metric Learning (Liu et al., 2012)."
 import numpy as np
 
 from metricjax.constraints import Constraints
+from metricjax.estimators import _tuples
 from metricjax.estimators._base import class_doc
-from metricjax.estimators._tuples import (
-    COMPONENTS_ATTR,
-    N_FEATURES_ATTR,
-    NUM_CONSTRAINTS_ARG,
-    QuadrupletsLearner,
-    SupervisedTuplesLearner,
-    fit_solver,
-    supervised_example,
-    tuples_args,
-)
+from metricjax.estimators._tuples import QuadrupletsLearner, SupervisedTuplesLearner, fit_solver
 from metricjax.solvers import lsml_solve
 
-_LSML_ARGS = r"""
+_LSML_ARGS = _tuples.tuples_args(
+    r"""
         tol: tolerance on the gradient norm. Default 1e-3.
         max_iter: maximum number of iterations. Default 1000.
         prior: the prior :math:`P` (also the starting metric): ``"identity"``
             (default), ``"covariance"`` (inverse covariance of the distinct points),
             ``"random"`` or a positive definite ``(n_features, n_features)`` array.
-        verbose: print the number of iterations and whether the fit converged.""" + tuples_args(
-    "quadruplets", "(n, 4)", '``prior="random"``'
+        verbose: print the number of iterations and whether the fit converged.""",
+    "quadruplets",
+    "(n, 4)",
+    '``prior="random"``',
 )
 
 _LSML_ATTRS = (
-    COMPONENTS_ATTR
+    _tuples.COMPONENTS_ATTR
     + r"""
         n_iter_: number of iterations started (metric-learn's convention).
         converged_: whether a stopping rule (gradient norm below ``tol``, or no step
             decreasing the objective) ended the fit before ``max_iter``.
         loss_: the objective at the learned metric."""
-    + N_FEATURES_ATTR
+    + _tuples.N_FEATURES_ATTR
 )
 
 _REFERENCES = r"""
@@ -102,10 +97,10 @@ class LSML_Supervised(_BaseLSML, SupervisedTuplesLearner):
         n_constraints: number of quadruplets to draw; ``None`` means
             ``20 * n_classes**2``.
         weights: weights of the quadruplets, ``(n_constraints,)``; ``None``: uniform."""
-        + NUM_CONSTRAINTS_ARG,
+        + _tuples.NUM_CONSTRAINTS_ARG,
         attrs=_LSML_ATTRS,
         references=_REFERENCES,
-        examples=supervised_example("LSML_Supervised"),
+        examples=_tuples.supervised_example("LSML_Supervised"),
     )
 
     def __init__(

@@ -1,23 +1,12 @@
 r"""MMC estimators: Mahalanobis Metric for Clustering (Xing et al., 2002)."""
 
+from metricjax.estimators import _tuples
 from metricjax.estimators._base import class_doc
-from metricjax.estimators._tuples import (
-    COMPONENTS_ATTR,
-    CONVERGENCE_THRESHOLD_ARG,
-    N_FEATURES_ATTR,
-    NUM_CONSTRAINTS_ARG,
-    PAIRS_N_CONSTRAINTS_ARG,
-    THRESHOLD_ATTR,
-    PairsLearner,
-    SupervisedTuplesLearner,
-    fit_solver,
-    pairs_example,
-    supervised_example,
-    tuples_args,
-)
+from metricjax.estimators._tuples import PairsLearner, SupervisedTuplesLearner, fit_solver
 from metricjax.solvers import mmc_solve
 
-_MMC_ARGS = r"""
+_MMC_ARGS = _tuples.tuples_args(
+    r"""
         max_iter: maximum number of outer iterations. Default 100.
         max_proj: maximum number of alternating projections per iteration (full
             metric only). Default 10000.
@@ -30,17 +19,19 @@ _MMC_ARGS = r"""
             False.
         diagonal_c: weight :math:`c` of the dissimilarity term with ``diagonal=True``.
             Default 1.0.
-        verbose: print the number of iterations and whether the fit converged.""" + tuples_args(
-    "pairs", "(n_pairs, 2)", '``init="random"``'
+        verbose: print the number of iterations and whether the fit converged.""",
+    "pairs",
+    "(n_pairs, 2)",
+    '``init="random"``',
 )
 
 _MMC_ATTRS = (
-    COMPONENTS_ATTR
+    _tuples.COMPONENTS_ATTR
     + r"""
         n_iter_: number of outer iterations run (metric-learn's ``n_iter_`` is this
             minus one for the full metric).
         converged_: whether the tolerance test stopped the fit before ``max_iter``."""
-    + N_FEATURES_ATTR
+    + _tuples.N_FEATURES_ATTR
 )
 
 _REFERENCES = r"""
@@ -75,10 +66,10 @@ class MMC(_BaseMMC, PairsLearner):
     ``threshold_`` on the training pairs; ``decision_function``, ``predict``,
     ``score`` (ROC AUC), ``set_threshold`` and ``calibrate_threshold`` are
     metric-learn's.""",
-        args=_MMC_ARGS + CONVERGENCE_THRESHOLD_ARG,
-        attrs=_MMC_ATTRS + THRESHOLD_ATTR,
+        args=_MMC_ARGS + _tuples.CONVERGENCE_THRESHOLD_ARG,
+        attrs=_MMC_ATTRS + _tuples.THRESHOLD_ATTR,
         references=_REFERENCES,
-        examples=pairs_example("MMC"),
+        examples=_tuples.pairs_example("MMC"),
     )
 
     def __init__(
@@ -105,10 +96,10 @@ class MMC_Supervised(_BaseMMC, SupervisedTuplesLearner):
     ``fit(X, y)`` draws ``n_constraints`` similar and as many dissimilar pairs with
     :class:`metricjax.constraints.Constraints` (the same draws as metric-learn 0.7.0
     for the same ``random_state``) and fits :class:`MMC` on them.""",
-        args=_MMC_ARGS + PAIRS_N_CONSTRAINTS_ARG + NUM_CONSTRAINTS_ARG + CONVERGENCE_THRESHOLD_ARG,
+        args=_MMC_ARGS + _tuples.SUPERVISED_PAIRS_ARGS + _tuples.CONVERGENCE_THRESHOLD_ARG,
         attrs=_MMC_ATTRS,
         references=_REFERENCES,
-        examples=supervised_example("MMC_Supervised"),
+        examples=_tuples.supervised_example("MMC_Supervised"),
     )
 
     def __init__(

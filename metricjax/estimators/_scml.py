@@ -1,17 +1,13 @@
 r"""SCML estimators: Sparse Compositional Metric Learning (Shi et al., 2014)."""
 
 from metricjax.constraints import Constraints
+from metricjax.estimators import _tuples
 from metricjax.estimators._base import class_doc
-from metricjax.estimators._tuples import (
-    N_FEATURES_ATTR,
-    SupervisedTuplesLearner,
-    TripletsLearner,
-    fit_solver,
-    tuples_args,
-)
+from metricjax.estimators._tuples import SupervisedTuplesLearner, TripletsLearner, fit_solver
 from metricjax.solvers import scml_lda_basis, scml_solve
 
-_SCML_ARGS = r"""
+_SCML_ARGS = _tuples.tuples_args(
+    r"""
         beta: :math:`\ell_1` weight on the basis weights. Default 1e-5.
         n_basis: number :math:`K` of rank-one bases; ``None``: metric-learn's default
             (with a warning).
@@ -20,8 +16,10 @@ _SCML_ARGS = r"""
         output_iter: steps between objective evaluations (the best checkpoint is
             kept). Default 500.
         batch_size: triplets per step. Default 10.
-        verbose: print the final objective.""" + tuples_args(
-    "triplets", "(n, 3)", "the basis and the\n            mini-batches (metric-learn's draws)"
+        verbose: print the final objective.""",
+    "triplets",
+    "(n, 3)",
+    "the basis and the\n            mini-batches (metric-learn's draws)",
 )
 
 _SCML_ATTRS = (
@@ -33,7 +31,7 @@ _SCML_ATTRS = (
         basis_: the basis :math:`B`, ``(K, n_features)``.
         objective_: the SCML objective at ``weights_``.
         n_iter_: number of stochastic steps performed."""
-    + N_FEATURES_ATTR
+    + _tuples.N_FEATURES_ATTR
 )
 
 _REFERENCES = r"""

@@ -1,35 +1,29 @@
 r"""SDML estimators: Sparse Determinant Metric Learning (Qi et al., 2009)."""
 
+from metricjax.estimators import _tuples
 from metricjax.estimators._base import class_doc
-from metricjax.estimators._tuples import (
-    COMPONENTS_ATTR,
-    N_FEATURES_ATTR,
-    NUM_CONSTRAINTS_ARG,
-    PAIRS_N_CONSTRAINTS_ARG,
-    THRESHOLD_ATTR,
-    PairsLearner,
-    SupervisedTuplesLearner,
-    fit_solver,
-    tuples_args,
-)
+from metricjax.estimators._tuples import PairsLearner, SupervisedTuplesLearner, fit_solver
 from metricjax.solvers import sdml_solve
 
-_SDML_ARGS = r"""
+_SDML_ARGS = _tuples.tuples_args(
+    r"""
         balance_param: weight :math:`\eta \ge 0` of the pair-graph scatter. Default 0.5.
         sparsity_param: :math:`\ell_1` weight :math:`\lambda` of the graphical lasso.
             Default 0.01.
         prior: the prior :math:`P`: ``"identity"`` (default), ``"covariance"``,
             ``"random"`` or a positive definite ``(n_features, n_features)`` array.
-        verbose: print whether the graphical lasso converged.""" + tuples_args(
-    "pairs", "(n_pairs, 2)", '``prior="random"``'
+        verbose: print whether the graphical lasso converged.""",
+    "pairs",
+    "(n_pairs, 2)",
+    '``prior="random"``',
 )
 
 _SDML_ATTRS = (
-    COMPONENTS_ATTR
+    _tuples.COMPONENTS_ATTR
     + r"""
         n_iter_: sweeps of the graphical lasso.
         converged_: whether the graphical lasso converged."""
-    + N_FEATURES_ATTR
+    + _tuples.N_FEATURES_ATTR
 )
 
 _REFERENCES = r"""
@@ -59,7 +53,7 @@ class SDML(_BaseSDML, PairsLearner):
     metric-learn 0.7.0 fails). ``decision_function``, ``predict``, ``score`` (ROC AUC),
     ``set_threshold`` and ``calibrate_threshold`` are metric-learn's.""",
         args=_SDML_ARGS,
-        attrs=_SDML_ATTRS + THRESHOLD_ATTR,
+        attrs=_SDML_ATTRS + _tuples.THRESHOLD_ATTR,
         references=_REFERENCES,
     )
 
@@ -83,7 +77,7 @@ class SDML_Supervised(_BaseSDML, SupervisedTuplesLearner):
     ``fit(X, y)`` draws ``n_constraints`` similar and as many dissimilar pairs with
     :class:`metricjax.constraints.Constraints` (the same draws as metric-learn 0.7.0)
     and fits :class:`SDML` on them.""",
-        args=_SDML_ARGS + PAIRS_N_CONSTRAINTS_ARG + NUM_CONSTRAINTS_ARG,
+        args=_SDML_ARGS + _tuples.SUPERVISED_PAIRS_ARGS,
         attrs=_SDML_ATTRS,
         references=_REFERENCES,
     )

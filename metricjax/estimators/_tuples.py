@@ -44,12 +44,15 @@ _STRATEGIES = ("accuracy", "f_beta", "max_tpr", "max_tnr")
 
 
 # docstring entries shared by the tuples learners (see metricjax.estimators._base.class_doc)
-def tuples_args(tuples: str, index_shape: str, random_for: str) -> str:
-    """The ``preprocessor`` and ``random_state`` entries of a tuples learner's ``Args:``."""
-    return f"""
+def tuples_args(args: str, tuples: str, index_shape: str, random_for: str) -> str:
+    """A tuples learner's ``Args:`` entries ``args``, then its ``preprocessor`` and ``random_state``."""
+    return (
+        args
+        + f"""
         preprocessor: ``None``, an array of points ({tuples} may then be given as
             ``{index_shape}`` indices into it) or a callable from indices to points.
         random_state: seed or ``numpy.random.RandomState`` for {random_for}."""
+    )
 
 
 COMPONENTS_ATTR = r"""
@@ -62,13 +65,17 @@ N_FEATURES_ATTR = """
 THRESHOLD_ATTR = """
         threshold_: distance below which :meth:`predict` says similar."""
 
-PAIRS_N_CONSTRAINTS_ARG = """
-        n_constraints: number of similar and of dissimilar pairs to draw; ``None``
-            means ``20 * n_classes**2``."""
-
 NUM_CONSTRAINTS_ARG = """
         num_constraints: metric-learn's deprecated name of ``n_constraints``: if
             given, used instead of it (``FutureWarning``)."""
+
+#: ``n_constraints`` and ``num_constraints`` of ITML_Supervised, MMC_Supervised, SDML_Supervised
+SUPERVISED_PAIRS_ARGS = (
+    """
+        n_constraints: number of similar and of dissimilar pairs to draw; ``None``
+            means ``20 * n_classes**2``."""
+    + NUM_CONSTRAINTS_ARG
+)
 
 CONVERGENCE_THRESHOLD_ARG = """
         convergence_threshold: metric-learn's deprecated name of ``tol``: if given,

@@ -35,9 +35,12 @@ points, and three accumulators over all ``n`` columns, ``G^\top 1`` (``n``),
 ``G^\top Z`` (``(n, k)``) and, when the values are differentiated,
 ``P^\top W`` (``(n, c)``). One pass, one ``exp`` per pair, memory
 ``O(b n + n (k + c + d))``, never ``n^2``. When only :math:`\bar L` is wanted and
-``d <= 2k``, the pass instead accumulates
-:math:`\bar L / 2 = Z^\top \mathrm{diag}(h) X - (G Z)^\top X - Z^\top (G X)` from the
-one product ``G [X Z]`` per block (same numbers, fewer and wider products).
+``d <= 2k``, the pass instead accumulates the ``(d, d)`` matrix :math:`X^\top G X`
+from the one product ``G X`` per block and finishes with
+:math:`\bar L = 2 L\,(X^\top \mathrm{diag}(G^\top 1) X - X^\top G X - X^\top G^\top X)`
+(:func:`metricjax._rules.laplacian_metric_finish`; the rows of ``G`` sum to zero, a
+softmax's cotangent): ``2 b n d`` flops per block for the gradient, where
+``(G Z)^\top X + Z^\top (G X)`` would cost ``2 b n (d + k)``.
 Column sums are taken as products with a small left factor (``1^\top G``,
 ``Z_B^\top G``): XLA's CPU column reductions of a ``(b, n)`` block slow down 10-70x
 for ``n`` above about 16,000.
@@ -66,8 +69,7 @@ import jax.numpy as jnp
 
 from metricjax._rules import (
     laplacian_combine,
-    laplacian_transform_block,
-    laplacian_transform_finish,
+    laplacian_metric_finish,
     mm,
     rowdot,
 )
@@ -99,11 +101,12 @@ class RowsPass(NamedTuple):
 
     Half the gradient, ``Zbar / 2``, is ``rows + colsum z - gtz`` summed over all
     slices (each slice adds its own ``rows``); with ``x`` given to :func:`rows_pass`
-    (the ``lbar`` form) ``Lbar / 2 = lbar + Z^T diag(colsum) X`` instead.
+    (the ``lbar`` form) ``Lbar = 2 L (X^T diag(colsum) X - xgx - xgx^T)`` instead
+    (``xgx`` summed over the slices, :func:`metricjax._rules.laplacian_metric_finish`).
     """
 
     loss: jax.Array  # () sum of f over the query rows
-    lbar: jax.Array  # (k, d) direct part of Lbar / 2 (lbar form), else zeros(())
+    xgx: jax.Array  # (d, d) X_q^T G_q X of these rows (lbar form), else zeros(())
     rows: jax.Array  # (m, k) (G 1)_i z_i - (G Z)_i (zbar form), else zeros(())
     colsum: jax.Array  # (n,) G^T 1 from these rows
     gtz: jax.Array  # (n, k) G^T Z from these rows (zbar form), else zeros(())
@@ -211,11 +214,10 @@ def rows_pass(
     """Blocked pass of ``m`` query rows against all ``n`` points.
 
     Two forms of the gradient (same numbers up to rounding): the *zbar* form
-    accumulates ``G Z`` by rows and ``G^T Z`` by columns (``2 b n k`` flops per
+    accumulates ``G Z`` by rows and ``G^T Z`` by columns (``4 b n k`` flops per
     block, and it yields ``Xbar`` too); the *lbar* form, selected by passing the
-    centred inputs ``xq`` and ``x``, accumulates ``Lbar`` directly from one product
-    ``G [X Z]`` (``b n (d + k)`` flops, one wide product: faster when ``d <= 2k``,
-    but no ``Xbar``).
+    centred inputs ``xq`` and ``x``, accumulates ``X^T G X`` from one product
+    ``G X`` (``2 b n d`` flops: faster when ``d <= 2k``, but no ``Xbar``).
 
     Args:
         zq: ``(m, k)`` embedded (centred) query points: rows ``row_offset ...
@@ -301,7 +303,7 @@ def rows_pass(
     ones = jnp.ones((1, b), dt)
 
     def body(carry, i):
-        total, lbar, colsum, gtz, vbar = carry
+        total, xgx, colsum, gtz, vbar = carry
         zi, ui, e, inv, a, vw, start = block(i * b)
         li, f_vjp = jax.vjp(f, a, ui)
         li = jnp.where(vw != 0, vw * li, 0)
@@ -313,8 +315,7 @@ def rows_pass(
         if lbar_form:
             colsum = colsum + mm(ones, g)[0]
             xi = jax.lax.dynamic_slice_in_dim(xqp, start, b)
-            part, _, _ = laplacian_transform_block(g, zi, xi, x, z)
-            lbar = lbar + part
+            xgx = xgx + mm(xi.T, mm(g, x))
             rows = none
         else:
             # this block's rows of L_H Z without the column parts: (G 1)_B z_B - (G Z)_B
@@ -326,21 +327,21 @@ def rows_pass(
             colsum = colsum + zcol[k]
         if need_values:
             vbar = vbar + mm((w * inv[:, None]).T, e)  # (c, n) = (P^T W)^T, like gtz
-        return (total + jnp.sum(li), lbar, colsum, gtz, vbar), (rows, ubar)
+        return (total + jnp.sum(li), xgx, colsum, gtz, vbar), (rows, ubar)
 
     init = (
         jnp.zeros((), dt),
-        jnp.zeros((k, d), dt) if lbar_form else none,
+        jnp.zeros((d, d), dt) if lbar_form else none,
         jnp.zeros((n,), dt),
         none if lbar_form else jnp.zeros((k, n), dt),
         jnp.zeros((c, n), dt) if need_values else none,
     )
-    (total, lbar, colsum, gtz, vbar), (rows, ubar) = jax.lax.scan(
+    (total, xgx, colsum, gtz, vbar), (rows, ubar) = jax.lax.scan(
         body, init, jnp.arange(nblocks)
     )
     return RowsPass(
         total,
-        lbar,
+        xgx,
         none if lbar_form else rows.reshape(-1, k)[:m],
         colsum,
         none if lbar_form else gtz.T,
@@ -406,7 +407,7 @@ def soft_neighbour(
     if not with_grad:
         return r
     if lbar_form:
-        lbar = laplacian_transform_finish(r.lbar, r.colsum, xc, z)
+        lbar = 2 * mm(transform, laplacian_metric_finish(r.xgx, r.colsum, xc))
         xbar = jnp.zeros_like(x)
     else:
         zbar = 2 * laplacian_combine(0, r.colsum, -r.rows, r.gtz, z)

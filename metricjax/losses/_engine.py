@@ -187,10 +187,16 @@ def block_size_for(n: int, memory_bytes: int, dtype="float32") -> int:
     return auto_block_size(n, jnp.dtype(dtype).itemsize, memory_bytes, min_rows=1)
 
 
+# Up to this many values per point, ``w @ values.T`` is a sum of broadcast products
+# that XLA fuses into the elementwise pass forming G (no (b, n) matmul output).
+_OUTER_BROADCAST_MAX = 8
+
+
 def _outer(w, values):
-    """``w @ values.T`` for ``(b, c)`` and ``(n, c)``; a broadcast product when ``c == 1``."""
-    if w.shape[1] == 1:
-        return w * values[:, 0][None, :]
+    """``w @ values.T`` for ``(b, c)`` and ``(n, c)``: broadcast products for small ``c``."""
+    c = w.shape[1]
+    if c <= _OUTER_BROADCAST_MAX:
+        return sum(w[:, i, None] * values[None, :, i] for i in range(c))
     return mm(w, values.T)
 
 
@@ -259,6 +265,7 @@ def rows_pass(
     # log of the column weights, added to the logits: w_j exp(-D_ij); log 0 = -inf drops j
     logcw = None if cw is None else jnp.log(cw)
     qwp = None if qw is None else jnp.pad(qw, (0, pad))
+    vones = jnp.concatenate([values, jnp.ones((n, 1), dt)], axis=1)
 
     def block(start):
         zi = jax.lax.dynamic_slice_in_dim(zqp, start, b)
@@ -276,9 +283,11 @@ def rows_pass(
             logits = logits + logcw[None, :]
         logits = jnp.where(drop, neg_inf, logits)
         e = jnp.exp(logits - jnp.max(logits, axis=1, keepdims=True))
-        # p = e / s is never stored: its uses below scale e (or a small factor)
-        inv = 1 / jnp.sum(e, axis=1)
-        a = mm(e, values) * inv[:, None]
+        # p = e / s is never stored: its uses below scale e (or a small factor).
+        # Row sums and weighted sums from one product E [V 1]: one read of the block.
+        sums = mm(e, vones)
+        inv = 1 / sums[:, -1]
+        a = sums[:, :-1] * inv[:, None]
         # query weights: valid rows weighted by qw, padding 0
         vw = valid.astype(dt)
         if qwp is not None:

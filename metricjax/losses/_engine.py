@@ -35,12 +35,11 @@ points, and three accumulators over all ``n`` columns, ``G^\top 1`` (``n``),
 ``G^\top Z`` (``(n, k)``) and, when the values are differentiated,
 ``P^\top W`` (``(n, c)``). One pass, one ``exp`` per pair, memory
 ``O(b n + n (k + c + d))``, never ``n^2``. When only :math:`\bar L` is wanted and
-``d <= 2k``, the pass instead accumulates the ``(d, d)`` matrix :math:`X^\top G X`
-from the one product ``G X`` per block and finishes with
-:math:`\bar L = 2 L\,(X^\top \mathrm{diag}(G^\top 1) X - X^\top G X - X^\top G^\top X)`
-(:func:`metricjax._rules.laplacian_metric_finish`; the rows of ``G`` sum to zero, a
-softmax's cotangent): ``2 b n d`` flops per block for the gradient, where
-``(G Z)^\top X + Z^\top (G X)`` would cost ``2 b n (d + k)``.
+``d <= 2k``, the pass instead accumulates the ``(d, d)`` matrix
+:math:`X^\top G X - \tfrac12 X^\top \mathrm{diag}(G 1) X` from the one product
+``G [X 1]`` per block and finishes with :math:`\bar L = 2 L\, X^\top L_H X`
+(:func:`metricjax._rules.laplacian_metric_finish`): ``2 b n (d + 1)`` flops per block
+for the gradient, where ``(G Z)^\top X + Z^\top (G X)`` would cost ``2 b n (d + k)``.
 Column sums are taken as products with a small left factor (``1^\top G``,
 ``Z_B^\top G``): XLA's CPU column reductions of a ``(b, n)`` block slow down 10-70x
 for ``n`` above about 16,000.
@@ -106,7 +105,7 @@ class RowsPass(NamedTuple):
     """
 
     loss: jax.Array  # () sum of f over the query rows
-    xgx: jax.Array  # (d, d) X_q^T G_q X of these rows (lbar form), else zeros(())
+    xgx: jax.Array  # (d, d) X_q^T (G_q X - diag(G_q 1) X_q / 2) (lbar form), else zeros(())
     rows: jax.Array  # (m, k) (G 1)_i z_i - (G Z)_i (zbar form), else zeros(())
     colsum: jax.Array  # (n,) G^T 1 from these rows
     gtz: jax.Array  # (n, k) G^T Z from these rows (zbar form), else zeros(())
@@ -223,7 +222,7 @@ def rows_pass(
     accumulates ``G Z`` by rows and ``G^T Z`` by columns (``4 b n k`` flops per
     block, and it yields ``Xbar`` too); the *lbar* form, selected by passing the
     centred inputs ``xq`` and ``x``, accumulates ``X^T G X`` from one product
-    ``G X`` (``2 b n d`` flops: faster when ``d <= 2k``, but no ``Xbar``).
+    ``G [X 1]`` (``2 b n (d + 1)`` flops: faster when ``d <= 2k``, but no ``Xbar``).
 
     Args:
         zq: ``(m, k)`` embedded (centred) query points: rows ``row_offset ...
@@ -308,6 +307,7 @@ def rows_pass(
     if lbar_form:
         d = x.shape[1]
         xqp = jnp.pad(xq, ((0, pad), (0, 0)))
+        x1 = jnp.concatenate([x, jnp.ones((n, 1), dt)], axis=1)
     none = jnp.zeros((), dt)
     ones = jnp.ones((1, b), dt)
 
@@ -324,7 +324,10 @@ def rows_pass(
         if lbar_form:
             colsum = colsum + mm(ones, g)[0]
             xi = jax.lax.dynamic_slice_in_dim(xqp, start, b)
-            xgx = xgx + mm(xi.T, mm(g, x))
+            # [G X, G 1] in one product; the computed row sums (0 up to rounding) are
+            # kept so that Lbar is the pair sum of the computed G (float32 accuracy)
+            gx1 = mm(g, x1)
+            xgx = xgx + mm(xi.T, gx1[:, :d] - 0.5 * gx1[:, d:] * xi)
             rows = none
         else:
             # this block's rows of L_H Z without the column parts: (G 1)_B z_B - (G Z)_B
@@ -372,7 +375,9 @@ def embed(transform, x, mean=None):
     of the norm expansion far from the origin.
     """
     if mean is None:
-        mean = jnp.mean(x, axis=0, keepdims=True)
+        # shifted by the first point first: an accurate mean far from the origin (the
+        # X^T G X form of the gradient is sensitive to a centring error in float32)
+        mean = x[:1] + jnp.mean(x - x[:1], axis=0, keepdims=True)
     xc = x - mean
     return xc, mm(xc, transform.T)
 

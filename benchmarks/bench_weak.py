@@ -184,10 +184,11 @@ def reference_main(spec):
     print(json.dumps(out))
 
 
-def run_reference(spec) -> dict:
+def run_reference(spec, script: str = __file__) -> dict:
+    """``script --reference SPEC`` in a child process without the OpenBLAS overrides."""
     env = {k: v for k, v in os.environ.items() if k not in UNSET_FOR_REFERENCE}
     proc = subprocess.run(
-        [sys.executable, __file__, "--reference", json.dumps(spec)],
+        [sys.executable, script, "--reference", json.dumps(spec)],
         env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     if proc.returncode:

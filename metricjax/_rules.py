@@ -191,6 +191,23 @@ def laplacian_transform_finish(part, colsum, x, z):
     return 2 * (part + mm(z.T, colsum[:, None] * x))
 
 
+def laplacian_metric_finish(xgx, colsum, x):
+    r""":math:`X^\top L_H X`, the ``(d, d)`` pair sum :math:`\sum_{ij} G_{ij} (x_i - x_j)(x_i - x_j)^\top`.
+
+    From ``xgx`` :math:`= X^\top G X - \tfrac12 X^\top \mathrm{diag}(G 1) X` and
+    ``colsum`` :math:`= G^\top 1`:
+    :math:`X^\top L_H X = X^\top \mathrm{diag}(G 1 + G^\top 1) X - X^\top G X - X^\top G^\top X
+    = X^\top \mathrm{diag}(G^\top 1) X - \mathrm{xgx} - \mathrm{xgx}^\top`.
+    With :math:`Z = X L^\top` the transform's cotangent is
+    :math:`\bar L = 2 Z^\top L_H X = 2 L\, (X^\top L_H X)`: the blocked losses accumulate
+    ``xgx`` from one ``(b, n) x (n, d + 1)`` product :math:`G_B [X\ 1]` per block (instead of
+    :func:`laplacian_transform_block`'s ``(b, n) x (n, d + k)``) and ``colsum`` block by
+    block. (A softmax's ``G`` has zero row sums; keeping the computed ones makes the
+    result the pair sum of the computed ``G``, which matters in float32.)
+    """
+    return mm(x.T, colsum[:, None] * x) - xgx - xgx.T
+
+
 # ----------------------------------------------------------------------------------
 # cotangents (VJPs), written out with the Laplacian helpers; tested against jax.vjp
 # of the public functions (whose reverse mode is the transpose of the tangents above)

@@ -62,7 +62,7 @@ def test_mlkr_blocked_equals_dense(block_size):
         dense = _dense("mlkr", multi)
         got = jax.value_and_grad(mlkr_loss, argnums=(0, 1, 2))(L, x, target, block_size=block_size)
         _close(got, dense)
-        # gradient with respect to L alone takes the other form of the pass (G [X Z])
+        # gradient with respect to L alone takes the other form of the pass (G [X 1])
         g_l = jax.grad(mlkr_loss)(L, x, target, block_size=block_size)
         _close(g_l, dense[1][0])
 
@@ -88,11 +88,11 @@ def test_lmnn_blocked_equals_dense(block_size):
 
 @pytest.mark.usefixtures("x64")
 def test_both_gradient_forms_agree():
-    """Lbar from G [X Z] (d <= 2k, L only) and from Zbar^T X (otherwise) are equal."""
-    L, x, y, _, _ = _data(k=3, seed=1)  # d = 5 <= 2k: G [X Z] for L alone
+    """Lbar from X^T G X (d <= 2k, L only) and from Zbar^T X (otherwise) are equal."""
+    L, x, y, _, _ = _data(k=3, seed=1)  # d = 5 <= 2k: G [X 1] for L alone
     f = lambda L, x: mlkr_loss(L, x, y, block_size=6)
     _close(jax.grad(f)(L, x), jax.grad(f, argnums=(0, 1))(L, x)[0])
-    L, x, _, _, labels = _data(k=4, seed=4)  # d <= 2k: G [X Z] for L alone
+    L, x, _, _, labels = _data(k=4, seed=4)  # d <= 2k: G [X 1] for L alone
     f = lambda L, x: nca_loss(L, x, labels, block_size=6)
     _close(jax.grad(f)(L, x), jax.grad(f, argnums=(0, 1))(L, x)[0])
 

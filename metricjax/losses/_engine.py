@@ -35,9 +35,11 @@ points, and three accumulators over all ``n`` columns, ``G^\top 1`` (``n``),
 ``G^\top Z`` (``(n, k)``) and, when the values are differentiated,
 ``P^\top W`` (``(n, c)``). One pass, one ``exp`` per pair, memory
 ``O(b n + n (k + c + d))``, never ``n^2``. When only :math:`\bar L` is wanted and
-``d <= 2k``, the pass instead accumulates
-:math:`\bar L / 2 = Z^\top \mathrm{diag}(h) X - (G Z)^\top X - Z^\top (G X)` from the
-one product ``G [X Z]`` per block (same numbers, fewer and wider products).
+``d <= 2k``, the pass instead accumulates the ``(d, d)`` matrix
+:math:`X^\top G X - \tfrac12 X^\top \mathrm{diag}(G 1) X` from the one product
+``G [X 1]`` per block and finishes with :math:`\bar L = 2 L\, X^\top L_H X`
+(:func:`metricjax._rules.laplacian_metric_finish`): ``2 b n (d + 1)`` flops per block
+for the gradient, where ``(G Z)^\top X + Z^\top (G X)`` would cost ``2 b n (d + k)``.
 Column sums are taken as products with a small left factor (``1^\top G``,
 ``Z_B^\top G``): XLA's CPU column reductions of a ``(b, n)`` block slow down 10-70x
 for ``n`` above about 16,000.
@@ -66,8 +68,7 @@ import jax.numpy as jnp
 
 from metricjax._rules import (
     laplacian_combine,
-    laplacian_transform_block,
-    laplacian_transform_finish,
+    laplacian_metric_finish,
     mm,
     rowdot,
 )
@@ -99,11 +100,12 @@ class RowsPass(NamedTuple):
 
     Half the gradient, ``Zbar / 2``, is ``rows + colsum z - gtz`` summed over all
     slices (each slice adds its own ``rows``); with ``x`` given to :func:`rows_pass`
-    (the ``lbar`` form) ``Lbar / 2 = lbar + Z^T diag(colsum) X`` instead.
+    (the ``lbar`` form) ``Lbar = 2 L (X^T diag(colsum) X - xgx - xgx^T)`` instead
+    (``xgx`` summed over the slices, :func:`metricjax._rules.laplacian_metric_finish`).
     """
 
     loss: jax.Array  # () sum of f over the query rows
-    lbar: jax.Array  # (k, d) direct part of Lbar / 2 (lbar form), else zeros(())
+    xgx: jax.Array  # (d, d) X_q^T (G_q X - diag(G_q 1) X_q / 2) (lbar form), else zeros(())
     rows: jax.Array  # (m, k) (G 1)_i z_i - (G Z)_i (zbar form), else zeros(())
     colsum: jax.Array  # (n,) G^T 1 from these rows
     gtz: jax.Array  # (n, k) G^T Z from these rows (zbar form), else zeros(())
@@ -184,10 +186,16 @@ def block_size_for(n: int, memory_bytes: int, dtype="float32") -> int:
     return auto_block_size(n, jnp.dtype(dtype).itemsize, memory_bytes, min_rows=1)
 
 
+# Up to this many values per point, ``w @ values.T`` is a sum of broadcast products
+# that XLA fuses into the elementwise pass forming G (no (b, n) matmul output).
+_OUTER_BROADCAST_MAX = 8
+
+
 def _outer(w, values):
-    """``w @ values.T`` for ``(b, c)`` and ``(n, c)``; a broadcast product when ``c == 1``."""
-    if w.shape[1] == 1:
-        return w * values[:, 0][None, :]
+    """``w @ values.T`` for ``(b, c)`` and ``(n, c)``: broadcast products for small ``c``."""
+    c = w.shape[1]
+    if c <= _OUTER_BROADCAST_MAX:
+        return sum(w[:, i, None] * values[None, :, i] for i in range(c))
     return mm(w, values.T)
 
 
@@ -211,11 +219,10 @@ def rows_pass(
     """Blocked pass of ``m`` query rows against all ``n`` points.
 
     Two forms of the gradient (same numbers up to rounding): the *zbar* form
-    accumulates ``G Z`` by rows and ``G^T Z`` by columns (``2 b n k`` flops per
+    accumulates ``G Z`` by rows and ``G^T Z`` by columns (``4 b n k`` flops per
     block, and it yields ``Xbar`` too); the *lbar* form, selected by passing the
-    centred inputs ``xq`` and ``x``, accumulates ``Lbar`` directly from one product
-    ``G [X Z]`` (``b n (d + k)`` flops, one wide product: faster when ``d <= 2k``,
-    but no ``Xbar``).
+    centred inputs ``xq`` and ``x``, accumulates ``X^T G X`` from one product
+    ``G [X 1]`` (``2 b n (d + 1)`` flops: faster when ``d <= 2k``, but no ``Xbar``).
 
     Args:
         zq: ``(m, k)`` embedded (centred) query points: rows ``row_offset ...
@@ -257,6 +264,7 @@ def rows_pass(
     # log of the column weights, added to the logits: w_j exp(-D_ij); log 0 = -inf drops j
     logcw = None if cw is None else jnp.log(cw)
     qwp = None if qw is None else jnp.pad(qw, (0, pad))
+    vones = jnp.concatenate([values, jnp.ones((n, 1), dt)], axis=1)
 
     def block(start):
         zi = jax.lax.dynamic_slice_in_dim(zqp, start, b)
@@ -274,9 +282,11 @@ def rows_pass(
             logits = logits + logcw[None, :]
         logits = jnp.where(drop, neg_inf, logits)
         e = jnp.exp(logits - jnp.max(logits, axis=1, keepdims=True))
-        # p = e / s is never stored: its uses below scale e (or a small factor)
-        inv = 1 / jnp.sum(e, axis=1)
-        a = mm(e, values) * inv[:, None]
+        # p = e / s is never stored: its uses below scale e (or a small factor).
+        # Row sums and weighted sums from one product E [V 1]: one read of the block.
+        sums = mm(e, vones)
+        inv = 1 / sums[:, -1]
+        a = sums[:, :-1] * inv[:, None]
         # query weights: valid rows weighted by qw, padding 0
         vw = valid.astype(dt)
         if qwp is not None:
@@ -297,11 +307,12 @@ def rows_pass(
     if lbar_form:
         d = x.shape[1]
         xqp = jnp.pad(xq, ((0, pad), (0, 0)))
+        x1 = jnp.concatenate([x, jnp.ones((n, 1), dt)], axis=1)
     none = jnp.zeros((), dt)
     ones = jnp.ones((1, b), dt)
 
     def body(carry, i):
-        total, lbar, colsum, gtz, vbar = carry
+        total, xgx, colsum, gtz, vbar = carry
         zi, ui, e, inv, a, vw, start = block(i * b)
         li, f_vjp = jax.vjp(f, a, ui)
         li = jnp.where(vw != 0, vw * li, 0)
@@ -313,8 +324,10 @@ def rows_pass(
         if lbar_form:
             colsum = colsum + mm(ones, g)[0]
             xi = jax.lax.dynamic_slice_in_dim(xqp, start, b)
-            part, _, _ = laplacian_transform_block(g, zi, xi, x, z)
-            lbar = lbar + part
+            # [G X, G 1] in one product; the computed row sums (0 up to rounding) are
+            # kept so that Lbar is the pair sum of the computed G (float32 accuracy)
+            gx1 = mm(g, x1)
+            xgx = xgx + mm(xi.T, gx1[:, :d] - 0.5 * gx1[:, d:] * xi)
             rows = none
         else:
             # this block's rows of L_H Z without the column parts: (G 1)_B z_B - (G Z)_B
@@ -326,21 +339,21 @@ def rows_pass(
             colsum = colsum + zcol[k]
         if need_values:
             vbar = vbar + mm((w * inv[:, None]).T, e)  # (c, n) = (P^T W)^T, like gtz
-        return (total + jnp.sum(li), lbar, colsum, gtz, vbar), (rows, ubar)
+        return (total + jnp.sum(li), xgx, colsum, gtz, vbar), (rows, ubar)
 
     init = (
         jnp.zeros((), dt),
-        jnp.zeros((k, d), dt) if lbar_form else none,
+        jnp.zeros((d, d), dt) if lbar_form else none,
         jnp.zeros((n,), dt),
         none if lbar_form else jnp.zeros((k, n), dt),
         jnp.zeros((c, n), dt) if need_values else none,
     )
-    (total, lbar, colsum, gtz, vbar), (rows, ubar) = jax.lax.scan(
+    (total, xgx, colsum, gtz, vbar), (rows, ubar) = jax.lax.scan(
         body, init, jnp.arange(nblocks)
     )
     return RowsPass(
         total,
-        lbar,
+        xgx,
         none if lbar_form else rows.reshape(-1, k)[:m],
         colsum,
         none if lbar_form else gtz.T,
@@ -362,7 +375,9 @@ def embed(transform, x, mean=None):
     of the norm expansion far from the origin.
     """
     if mean is None:
-        mean = jnp.mean(x, axis=0, keepdims=True)
+        # shifted by the first point first: an accurate mean far from the origin (the
+        # X^T G X form of the gradient is sensitive to a centring error in float32)
+        mean = x[:1] + jnp.mean(x - x[:1], axis=0, keepdims=True)
     xc = x - mean
     return xc, mm(xc, transform.T)
 
@@ -406,7 +421,7 @@ def soft_neighbour(
     if not with_grad:
         return r
     if lbar_form:
-        lbar = laplacian_transform_finish(r.lbar, r.colsum, xc, z)
+        lbar = 2 * mm(transform, laplacian_metric_finish(r.xgx, r.colsum, xc))
         xbar = jnp.zeros_like(x)
     else:
         zbar = 2 * laplacian_combine(0, r.colsum, -r.rows, r.gtz, z)

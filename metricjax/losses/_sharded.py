@@ -6,7 +6,7 @@ The rows of the pairwise matrix are split over the devices of a 1-D mesh axis
 1. holds its ``m = n / p`` rows of ``x`` (and of ``y`` or the labels),
 2. all-gathers the small embedded points ``Z = (X - \bar x) L^T`` (``(n, k)``) and
    the values (``(n, c)``) of all points (and the centred ``X`` when the gradient
-   uses the wide ``G [X Z]`` product, see :func:`metricjax.losses._engine.rows_pass`),
+   uses the ``G X`` product, see :func:`metricjax.losses._engine.rows_pass`),
 3. runs the blocked engine for its own query rows against all ``n`` columns,
 4. reduces: the loss and the ``(k, d)`` gradient are ``psum``-ed, the per-column
    accumulators (``G^T 1``, ``G^T Z``, ``P^T W``) are ``psum_scatter``-ed back to
@@ -40,7 +40,12 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from metricjax import _checks
-from metricjax._rules import laplacian_combine, laplacian_transform_finish, mm
+from metricjax._rules import (
+    laplacian_combine,
+    laplacian_metric_finish,
+    laplacian_transform_finish,
+    mm,
+)
 from metricjax._typing import (
     Array,
     ArrayLike,
@@ -184,7 +189,8 @@ def _local(cfg: _Config, with_grad: bool, need_x: bool, need_values: bool):
         scatter = functools.partial(_scatter, axis=axis)
         colsum = scatter(r.colsum)
         if lbar_form:
-            lbar = jax.lax.psum(laplacian_transform_finish(r.lbar, colsum, xc, zq), axis)
+            xlx = jax.lax.psum(laplacian_metric_finish(r.xgx, colsum, xc), axis)
+            lbar = 2 * mm(transform, xlx)
             xbar = jnp.zeros_like(x)
         else:
             zbar = 2 * laplacian_combine(0, colsum, -r.rows, scatter(r.gtz), zq)

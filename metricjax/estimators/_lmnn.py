@@ -5,6 +5,8 @@ import warnings
 
 import numpy as np
 
+from metricjax._train import FitResult
+from metricjax._train import fit as _fit
 from metricjax.estimators._base import (
     COMMON_ARGS,
     COMMON_ATTRS,
@@ -14,7 +16,14 @@ from metricjax.estimators._base import (
     check_mesh,
     check_real,
 )
-from metricjax.losses import lmnn_loss, lmnn_target_neighbors, sharded_lmnn_loss
+from metricjax.losses import (
+    lmnn_impostors,
+    lmnn_loss,
+    lmnn_target_neighbors,
+    sharded_lmnn_loss,
+)
+from metricjax.losses._lmnn import with_capacity
+from metricjax.losses._lmnn_active import PAIR_MEMORY, max_pairs_for
 
 
 class LMNN(SupervisedLearner):
@@ -36,6 +45,19 @@ class LMNN(SupervisedLearner):
     hinge, with subgradient 0 at the kink); the default L-BFGS is used as for the
     smooth losses.
 
+    **Impostor active set** (default, Weinberger & Saul 2009, section 6.1). Every
+    ``impostor_refresh`` iterations the fit searches the pairs :math:`(i, l)` that can
+    be active, :math:`D_{il} \le \max_j D_{ij} + m + s` with ``s = impostor_slack``
+    (:func:`metricjax.losses.lmnn_impostors`, streamed by row blocks), and in between
+    minimises the exact loss on that set (``lmnn_loss(..., impostors=...)``): the same
+    loss and gradient as the full sum whenever the set is fresh, at the cost of the
+    listed pairs instead of all :math:`n^2`. The iterations between two searches run
+    in one compiled loop, the L-BFGS state carries over. At convergence the set is
+    searched once more: if a pair outside it could be active, the fit goes on with
+    the new set, so the result is a stationary point of the *full* loss (the final
+    ``loss_history_`` entry is the full loss). If a set would hold more than
+    ``max_impostors`` pairs, the fit falls back to the full streaming loss.
+
     **Small classes.** Every point needs ``n_neighbors`` other points of its class.
     If the smallest class has ``m <= n_neighbors`` members, the fit uses
     ``m - 1`` target neighbours (with a ``UserWarning``) and records the value used
@@ -54,6 +76,15 @@ class LMNN(SupervisedLearner):
         mesh: ``None`` (one device) or a 1-D ``jax.sharding.Mesh``: the loss is
             row-sharded over its devices (:func:`metricjax.losses.sharded_lmnn_loss`);
             same fit up to rounding.
+        impostor_refresh: iterations between two searches of the impostor active set;
+            ``None`` (or 0): no active set, every iteration sums over all
+            differently-labelled points (the full streaming loss).
+        impostor_slack: :math:`s \ge 0`, extra squared radius of the search: pairs
+            within :math:`s` of being impostors are kept, so that fewer are missed
+            between searches.
+        max_impostors: the most pairs an active set may hold (a memory budget);
+            beyond it the fit uses the full streaming loss. ``"auto"``: the pairs
+            whose working arrays fit 256 MiB.
         regularization: metric-learn's name for the weight of the *pull* term:
             if given, ``push_weight = 1 - regularization`` (the same objective as
             metric-learn's ``LMNN`` with that ``regularization``).
@@ -113,6 +144,9 @@ class LMNN(SupervisedLearner):
         learn_rate=None,
         min_iter=None,
         mesh=None,
+        impostor_refresh=10,
+        impostor_slack=0.5,
+        max_impostors="auto",
     ):
         self.n_components = n_components
         self.init = init
@@ -132,6 +166,9 @@ class LMNN(SupervisedLearner):
         self.k = k
         self.learn_rate = learn_rate
         self.min_iter = min_iter
+        self.impostor_refresh = impostor_refresh
+        self.impostor_slack = impostor_slack
+        self.max_impostors = max_impostors
 
     def _tol(self) -> float:
         if self.convergence_tol is not None:  # metric-learn's name
@@ -185,11 +222,102 @@ class LMNN(SupervisedLearner):
                 stacklevel=4,
             )
             k = smallest - 1
+        self._active_settings()  # validated before any work
         tn = np.asarray(lmnn_target_neighbors(X, codes, k), dtype=np.int32)
         loss = _lmnn_objective(
             check_block_size(self.block_size), margin, push_weight, check_mesh(self.mesh)
         )
         return loss, (codes, tn), {"n_neighbors_": k, "target_neighbors_": tn}
+
+    def _active_settings(self):
+        """``(refresh, slack, max_pairs)``: ``refresh`` is ``None`` without an active set."""
+        refresh = self.impostor_refresh
+        if refresh is not None:
+            refresh = check_int(refresh, "impostor_refresh", 0) or None
+        slack = check_real(self.impostor_slack, "impostor_slack", 0.0)
+        max_pairs = self.max_impostors
+        if not (isinstance(max_pairs, str) and max_pairs == "auto"):
+            max_pairs = check_int(max_pairs, "max_impostors", 0)
+        return refresh, slack, max_pairs
+
+    def _minimise(self, loss, params, data, *, max_iter: int, tol: float):
+        """:func:`metricjax.fit` in chunks of ``impostor_refresh`` iterations, one active set each."""
+        refresh, slack, max_pairs = self._active_settings()
+        kw = loss.keywords
+        mu, margin = kw["push_weight"], kw["margin"]
+        if refresh is None or kw["mesh"] is not None or mu == 0:
+            return super()._minimise(loss, params, data, max_iter=max_iter, tol=tol)
+        x, codes, tn = data
+        if max_pairs == "auto":
+            max_pairs = max_pairs_for(
+                PAIR_MEMORY, x.shape[1], params.shape[0], tn.shape[1], x.dtype.itemsize
+            )
+        search = functools.partial(
+            lmnn_impostors, x=x, labels=codes, target_neighbors=tn, margin=margin, slack=slack,
+            max_pairs=max_pairs, block_size=kw["block_size"],
+        )  # fmt: skip
+        active_set = search(params)
+        if active_set is None:  # too many pairs for the budget: the full loss
+            return super()._minimise(loss, params, data, max_iter=max_iter, tol=tol)
+        active = _lmnn_active_objective(margin, mu)
+        fit = functools.partial(
+            _fit, optimizer=self.optimizer, tol=tol, verbose=bool(self.verbose)
+        )
+        history, done, opt_state, res = [], 0, None, None
+        while True:
+            res = fit(active, params, x, codes, tn, active_set,
+                      max_iter=min(refresh, max_iter - done), opt_state=opt_state)  # fmt: skip
+            done += res.num_iter
+            params, opt_state = res.params, res.opt_state
+            history.append(res.loss_history[:-1])
+            fresh = search(params)
+            if fresh is None:  # the set outgrew the budget: finish on the full loss
+                if done < max_iter:
+                    res = fit(loss, params, *data, max_iter=max_iter - done, opt_state=opt_state)
+                    done += res.num_iter
+                    history.append(res.loss_history[:-1])
+                final = float(loss(res.params, *data))
+                converged = bool(res.converged)
+                break
+            missed = _missed_impostors(active_set, fresh, params, x, tn, margin)
+            if not missed:  # the set held every active triplet: its loss is the full loss
+                final = float(res.loss_history[-1])
+                if res.converged or done >= max_iter:
+                    converged = bool(res.converged)
+                    break
+            elif done >= max_iter:
+                final = float(active(params, x, codes, tn, fresh))
+                converged = False
+                break
+            # capacities only grow: one compiled loop for the whole fit (mostly)
+            active_set = with_capacity(fresh, active_set.anchors.shape[0])
+        history.append(np.array([final], dtype=res.loss_history.dtype))
+        return FitResult(
+            res.params, np.concatenate(history), done, converged,
+            res.grad_norm,
+            res.opt_state,
+        )  # fmt: skip
+
+
+def _missed_impostors(old, new, transform, x, tn, margin: float) -> bool:
+    """Whether a pair of ``new`` missing from ``old`` can be active at ``transform``.
+
+    Such a pair :math:`(i, l)` has :math:`D_{il} < m + \max_j D_{ij}` (exact differences,
+    float64 on the host); without one, the loss on ``old`` equals the full loss.
+    """
+    n = x.shape[0]
+    key = lambda s: np.asarray(s.anchors, np.int64)[np.asarray(s.mask)] * n + np.asarray(
+        s.impostors, np.int64
+    )[np.asarray(s.mask)]
+    new_keys = key(new)
+    extra = new_keys[~np.isin(new_keys, key(old), assume_unique=True)]
+    if extra.size == 0:
+        return False
+    a, l = np.divmod(extra, n)
+    z = np.asarray(x, np.float64) @ np.asarray(transform, np.float64).T
+    d_il = np.sum((z[a] - z[l]) ** 2, axis=1)
+    d_ij = np.max(np.sum((z[a][:, None, :] - z[np.asarray(tn)[a]]) ** 2, axis=2), axis=1)
+    return bool(np.any(d_il < margin + d_ij))
 
 
 def _lmnn_with_targets(
@@ -219,3 +347,17 @@ def _lmnn_objective(block_size, margin: float, push_weight: float, mesh=None):
         _lmnn_with_targets, push_weight=push_weight, margin=margin, block_size=block_size,
         mesh=mesh,
     )
+
+
+def _lmnn_active_with_targets(transform, x, codes, target_neighbors, impostors, *, push_weight, margin):
+    """:func:`metricjax.losses.lmnn_loss` on an impostor active set (a data argument)."""
+    return lmnn_loss(
+        transform, x, codes, target_neighbors=target_neighbors, push_weight=push_weight,
+        margin=margin, impostors=impostors,
+    )  # fmt: skip
+
+
+@functools.cache
+def _lmnn_active_objective(margin: float, push_weight: float):
+    """One active-set loss object per configuration, so refits reuse the compiled loop."""
+    return functools.partial(_lmnn_active_with_targets, push_weight=push_weight, margin=margin)

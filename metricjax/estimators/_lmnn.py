@@ -300,7 +300,7 @@ class LMNN(SupervisedLearner):
 
 
 def _missed_impostors(old, new, transform, x, tn, margin: float) -> bool:
-    """Whether a pair of ``new`` missing from ``old`` can be active at ``transform``.
+    r"""Whether a pair of ``new`` missing from ``old`` can be active at ``transform``.
 
     Such a pair :math:`(i, l)` has :math:`D_{il} < m + \max_j D_{ij}` (exact differences,
     float64 on the host); without one, the loss on ``old`` equals the full loss.

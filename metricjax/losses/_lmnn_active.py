@@ -52,7 +52,7 @@ def search_block_rows(block_size, n: int, itemsize: int) -> int:
 
 @functools.partial(jax.jit, static_argnums=(6,))
 def _search_block(zp, qcol, codes_p, tn_p, start, radius_extra, b):
-    """Candidate mask ``(b, n_p)`` of the padded rows ``start ... start + b - 1``.
+    r"""Candidate mask ``(b, n_p)`` of the padded rows ``start ... start + b - 1``.
 
     :math:`D_{il} = q_i + q_l - 2 z_i \cdot z_l \le r_i` with a rounding allowance of
     ``eps (q_i + q_l + r_i)``, rearranged so that the ``(b, n)`` block costs one product,

@@ -10,8 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metricjax.losses import LMNNImpostors, lmnn_impostors, lmnn_loss, lmnn_target_neighbors
-from metricjax.losses import _lmnn_active
+from metricjax.losses import (
+    LMNNImpostors,
+    _lmnn_active,
+    lmnn_impostors,
+    lmnn_loss,
+    lmnn_target_neighbors,
+)
 
 RTOL = 1e-10
 
@@ -177,7 +182,7 @@ def test_closed_form_gradient_matches_autodiff(push_weight, margin):
         args = (jnp.asarray(tn), s.anchors, s.impostors, s.mask, push_weight, margin)
         ours = jax.value_and_grad(
             lambda L, x: lmnn_loss(L, x, labels, target_neighbors=tn, push_weight=push_weight,
-                                   margin=margin, impostors=s),  # fmt: skip
+                                   margin=margin, impostors=s),  # noqa: B023  # fmt: skip
             argnums=(0, 1),
         )(L, x)
         ref = jax.value_and_grad(plain_active, argnums=(0, 1))(L, x, *args)

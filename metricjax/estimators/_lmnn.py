@@ -5,7 +5,6 @@ import warnings
 
 import numpy as np
 
-from metricjax._train import FitResult
 from metricjax._train import fit as _fit
 from metricjax.estimators._base import (
     COMMON_ARGS,
@@ -252,51 +251,66 @@ class LMNN(SupervisedLearner):
             max_pairs = max_pairs_for(
                 PAIR_MEMORY, x.shape[1], params.shape[0], tn.shape[1], x.dtype.itemsize
             )
+        # beyond n^2 / 8 listed pairs the streaming full loss is the cheaper one
+        max_pairs = min(max_pairs, x.shape[0] ** 2 // _DENSE_FRACTION)
         search = functools.partial(
             lmnn_impostors, x=x, labels=codes, target_neighbors=tn, margin=margin, slack=slack,
             max_pairs=max_pairs, block_size=kw["block_size"],
         )  # fmt: skip
-        active_set = search(params)
-        if active_set is None:  # too many pairs for the budget: the full loss
-            return super()._minimise(loss, params, data, max_iter=max_iter, tol=tol)
         active = _lmnn_active_objective(margin, mu)
-        fit = functools.partial(
-            _fit, optimizer=self.optimizer, tol=tol, verbose=bool(self.verbose)
-        )
-        history, done, opt_state, res = [], 0, None, None
+        fit = functools.partial(_fit, optimizer=self.optimizer, tol=tol, verbose=bool(self.verbose))
+        history, done, opt_state = [], 0, None
+        active_set = search(params)
         while True:
-            res = fit(active, params, x, codes, tn, active_set,
+            # one chunk: the active set, or the full loss when the set is over budget
+            args = data if active_set is None else (*data, active_set)
+            res = fit(loss if active_set is None else active, params, *args,
                       max_iter=min(refresh, max_iter - done), opt_state=opt_state)  # fmt: skip
             done += res.num_iter
             params, opt_state = res.params, res.opt_state
             history.append(res.loss_history[:-1])
-            fresh = search(params)
-            if fresh is None:  # the set outgrew the budget: finish on the full loss
-                if done < max_iter:
-                    res = fit(loss, params, *data, max_iter=max_iter - done, opt_state=opt_state)
-                    done += res.num_iter
-                    history.append(res.loss_history[:-1])
-                final = float(loss(res.params, *data))
-                converged = bool(res.converged)
-                break
-            missed = _missed_impostors(active_set, fresh, params, x, tn, margin)
-            if not missed:  # the set held every active triplet: its loss is the full loss
-                final = float(res.loss_history[-1])
-                if res.converged or done >= max_iter:
-                    converged = bool(res.converged)
+            final = float(res.loss_history[-1])
+            stop = done >= max_iter
+            if active_set is None:  # the full loss: exact, nothing to check
+                if res.converged or stop:
                     break
-            elif done >= max_iter:
-                final = float(active(params, x, codes, tn, fresh))
-                converged = False
+                active_set = search(params)
+                continue
+            fresh = search(params)
+            if fresh is None:  # over budget now: the next chunk (or the result) on the full loss
+                if stop:
+                    final = float(loss(params, *data))
+                    break
+                active_set = None
+                continue
+            if not _missed_impostors(active_set, fresh, params, x, tn, margin):
+                # the set held every active triplet: its loss was the full loss
+                if res.converged or stop:
+                    break
+            elif stop:
+                final = float(active(params, *data, fresh))  # the full loss (fresh set)
+                res = res._replace(converged=False)
                 break
-            # capacities only grow: one compiled loop for the whole fit (mostly)
-            active_set = with_capacity(fresh, active_set.anchors.shape[0])
+            active_set = _resized(fresh, active_set)
         history.append(np.array([final], dtype=res.loss_history.dtype))
-        return FitResult(
-            res.params, np.concatenate(history), done, converged,
-            res.grad_norm,
-            res.opt_state,
-        )  # fmt: skip
+        return res._replace(loss_history=np.concatenate(history), num_iter=done)
+
+
+#: The fit uses the full streaming loss instead of an active set of more than
+#: ``n^2 / _DENSE_FRACTION`` pairs: per pair, the pair list's gathers cost several times
+#: the streaming pass (a rough break-even, not tuned).
+_DENSE_FRACTION = 8
+
+
+def _resized(new, old):
+    """``new`` with the capacity of ``old`` unless that is too small or 4x too large.
+
+    Capacities change by powers of two, each a compilation of the fit loop (cached for
+    later fits), so small changes of the number of pairs keep the old shape.
+    """
+    cap = old.anchors.shape[0]
+    want = new.anchors.shape[0]
+    return new if (want > cap or 4 * want <= cap) else with_capacity(new, cap)
 
 
 def _missed_impostors(old, new, transform, x, tn, margin: float) -> bool:

@@ -208,8 +208,9 @@ def render(res) -> str:
     md = ["# LMNN: impostor active set vs metric-learn", "",
           f"CPU: {h['cpu']}; metricjax process BLAS: {h['blas']}; reference process "
           f"(OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset) BLAS: {h['ref_blas']}.",
-          f"jax {h['jax']}, {h['date']}, quick={h['quick']}. Timings are medians of up to 3 "
-          "runs on a shared machine: noisy.", "",
+          f"jax {h['jax']}, {h['date']}, quick={h['quick']}, load average at the start "
+          f"{h.get('load', '?')}. Timings are medians of up to 3 runs: on a shared machine "
+          "they are noisy.", "",
           "## One loss + gradient (d = 20, L = I/2, 3 target neighbours)", "",
           "| n | dtype | metric-learn ms | full ms | active ms | search ms | search+active ms "
           "| pairs | ratio (eval only) | ratio (search+eval) |",
@@ -257,6 +258,7 @@ def main():
     res = {
         "header": {"cpu": cpu_model(), "blas": blas_info(), "ref_blas": ref["blas"],
                    "jax": jax.__version__, "quick": args.quick, "max_iter": max_iter,
+                   "load": [round(v, 1) for v in os.getloadavg()],
                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
         "ref": ref,
         "eval": [ours_eval(n) for n in eval_sizes],

@@ -61,6 +61,12 @@ def test_lmnn_parameter_errors(kwargs, error):
 
 
 # ----------------------------------------------------------------- the impostor active set
+@pytest.fixture
+def active_small(monkeypatch):
+    """The active set also for these small test problems (by default from 1000 samples)."""
+    monkeypatch.setattr(lmnn_module, "_ACTIVE_MIN_SAMPLES", 0)
+
+
 def _separable(n=240, d=6, seed=0):
     rng = np.random.default_rng(seed)
     y = np.arange(n) % 3
@@ -69,7 +75,7 @@ def _separable(n=240, d=6, seed=0):
     return x, y
 
 
-def test_active_set_fit_reaches_the_full_fit_and_ends_fresh(monkeypatch):
+def test_active_set_fit_reaches_the_full_fit_and_ends_fresh(monkeypatch, active_small):
     x, y = _separable()
     calls = []
     search = lmnn_module.lmnn_impostors
@@ -96,12 +102,21 @@ def test_active_set_fit_reaches_the_full_fit_and_ends_fresh(monkeypatch):
     assert loss(active) <= loss(full) * (1 + 1e-3), (loss(active), loss(full))
 
 
-def test_active_set_over_budget_falls_back_to_the_full_loss():
+def test_active_set_over_budget_falls_back_to_the_full_loss(active_small):
     x, y = _separable(n=90)
     fallback = LMNN(init="identity", max_iter=50, max_impostors=0).fit(x, y)
     full = LMNN(init="identity", max_iter=50, impostor_refresh=None).fit(x, y)
     np.testing.assert_array_equal(fallback.components_, full.components_)
     assert fallback.n_iter_ == full.n_iter_
+
+
+def test_small_fits_use_the_full_loss(monkeypatch):
+    calls = []
+    search = lmnn_module.lmnn_impostors
+    monkeypatch.setattr(lmnn_module, "lmnn_impostors", lambda *a, **k: calls.append(1) or search(*a, **k))
+    x, y = _separable(n=90)
+    LMNN(init="identity", max_iter=20).fit(x, y)
+    assert not calls  # under 1000 samples: no active set
 
 
 def test_missed_impostors_detects_a_stale_set():

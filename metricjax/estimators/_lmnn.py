@@ -3,9 +3,12 @@
 import functools
 import warnings
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from metricjax._train import fit as _fit
+from metricjax._train import resolve_optimizer
 from metricjax.estimators._base import (
     COMMON_ARGS,
     COMMON_ATTRS,
@@ -77,7 +80,9 @@ class LMNN(SupervisedLearner):
             same fit up to rounding.
         impostor_refresh: iterations between two searches of the impostor active set;
             ``None`` (or 0): no active set, every iteration sums over all
-            differently-labelled points (the full streaming loss).
+            differently-labelled points (the full streaming loss). Fits of fewer than
+            1000 samples always use the full loss (as fast there, fewer compilations),
+            as do row-sharded fits (``mesh``).
         impostor_slack: :math:`s \ge 0`, extra squared radius of the search: pairs
             within :math:`s` of being impostors are kept, so that fewer are missed
             between searches.
@@ -244,7 +249,8 @@ class LMNN(SupervisedLearner):
         refresh, slack, max_pairs = self._active_settings()
         kw = loss.keywords
         mu, margin = kw["push_weight"], kw["margin"]
-        if refresh is None or kw["mesh"] is not None or mu == 0:
+        small = data[0].shape[0] < _ACTIVE_MIN_SAMPLES
+        if refresh is None or small or kw["mesh"] is not None or mu == 0:
             return super()._minimise(loss, params, data, max_iter=max_iter, tol=tol)
         x, codes, tn = data
         if max_pairs == "auto":
@@ -259,47 +265,75 @@ class LMNN(SupervisedLearner):
         )  # fmt: skip
         active = _lmnn_active_objective(margin, mu)
         fit = functools.partial(_fit, optimizer=self.optimizer, tol=tol, verbose=bool(self.verbose))
-        history, done, opt_state = [], 0, None
+        restart = functools.partial(_fresh_state, resolve_optimizer(self.optimizer, "lbfgs"))
+        history, spent, length = [], 0, refresh
+        opt_state = restart(params)
+        final, converged, res = None, False, None
         active_set = search(params)
-        while True:
-            # one chunk: the active set, or the full loss when the set is over budget
-            args = data if active_set is None else (*data, active_set)
-            res = fit(loss if active_set is None else active, params, *args,
-                      max_iter=min(refresh, max_iter - done), opt_state=opt_state)  # fmt: skip
-            done += res.num_iter
-            params, opt_state = res.params, res.opt_state
-            history.append(res.loss_history[:-1])
-            final = float(res.loss_history[-1])
-            stop = done >= max_iter
-            if active_set is None:  # the full loss: exact, nothing to check
-                if res.converged or stop:
+        while spent < max_iter:
+            steps = min(length, max_iter - spent)
+            if active_set is None:  # over budget: a chunk of the full (exact) loss
+                res = fit(loss, params, *data, max_iter=steps, opt_state=opt_state)
+                spent += res.num_iter
+                history.append(res.loss_history[:-1])
+                params, final = res.params, float(res.loss_history[-1])
+                if res.converged:
+                    converged = True
                     break
                 active_set = search(params)
+                opt_state = res.opt_state if active_set is None else restart(params)
                 continue
-            fresh = search(params)
-            if fresh is None:  # over budget now: the next chunk (or the result) on the full loss
-                if stop:
-                    final = float(loss(params, *data))
-                    break
-                active_set = None
+            res = fit(active, params, *data, active_set, max_iter=steps, opt_state=opt_state)
+            spent += res.num_iter
+            start = float(res.loss_history[0])  # exact: the set was searched at params
+            fresh = search(res.params)
+            if fresh is not None:
+                fresh = _resized(fresh, active_set)  # one shape: one compilation
+            missed = fresh is None or _missed_impostors(
+                active_set, fresh, res.params, x, tn, margin
+            )
+            if fresh is None:
+                new = float(loss(res.params, *data))
+            elif missed:
+                new = float(active(res.params, *data, fresh))  # fresh set: the full loss
+            else:
+                new = float(res.loss_history[-1])  # the set held every active triplet
+            if new > start and length > 1:
+                # impostors came in within the chunk and the full loss went up: drop
+                # the chunk, retry with shorter ones (the set is still fresh at params)
+                length, opt_state = max(1, length // 2), restart(params)
                 continue
-            if not _missed_impostors(active_set, fresh, params, x, tn, margin):
-                # the set held every active triplet: its loss was the full loss
-                if res.converged or stop:
-                    break
-            elif stop:
-                final = float(active(params, *data, fresh))  # the full loss (fresh set)
-                res = res._replace(converged=False)
+            history.append(res.loss_history[:-1])
+            params, final = res.params, new
+            if not missed and res.converged:  # a stationary point of the full loss
+                converged = True
                 break
-            active_set = _resized(fresh, active_set)
+            length = min(refresh, 2 * length)
+            # a new set is a new loss: L-BFGS restarts its curvature memory
+            opt_state = restart(params) if missed else res.opt_state
+            active_set = fresh
+        if final is None:  # every chunk was dropped
+            final = float(loss(params, *data))
         history.append(np.array([final], dtype=res.loss_history.dtype))
-        return res._replace(loss_history=np.concatenate(history), num_iter=done)
+        hist = np.concatenate(history)
+        return res._replace(
+            params=params, loss_history=hist, num_iter=len(hist) - 1, converged=converged
+        )
 
-
+#: Below this many samples the fit uses the full loss: one dense block is then as fast
+#: as the pair list, and it saves the compilations of the chunked loop.
+_ACTIVE_MIN_SAMPLES = 1000
 #: The fit uses the full streaming loss instead of an active set of more than
 #: ``n^2 / _DENSE_FRACTION`` pairs: per pair, the pair list's gathers cost several times
 #: the streaming pass (a rough break-even, not tuned).
 _DENSE_FRACTION = 8
+
+
+def _fresh_state(optimizer, params):
+    """A new optimizer state with the dtypes of the fit loop's (one compiled loop for all chunks)."""
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes int counts with floats
+        state = optimizer.init(jnp.asarray(params))
+    return jax.tree.map(lambda a: jax.lax.convert_element_type(a, jnp.result_type(a)), state)
 
 
 def _resized(new, old):

@@ -12,7 +12,7 @@
      eval" is the cost of one evaluation that also searches, the fair comparison
      with ``_loss_grad``.
 
-2. **Whole fit** from the identity at ``n in {2000, 5000}`` (``--quick``: 500),
+2. **Whole fit** from the identity at ``n in {2000, 5000}`` (``--quick``: 1200),
    ``max_iter = 200`` for every library: wall time (metricjax: first fit with its
    compilation, and a second, warm one) and the final loss, all evaluated with
    metricjax's *full* float64 loss, so "equal or lower loss" is checked on one
@@ -248,7 +248,7 @@ def main():
     import jax
 
     eval_sizes = [1000] if args.quick else [5000]
-    fit_sizes = [500] if args.quick else [2000, 5000]
+    fit_sizes = [1200] if args.quick else [2000, 5000]
     max_iter = 200
     spec = {"eval_sizes": eval_sizes, "fit_sizes": fit_sizes, "max_iter": max_iter}
     ref = run_reference(spec)

@@ -47,18 +47,22 @@ class LMNN(SupervisedLearner):
     hinge, with subgradient 0 at the kink); the default L-BFGS is used as for the
     smooth losses.
 
-    **Impostor active set** (default, Weinberger & Saul 2009, section 6.1). Every
-    ``impostor_refresh`` iterations the fit searches the pairs :math:`(i, l)` that can
-    be active, :math:`D_{il} \le \max_j D_{ij} + m + s` with ``s = impostor_slack``
-    (:func:`metricjax.losses.lmnn_impostors`, streamed by row blocks), and in between
-    minimises the exact loss on that set (``lmnn_loss(..., impostors=...)``): the same
-    loss and gradient as the full sum whenever the set is fresh, at the cost of the
-    listed pairs instead of all :math:`n^2`. The iterations between two searches run
-    in one compiled loop, the L-BFGS state carries over. At convergence the set is
-    searched once more: if a pair outside it could be active, the fit goes on with
-    the new set, so the result is a stationary point of the *full* loss (the final
-    ``loss_history_`` entry is the full loss). If a set would hold more than
-    ``max_impostors`` pairs, the fit falls back to the full streaming loss.
+    **Impostor active set** (default from 1000 samples; Weinberger & Saul 2009,
+    section 6.1). Every ``impostor_refresh`` iterations the fit searches the pairs
+    :math:`(i, l)` that can be active, :math:`D_{il} \le \max_j D_{ij} + m + s` with
+    ``s = impostor_slack`` (:func:`metricjax.losses.lmnn_impostors`, streamed by row
+    blocks), and in between minimises the exact loss on that set
+    (``lmnn_loss(..., impostors=...)``): the same loss and gradient as the full sum
+    whenever the set is fresh, at the cost of the listed pairs instead of all
+    :math:`n^2`. The iterations between two searches run in one compiled loop. After
+    each chunk the full loss is known exactly (a fresh set gives it); a chunk that
+    made it go up (impostors came in that the old set did not list) is dropped and
+    retried in shorter chunks, and a new set restarts the L-BFGS memory. At
+    convergence the set is searched once more: if a pair outside it could be active,
+    the fit goes on with the new set, so the result is a stationary point of the
+    *full* loss (the last ``loss_history_`` entry is the full loss). A chunk whose set
+    would hold more than ``max_impostors`` (or :math:`n^2 / 8`) pairs runs on the full
+    streaming loss instead.
 
     **Small classes.** Every point needs ``n_neighbors`` other points of its class.
     If the smallest class has ``m <= n_neighbors`` members, the fit uses

@@ -344,11 +344,14 @@ def _resized(new, old):
     """``new`` with the capacity of ``old`` unless that is too small or 4x too large.
 
     Capacities change by powers of two, each a compilation of the fit loop (cached for
-    later fits), so small changes of the number of pairs keep the old shape.
+    later fits), so small changes of the number of pairs keep the old shape, and a
+    growing set gets one doubling of headroom.
     """
     cap = old.anchors.shape[0]
     want = new.anchors.shape[0]
-    return new if (want > cap or 4 * want <= cap) else with_capacity(new, cap)
+    if want > cap:
+        return with_capacity(new, 2 * want)
+    return new if 4 * want <= cap else with_capacity(new, cap)
 
 
 def _missed_impostors(old, new, transform, x, tn, margin: float) -> bool:

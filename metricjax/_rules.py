@@ -255,3 +255,37 @@ def vjp_sq_transformed(x, y, transform, g):
     r""":math:`\bar X = \bar Z L`, :math:`\bar Y = \bar W L`, :math:`\bar L = \bar Z^T X + \bar W^T Y`."""
     zbar, wbar = vjp_sq_euclidean(mm(x, transform.T), mm(y, transform.T), g)
     return mm(zbar, transform), mm(wbar, transform), mm(zbar.T, x) + mm(wbar.T, y)
+
+
+# ----------------------------------------------------------------------------------
+# The same Laplacian form for a sparse G given as a list of pairs (LMNN's active set)
+# ----------------------------------------------------------------------------------
+def laplacian_pairs(g, rows, cols, z):
+    r""":math:`L_H Z` for a sparse ``G`` given as pairs: :math:`G_{r_p c_p} \mathrel{+}= g_p`.
+
+    The parts of :func:`laplacian_combine` as segment sums over the ``p`` pairs
+    (``rows``, ``cols``: ``(p,)`` indices into the ``n`` rows of ``z``; repeated pairs
+    add up): :math:`G 1`, :math:`G^\top 1`, :math:`G Z`, :math:`G^\top Z`. Memory
+    ``O(p k + n k)``; a padding pair has ``g_p = 0``.
+    """
+    n = z.shape[0]
+    seg = lambda v, idx: jax.ops.segment_sum(v, idx, n)
+    take = lambda idx: z.at[idx].get(mode="clip")  # XLA's CPU gather is fastest so
+    return laplacian_combine(
+        seg(g, rows), seg(g, cols), seg(g[:, None] * take(cols), rows),
+        seg(g[:, None] * take(rows), cols), z,
+    )  # fmt: skip
+
+
+def laplacian_pairs_transform(g, dz, dx):
+    r""":math:`Z^\top L_H X` for a sparse ``G`` given as pairs, from the pair differences.
+
+    With :math:`dz_p = z_{r_p} - z_{c_p}` (``(p, k)``) and :math:`dx_p = x_{r_p} - x_{c_p}`
+    (``(p, d)``), expanding the products gives
+    :math:`\sum_p g_p\, dz_p\, dx_p^\top = Z^\top (\mathrm{diag}(G 1 + G^\top 1) - G - G^\top) X
+    = Z^\top L_H X`, the matrix whose rows :func:`laplacian_pairs` assembles (with ``X``
+    for ``Z``), as one ``(k, p) @ (p, d)`` product: no ``(p, k, d)`` outer products and
+    no scatter. The gradient of :math:`\sum_p g_p \lVert L(x_{r_p} - x_{c_p})\rVert^2`
+    with respect to ``L`` is ``2 *`` this.
+    """
+    return mm((g[:, None] * dz).T, dx)

@@ -518,8 +518,7 @@ class SupervisedLearner(MahalanobisLearner):
             params = np.asarray(params, dtype)
             try:
                 if batch_size is None:
-                    res = _fit(loss, params, *data, optimizer=self.optimizer,
-                               max_iter=max_iter, tol=tol, verbose=bool(self.verbose))  # fmt: skip
+                    res = self._minimise(loss, params, data, max_iter=max_iter, tol=tol)
                     converged, n_iter = res.converged, res.num_iter
                 else:
                     seed = int(check_random_state(self.random_state).randint(2**31 - 1))
@@ -559,6 +558,11 @@ class SupervisedLearner(MahalanobisLearner):
             "converged_": converged,
             **extra,
         }
+
+    def _minimise(self, loss, params, data, *, max_iter: int, tol: float):
+        """Full-batch fit of ``loss(params, *data)``: :func:`metricjax.fit` (LMNN overrides it)."""
+        return _fit(loss, params, *data, optimizer=self.optimizer, max_iter=max_iter, tol=tol,
+                    verbose=bool(self.verbose))  # fmt: skip
 
     def _initial_components(self, X, target, n_features: int, n_samples: int):
         init = self.init

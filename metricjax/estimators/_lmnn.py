@@ -3,8 +3,12 @@
 import functools
 import warnings
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from metricjax._train import fit as _fit
+from metricjax._train import resolve_optimizer
 from metricjax.estimators._base import (
     COMMON_ARGS,
     COMMON_ATTRS,
@@ -16,7 +20,14 @@ from metricjax.estimators._base import (
     class_doc,
     knn_example,
 )
-from metricjax.losses import lmnn_loss, lmnn_target_neighbors, sharded_lmnn_loss
+from metricjax.losses import (
+    lmnn_impostors,
+    lmnn_loss,
+    lmnn_target_neighbors,
+    sharded_lmnn_loss,
+)
+from metricjax.losses._lmnn import with_capacity
+from metricjax.losses._lmnn_active import PAIR_MEMORY, max_pairs_for
 
 
 class LMNN(SupervisedLearner):
@@ -38,6 +49,26 @@ class LMNN(SupervisedLearner):
     hinge, with subgradient 0 at the kink); the default L-BFGS is used as for the
     smooth losses.
 
+    **Impostor active set** (opt-in with ``impostor_refresh``, used from 1000
+    samples; Weinberger & Saul 2009, section 6.1). Off by default: on the 2-core
+    CPUs measured so far its compilations (one per set capacity) and dropped
+    chunks made whole fits slower than the full streaming loss, although one
+    evaluation on a fresh set is ~20x faster (``benchmarks/results/lmnn*.md``). Every ``impostor_refresh`` iterations the fit searches the pairs
+    :math:`(i, l)` that can be active, :math:`D_{il} \le \max_j D_{ij} + m + s` with
+    ``s = impostor_slack`` (:func:`metricjax.losses.lmnn_impostors`, streamed by row
+    blocks), and in between minimises the exact loss on that set
+    (``lmnn_loss(..., impostors=...)``): the same loss and gradient as the full sum
+    whenever the set is fresh, at the cost of the listed pairs instead of all
+    :math:`n^2`. The iterations between two searches run in one compiled loop. After
+    each chunk the full loss is known exactly (a fresh set gives it); a chunk that
+    made it go up (impostors came in that the old set did not list) is dropped and
+    retried in shorter chunks, and a new set restarts the L-BFGS memory. At
+    convergence the set is searched once more: if a pair outside it could be active,
+    the fit goes on with the new set, so the result is a stationary point of the
+    *full* loss (the last ``loss_history_`` entry is the full loss). A chunk whose set
+    would hold more than ``max_impostors`` (or :math:`n^2 / 8`) pairs runs on the full
+    streaming loss instead.
+
     **Small classes.** Every point needs ``n_neighbors`` other points of its class.
     If the smallest class has ``m <= n_neighbors`` members, the fit uses
     ``m - 1`` target neighbours (with a ``UserWarning``) and records the value used
@@ -54,6 +85,17 @@ class LMNN(SupervisedLearner):
         mesh: ``None`` (one device) or a 1-D ``jax.sharding.Mesh``: the loss is
             row-sharded over its devices (:func:`metricjax.losses.sharded_lmnn_loss`);
             same fit up to rounding.
+        impostor_refresh: iterations between two searches of the impostor active set;
+            ``None`` (default) or 0: no active set, every iteration sums over all
+            differently-labelled points (the full streaming loss). Fits of fewer than
+            1000 samples always use the full loss (as fast there, fewer compilations),
+            as do row-sharded fits (``mesh``).
+        impostor_slack: :math:`s \ge 0`, extra squared radius of the search: pairs
+            within :math:`s` of being impostors are kept, so that fewer are missed
+            between searches.
+        max_impostors: the most pairs an active set may hold (a memory budget);
+            beyond it the fit uses the full streaming loss. ``"auto"``: the pairs
+            whose working arrays fit 256 MiB.
         regularization: metric-learn's name for the weight of the *pull* term:
             if given, ``push_weight = 1 - regularization`` (the same objective as
             metric-learn's ``LMNN`` with that ``regularization``).
@@ -98,6 +140,9 @@ class LMNN(SupervisedLearner):
         learn_rate=None,
         min_iter=None,
         mesh=None,
+        impostor_refresh=None,
+        impostor_slack=0.5,
+        max_impostors="auto",
     ):
         self._set_params(locals())
 
@@ -153,11 +198,149 @@ class LMNN(SupervisedLearner):
                 stacklevel=4,
             )
             k = smallest - 1
+        self._active_settings()  # validated before any work
         tn = np.asarray(lmnn_target_neighbors(X, codes, k), dtype=np.int32)
         loss = _lmnn_objective(
             check_block_size(self.block_size), margin, push_weight, check_mesh(self.mesh)
         )
         return loss, (codes, tn), {"n_neighbors_": k, "target_neighbors_": tn}
+
+    def _active_settings(self):
+        """``(refresh, slack, max_pairs)``: ``refresh`` is ``None`` without an active set."""
+        refresh = self.impostor_refresh
+        if refresh is not None:
+            refresh = check_int(refresh, "impostor_refresh", 0) or None
+        slack = check_real(self.impostor_slack, "impostor_slack", 0.0)
+        max_pairs = self.max_impostors
+        if not (isinstance(max_pairs, str) and max_pairs == "auto"):
+            max_pairs = check_int(max_pairs, "max_impostors", 0)
+        return refresh, slack, max_pairs
+
+    def _minimise(self, loss, params, data, *, max_iter: int, tol: float):
+        """:func:`metricjax.fit` in chunks of ``impostor_refresh`` iterations, one active set each."""
+        refresh, slack, max_pairs = self._active_settings()
+        kw = loss.keywords
+        mu, margin = kw["push_weight"], kw["margin"]
+        small = data[0].shape[0] < _ACTIVE_MIN_SAMPLES
+        if refresh is None or small or kw["mesh"] is not None or mu == 0:
+            return super()._minimise(loss, params, data, max_iter=max_iter, tol=tol)
+        x, codes, tn = data
+        if max_pairs == "auto":
+            max_pairs = max_pairs_for(
+                PAIR_MEMORY, x.shape[1], params.shape[0], tn.shape[1], x.dtype.itemsize
+            )
+        # beyond n^2 / 8 listed pairs the streaming full loss is the cheaper one
+        max_pairs = min(max_pairs, x.shape[0] ** 2 // _DENSE_FRACTION)
+        search = functools.partial(
+            lmnn_impostors, x=x, labels=codes, target_neighbors=tn, margin=margin, slack=slack,
+            max_pairs=max_pairs, block_size=kw["block_size"],
+        )  # fmt: skip
+        active = _lmnn_active_objective(margin, mu)
+        fit = functools.partial(_fit, optimizer=self.optimizer, tol=tol, verbose=bool(self.verbose))
+        restart = functools.partial(_fresh_state, resolve_optimizer(self.optimizer, "lbfgs"))
+        history, spent, length = [], 0, refresh
+        opt_state = restart(params)
+        final, converged, res = None, False, None
+        active_set = search(params)
+        while spent < max_iter:
+            steps = min(length, max_iter - spent)
+            if active_set is None:  # over budget: a chunk of the full (exact) loss
+                res = fit(loss, params, *data, max_iter=steps, opt_state=opt_state)
+                spent += res.num_iter
+                history.append(res.loss_history[:-1])
+                params, final = res.params, float(res.loss_history[-1])
+                if res.converged:
+                    converged = True
+                    break
+                active_set = search(params)
+                opt_state = res.opt_state if active_set is None else restart(params)
+                continue
+            res = fit(active, params, *data, active_set, max_iter=steps, opt_state=opt_state)
+            spent += res.num_iter
+            start = float(res.loss_history[0])  # exact: the set was searched at params
+            fresh = search(res.params)
+            if fresh is not None:
+                fresh = _resized(fresh, active_set)  # one shape: one compilation
+            missed = fresh is None or _missed_impostors(
+                active_set, fresh, res.params, x, tn, margin
+            )
+            if fresh is None:
+                new = float(loss(res.params, *data))
+            elif missed:
+                new = float(active(res.params, *data, fresh))  # fresh set: the full loss
+            else:
+                new = float(res.loss_history[-1])  # the set held every active triplet
+            if new > start and length > 1:
+                # impostors came in within the chunk and the full loss went up: drop
+                # the chunk, retry with shorter ones (the set is still fresh at params)
+                length, opt_state = max(1, length // 2), restart(params)
+                continue
+            history.append(res.loss_history[:-1])
+            params, final = res.params, new
+            if not missed and res.converged:  # a stationary point of the full loss
+                converged = True
+                break
+            length = min(refresh, 2 * length)
+            # a new set is a new loss: L-BFGS restarts its curvature memory
+            opt_state = restart(params) if missed else res.opt_state
+            active_set = fresh
+        if final is None:  # every chunk was dropped
+            final = float(loss(params, *data))
+        history.append(np.array([final], dtype=res.loss_history.dtype))
+        hist = np.concatenate(history)
+        return res._replace(
+            params=params, loss_history=hist, num_iter=len(hist) - 1, converged=converged
+        )
+
+#: Below this many samples the fit uses the full loss: one dense block is then as fast
+#: as the pair list, and it saves the compilations of the chunked loop.
+_ACTIVE_MIN_SAMPLES = 1000
+#: The fit uses the full streaming loss instead of an active set of more than
+#: ``n^2 / _DENSE_FRACTION`` pairs: per pair, the pair list's gathers cost several times
+#: the streaming pass (a rough break-even, not tuned).
+_DENSE_FRACTION = 8
+
+
+def _fresh_state(optimizer, params):
+    """A new optimizer state with the dtypes of the fit loop's (one compiled loop for all chunks)."""
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes int counts with floats
+        state = optimizer.init(jnp.asarray(params))
+    return jax.tree.map(lambda a: jax.lax.convert_element_type(a, jnp.result_type(a)), state)
+
+
+def _resized(new, old):
+    """``new`` with the capacity of ``old`` unless that is too small or 4x too large.
+
+    Capacities change by powers of two, each a compilation of the fit loop (cached for
+    later fits), so small changes of the number of pairs keep the old shape, and a
+    growing set gets one doubling of headroom.
+    """
+    cap = old.anchors.shape[0]
+    want = new.anchors.shape[0]
+    if want > cap:
+        return with_capacity(new, 2 * want)
+    return new if 4 * want <= cap else with_capacity(new, cap)
+
+
+def _missed_impostors(old, new, transform, x, tn, margin: float) -> bool:
+    r"""Whether a pair of ``new`` missing from ``old`` can be active at ``transform``.
+
+    Such a pair :math:`(i, l)` has :math:`D_{il} < m + \max_j D_{ij}` (exact differences,
+    float64 on the host); without one, the loss on ``old`` equals the full loss.
+    """
+    n = x.shape[0]
+    key = lambda s: np.asarray(s.anchors, np.int64)[np.asarray(s.mask)] * n + np.asarray(
+        s.impostors, np.int64
+    )[np.asarray(s.mask)]
+    new_keys = key(new)
+    extra = new_keys[~np.isin(new_keys, key(old), assume_unique=True)]
+    if extra.size == 0:
+        return False
+    a, l = np.divmod(extra, n)
+    z = np.asarray(x, np.float64) @ np.asarray(transform, np.float64).T
+    d_il = np.sum((z[a] - z[l]) ** 2, axis=1)
+    d_ij = np.max(np.sum((z[a][:, None, :] - z[np.asarray(tn)[a]]) ** 2, axis=2), axis=1)
+    return bool(np.any(d_il < margin + d_ij))
 
 
 def _lmnn_with_targets(
@@ -187,3 +370,17 @@ def _lmnn_objective(block_size, margin: float, push_weight: float, mesh=None):
         _lmnn_with_targets, push_weight=push_weight, margin=margin, block_size=block_size,
         mesh=mesh,
     )
+
+
+def _lmnn_active_with_targets(transform, x, codes, target_neighbors, impostors, *, push_weight, margin):
+    """:func:`metricjax.losses.lmnn_loss` on an impostor active set (a data argument)."""
+    return lmnn_loss(
+        transform, x, codes, target_neighbors=target_neighbors, push_weight=push_weight,
+        margin=margin, impostors=impostors,
+    )  # fmt: skip
+
+
+@functools.cache
+def _lmnn_active_objective(margin: float, push_weight: float):
+    """One active-set loss object per configuration, so refits reuse the compiled loop."""
+    return functools.partial(_lmnn_active_with_targets, push_weight=push_weight, margin=margin)

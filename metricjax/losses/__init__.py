@@ -10,6 +10,8 @@ and ``jax.hessian`` (reverse-over-reverse) work; ``jax.jvp`` / ``jax.jacfwd`` do
 from metricjax.losses._engine import block_size_for as block_size_for
 from metricjax.losses._itml import itml_loss as itml_loss
 from metricjax.losses._itml import itml_loss_transform as itml_loss_transform
+from metricjax.losses._lmnn import LMNNImpostors as LMNNImpostors
+from metricjax.losses._lmnn import lmnn_impostors as lmnn_impostors
 from metricjax.losses._lmnn import lmnn_loss as lmnn_loss
 from metricjax.losses._lmnn import lmnn_target_neighbors as lmnn_target_neighbors
 from metricjax.losses._lsml import lsml_loss as lsml_loss
@@ -37,6 +39,8 @@ __all__ = [
     "nca_loss",
     "kernel_regression",
     "lmnn_loss",
+    "lmnn_impostors",
+    "LMNNImpostors",
     "lmnn_target_neighbors",
     "block_size_for",
     "itml_loss",

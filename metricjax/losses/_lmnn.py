@@ -2,6 +2,7 @@ r"""LMNN: Large Margin Nearest Neighbor metric learning (Weinberger & Saul, 2009
 
 import functools
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -15,8 +16,8 @@ from metricjax._rules import (
     mm,
     rowdot,
 )
-from metricjax._typing import Int, Labels, Points, Scalar, TargetNeighbors, Transform
-from metricjax.losses import _engine
+from metricjax._typing import Array, Int, Labels, Points, Scalar, Shaped, TargetNeighbors, Transform
+from metricjax.losses import _engine, _lmnn_active
 
 # Rows of the host-side target-neighbour search processed at a time (per class).
 _HOST_CHUNK = 1024
@@ -154,6 +155,28 @@ def _check_target_neighbors(tn, n: int, host_codes):
                 "target neighbours must share the label of their point"
             )
     return jnp.asarray(arr, jnp.int32)
+
+
+def _non_negative(value, name: str) -> float:
+    v = _static_float(value, name)
+    if v < 0:
+        raise ValueError(f"`{name}` must be non-negative, got {v}")
+    return v
+
+
+def _codes_and_targets(x, labels, target_neighbors, n_neighbors):
+    """Integer class codes and checked target neighbours (searched if ``None``)."""
+    n = x.shape[0]
+    codes, host_codes = _label_codes(labels, n)
+    if target_neighbors is not None:
+        return codes, _check_target_neighbors(target_neighbors, n, host_codes)
+    if _is_traced(x) or host_codes is None:
+        raise TypeError(
+            "with target_neighbors=None, `x` and `labels` must be concrete; under "
+            "jax.jit (or jax.grad with respect to x) pass "
+            "target_neighbors=lmnn_target_neighbors(x, labels, n_neighbors) computed outside"
+        )
+    return codes, jnp.asarray(lmnn_target_neighbors(x, labels, n_neighbors), jnp.int32)
 
 
 def _block_rows(block_size, n: int, k: int, itemsize: int, m: int | None = None) -> int:
@@ -337,6 +360,7 @@ def lmnn_loss(
     push_weight: float = 0.5,
     margin: float = 1.0,
     block_size: int | str | None = "auto",
+    impostors: "LMNNImpostors | None" = None,
 ) -> Scalar:
     r"""LMNN loss: pull target neighbours in, push impostors out by a margin.
 
@@ -408,6 +432,14 @@ def lmnn_loss(
         block_size: rows :math:`i` processed at a time; ``"auto"`` (or ``None``) keeps
             the ``(b, k, n)`` working set near 32 MiB. Results do not depend on it beyond
             rounding.
+        impostors: ``None`` (sum over all differently-labelled :math:`l`), or an active
+            set from :func:`lmnn_impostors` (searched with this ``margin``, the same
+            ``x`` and target neighbours): the impostor sum then runs over its pairs
+            only, in ``O(p k + n k d)`` for ``p`` pairs instead of ``O(n^2 k)``, with the
+            same closed-form gradient (Laplacian form on the pair list). Searched at
+            the current ``transform`` it gives *the same* loss and gradient (up to
+            rounding); searched at an earlier one, a lower bound of the loss.
+            ``block_size`` is not used then.
 
     Returns:
         Scalar loss in the floating dtype of ``transform`` and ``x`` (float32 for
@@ -424,20 +456,199 @@ def lmnn_loss(
     mu = _static_float(push_weight, "push_weight")
     if not 0.0 <= mu <= 1.0:
         raise ValueError(f"`push_weight` must lie in [0, 1], got {mu}")
-    m = _static_float(margin, "margin")
-    if m < 0:
-        raise ValueError(f"`margin` must be non-negative, got {m}")
-    codes, host_codes = _label_codes(labels, n)
-    if target_neighbors is None:
-        if _is_traced(x) or host_codes is None:
-            raise TypeError(
-                "with target_neighbors=None, `x` and `labels` must be concrete; under "
-                "jax.jit (or jax.grad with respect to x) pass "
-                "target_neighbors=lmnn_target_neighbors(x, labels, n_neighbors) computed outside"
-            )
-        tn = jnp.asarray(lmnn_target_neighbors(x, labels, n_neighbors), jnp.int32)
-    else:
-        tn = _check_target_neighbors(target_neighbors, n, host_codes)
+    m = _non_negative(margin, "margin")
+    codes, tn = _codes_and_targets(x, labels, target_neighbors, n_neighbors)
     dt = _checks.compute_dtype(x, transform)  # half precision is computed in float32
+    if impostors is not None:
+        anchors, imp, mask = _check_impostors(impostors, n)
+        return _lmnn_active.active_loss(
+            jnp.asarray(transform, dt), jnp.asarray(x, dt), tn, anchors, imp, mask, mu, m
+        )
     b = _block_rows(block_size, n, tn.shape[1], jnp.dtype(dt).itemsize)
     return _lmnn_jit(jnp.asarray(transform, dt), jnp.asarray(x, dt), codes, tn, mu, m, b)
+
+
+# ----------------------------------------------------------------------------------
+# the impostor active set
+# ----------------------------------------------------------------------------------
+class LMNNImpostors(NamedTuple):
+    r"""An impostor active set of LMNN: a padded, fixed-shape list of pairs :math:`(i, l)`.
+
+    Made by :func:`lmnn_impostors`, consumed by ``lmnn_loss(..., impostors=...)``. A
+    pytree of arrays: pass it through ``jax.jit`` as data; its ``capacity`` (the
+    length of the arrays, a power of two by default) is its only static property, so
+    sets of one capacity share one compiled program.
+
+    Attributes:
+        anchors: ``(capacity,)`` int32, the anchor :math:`i` of each pair (sorted).
+        impostors: ``(capacity,)`` int32, the impostor :math:`l` (:math:`c_l \ne c_i`).
+        mask: ``(capacity,)`` bool, true on the ``count`` listed pairs, false on padding.
+        count: ``()`` int32, the number of listed pairs.
+    """
+
+    anchors: Shaped[Array, " p"]
+    impostors: Shaped[Array, " p"]
+    mask: Shaped[Array, " p"]
+    count: Shaped[Array, ""]
+
+
+#: Smallest capacity of an active set chosen by ``capacity="auto"``.
+_MIN_CAPACITY = 256
+
+
+def _check_impostors(impostors, n: int):
+    if not isinstance(impostors, LMNNImpostors):
+        raise TypeError(
+            "`impostors` must be an LMNNImpostors from lmnn_impostors(...), got "
+            f"{type(impostors).__name__}"
+        )
+    a, l, mask = (jnp.asarray(v) for v in impostors[:3])
+    if a.ndim != 1 or a.shape != l.shape or a.shape != mask.shape:
+        raise ValueError(
+            "`impostors` arrays must be 1-D of one length, got shapes "
+            f"{a.shape}, {l.shape}, {mask.shape}"
+        )
+    if not (jnp.issubdtype(a.dtype, jnp.integer) and jnp.issubdtype(l.dtype, jnp.integer)):
+        raise TypeError("`impostors.anchors` and `impostors.impostors` must be integers")
+    if mask.dtype != jnp.bool_:
+        raise TypeError(f"`impostors.mask` must be boolean, got dtype {mask.dtype}")
+    if not (_is_traced(a) or _is_traced(l)) and a.size and (
+        # on the host: no compiled reduction per capacity
+        max(np.max(a), np.max(l)) >= n or min(np.min(a), np.min(l)) < 0
+    ):
+        raise ValueError(f"`impostors` indices must lie in [0, {n}) for the {n} points of `x`")
+    return a.astype(jnp.int32), l.astype(jnp.int32), mask
+
+
+def _check_capacity(capacity):
+    if capacity is None or (isinstance(capacity, str) and capacity == "auto"):
+        return None
+    if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
+        raise ValueError(f"`capacity` must be a positive int or 'auto', got {capacity!r}")
+    return int(capacity)
+
+
+def _pad_pairs(anchors, impostors, capacity: int) -> LMNNImpostors:
+    count = anchors.size
+    pad = capacity - count
+    # padding repeats the last pair (or (0, 0)): sorted anchors, in range, masked off
+    fill_a = anchors[-1] if count else 0
+    fill_l = impostors[-1] if count else 0
+    a = np.concatenate([anchors, np.full(pad, fill_a, np.int32)])
+    l = np.concatenate([impostors, np.full(pad, fill_l, np.int32)])
+    mask = np.arange(capacity) < count
+    return LMNNImpostors(jnp.asarray(a), jnp.asarray(l), jnp.asarray(mask), jnp.int32(count))
+
+
+def with_capacity(active_set: LMNNImpostors, capacity: int) -> LMNNImpostors:
+    """``active_set`` padded to at least ``capacity`` pairs (fits keep one shape, one compilation)."""
+    count = int(active_set.count)
+    if capacity <= active_set.anchors.shape[0]:
+        return active_set
+    a = np.asarray(active_set.anchors)[:count]
+    return _pad_pairs(a, np.asarray(active_set.impostors)[:count], capacity)
+
+
+def auto_capacity(count: int) -> int:
+    """Capacity of ``capacity="auto"``: ``count`` rounded up to a power of two (at least 256)."""
+    return max(_MIN_CAPACITY, 1 << max(0, int(count) - 1).bit_length())
+
+
+def lmnn_impostors(
+    transform: Transform,
+    x: Points,
+    labels: Labels,
+    *,
+    target_neighbors: TargetNeighbors | None = None,
+    n_neighbors: int = 3,
+    margin: float = 1.0,
+    slack: float = 0.0,
+    capacity: int | str | None = "auto",
+    max_pairs: int | None = None,
+    block_size: int | str | None = "auto",
+) -> LMNNImpostors | None:
+    r"""The impostor active set of LMNN at ``transform``: every pair that can be active.
+
+    All ordered pairs :math:`(i, l)` with :math:`c_l \ne c_i` and
+
+    .. math::
+        D_{il} \le \max_{j \in N_i} D_{ij} + m + s, \qquad
+        D_{ij} = \lVert L x_i - L x_j \rVert^2,
+
+    with :math:`m` = ``margin``, :math:`s` = ``slack`` :math:`\ge 0`, :math:`N_i` the
+    target neighbours. A triplet :math:`(i, j, l)` is active (a non-zero hinge in
+    :func:`lmnn_loss`) only when :math:`D_{il} < m + D_{ij}`, so the set holds every
+    active triplet at ``transform``: ``lmnn_loss(..., impostors=set)`` then *equals*
+    the full loss and gradient there. Between two searches (``L`` moving) the set goes
+    stale; the slack keeps points that are about to become impostors, and the loss on
+    a stale set is a lower bound of the full one. This is the active-set scheme of
+    Weinberger & Saul (2009, section 6.1 and appendix A: the impostors are recomputed
+    every few iterations, the gradient is evaluated on the active set in between).
+
+    The search runs over row blocks of the distance matrix (the engine's block-size
+    rule: memory ``O(b n)``, never ``n^2``, plus the pairs found); each block's mask
+    goes to the host, which keeps the indices. It needs concrete inputs (not under
+    ``jax.jit``); the set itself is a fixed-shape pytree for jitted code.
+
+    Args:
+        transform: :math:`L`, shape ``(k_L, d)``.
+        x: inputs, shape ``(n, d)``.
+        labels: class labels, shape ``(n,)`` (as for :func:`lmnn_loss`).
+        target_neighbors: ``(n, k)`` target neighbours; ``None``: computed with
+            :func:`lmnn_target_neighbors` (``n_neighbors`` of them).
+        n_neighbors: :math:`k` when ``target_neighbors`` is ``None``.
+        margin: :math:`m \ge 0`, the margin of the loss the set is for.
+        slack: :math:`s \ge 0`, extra radius (squared-distance units).
+        capacity: length of the padded arrays: ``"auto"`` (or ``None``) rounds the
+            number of pairs up to a power of two (at least 256), so that sets of
+            similar size share one compiled loss; an int is used as given.
+        max_pairs: give up and return ``None`` when more pairs than this are found
+            (a memory budget: the caller falls back to the full streaming loss);
+            ``None``: no limit.
+        block_size: rows per search block; ``"auto"`` keeps the ``(b, n)`` working set
+            near 32 MiB.
+
+    Returns:
+        An :class:`LMNNImpostors`, or ``None`` when ``max_pairs`` is exceeded.
+
+    Raises:
+        ValueError: negative ``margin`` / ``slack``, ``capacity`` smaller than the
+            number of pairs, bad shapes or target neighbours (as :func:`lmnn_loss`).
+        TypeError: traced inputs.
+
+    References:
+        K. Q. Weinberger and L. K. Saul, `Distance Metric Learning for Large Margin
+        Nearest Neighbor Classification <https://jmlr.org/papers/v10/weinberger09a.html>`_,
+        JMLR 10, 2009 (section 6.1 "Solver", appendix A "active sets").
+    """
+    if _is_traced(transform) or _is_traced(x) or _is_traced(labels):
+        raise TypeError(
+            "lmnn_impostors needs concrete `transform`, `x` and `labels`; call it outside "
+            "jax.jit and pass the set to the jitted loss"
+        )
+    x = _checks.points(x, "x")
+    transform = _checks.transform_matrix(transform, x.shape[1])
+    n = x.shape[0]
+    m = _non_negative(margin, "margin")
+    s = _non_negative(slack, "slack")
+    cap = _check_capacity(capacity)
+    if max_pairs is not None and (
+        isinstance(max_pairs, bool) or not isinstance(max_pairs, (int, np.integer)) or max_pairs < 0
+    ):
+        raise ValueError(f"`max_pairs` must be a non-negative int or None, got {max_pairs!r}")
+    codes, tn = _codes_and_targets(x, labels, target_neighbors, n_neighbors)
+    dt = _checks.compute_dtype(x, transform)
+    _, z = _engine.embed(jnp.asarray(transform, dt), jnp.asarray(x, dt))
+    b = _lmnn_active.search_block_rows(block_size, n, jnp.dtype(dt).itemsize)
+    found = _lmnn_active.find_impostors(z, codes, tn, m + s, b, max_pairs)
+    if found is None:
+        return None
+    anchors, imp = found
+    if cap is None:
+        cap = auto_capacity(anchors.size)
+    elif cap < anchors.size:
+        raise ValueError(
+            f"`capacity`={cap} is smaller than the {anchors.size} impostor pairs found; "
+            "pass a larger capacity or 'auto'"
+        )
+    return _pad_pairs(anchors, imp, cap)

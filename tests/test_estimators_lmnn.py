@@ -106,7 +106,8 @@ def test_active_set_over_budget_falls_back_to_the_full_loss(active_small):
     x, y = _separable(n=90)
     fallback = LMNN(init="identity", max_iter=50, impostor_refresh=5, max_impostors=0).fit(x, y)
     full = LMNN(init="identity", max_iter=50, impostor_refresh=None).fit(x, y)
-    np.testing.assert_array_equal(fallback.components_, full.components_)
+    # the same iterations, run in chunks of 5 by other compiled programs: equal to rounding
+    np.testing.assert_allclose(fallback.components_, full.components_, rtol=1e-9, atol=1e-12)
     assert fallback.n_iter_ == full.n_iter_
 
 

@@ -1,10 +1,19 @@
-"""Shared fixtures: PRNG key, float64 context, strict rank promotion."""
+"""Shared fixtures: PRNG key, float64 context, strict rank promotion; the fast/slow split."""
 
+import os
 import pathlib
 import sys
 
-import jax
-import pytest
+# Tests compile thousands of small XLA programs: compile them at LLVM -O0 (about 20%
+# less CPU per test file). XLA's HLO passes, fusion and float semantics are the same
+# (no fast-math at any level), so the results are too; only the machine code is less
+# optimised. Set before JAX creates its CPU client; subprocess tests inherit it.
+_OPT = "--xla_backend_optimization_level=0"
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _OPT).strip()
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 # The repository root, so tests can import the test-only reference shims of
 # ``benchmarks/_reference_libs.py`` (metric-learn on current scikit-learn).
@@ -48,3 +57,61 @@ def standard_promotion():
     """JAX's standard dtype promotion, for tests that drive flax/optax code (not strict-clean)."""
     with jax.numpy_dtype_promotion("standard"):
         yield
+
+
+# ----------------------------------------------------------------------------------
+# The default run (`pytest`, i.e. `-m "not slow"`) is the quick loop of unit tests,
+# closed-form-vs-autodiff checks and bad-input tables. Besides the tests marked
+# `@pytest.mark.slow` in their files, these groups are slow (each test several seconds
+# on 2 cores, or hundreds of them): they run with `-m ""` (CI and the README's command).
+# ----------------------------------------------------------------------------------
+_SLOW_FILES = {
+    "test_bench_gpu.py",  # runs the GPU benchmark script at --quick size
+    "test_distributed.py",  # two JAX processes
+    "test_estimators_mesh.py",  # 4 forced CPU devices in a subprocess
+    "test_mlkr_generalises.py",  # learned-metric quality on data sets
+    "test_properties.py",  # hypothesis
+    "test_seeds.py",  # reproducibility of whole fits across seeds
+    "test_sweep.py",
+    "test_train_traceable.py",  # whole fits under jit / vmap
+    "test_weights.py",  # whole fits with sample weights
+}
+_SLOW_NAMES = (
+    "test_sklearn_estimator_checks",  # scikit-learn's check_estimator, ~40 checks each
+    "metric_learn",  # oracle comparisons with metric-learn 0.7 (its fits are slow)
+    "four_devices",
+    "_in_pipeline_and_grid_search",
+    "second_order",
+    "_knn_accuracy_",
+    "_on_diabetes",
+    "compiles_once",
+    "compiled_once",
+    "compiled_memory_grows",
+    "pickle_round_trip",
+    "nnx_model_state",
+    "resume_default_lbfgs",
+    "forward_mode_fails_as_documented",
+    "half_precision",
+    "bitwise_repeatable",
+)
+
+
+# ... and the tests measured at 1.5 s or more each (listed in slow_tests.txt).
+_MEASURED = pathlib.Path(__file__).with_name("slow_tests.txt")
+_SLOW_IDS = {
+    line.strip()
+    for line in _MEASURED.read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    slow = pytest.mark.slow
+    for item in items:
+        name = item.nodeid.split("::", 1)[-1]
+        if (
+            item.path.name in _SLOW_FILES
+            or any(s in name for s in _SLOW_NAMES)
+            or item.nodeid in _SLOW_IDS
+        ):
+            item.add_marker(slow)

@@ -52,13 +52,51 @@ def zero_diagonal(d):
 # ----------------------------------------------------------------------------------
 # forward values
 # ----------------------------------------------------------------------------------
+# Rows per block of the self-case Mahalanobis expansion: two (b, n) products live at
+# a time, so the only n^2 buffer is the output (XLA does not write the sum of two
+# whole (n, n) products in place: it would hold three n^2 buffers).
+SYM_BLOCK_ROWS = 256
+
+
+def _sym_expansion(q, u, x):
+    r""":math:`D_{ij} = q_i + q_j - (u_i \cdot x_j + x_i \cdot u_j)`, exactly symmetric, one ``n^2`` buffer.
+
+    Entry ``(j, i)`` of ``X U^T`` is computed from the same products ``x_jl u_il``,
+    summed in the same order, as entry ``(i, j)`` of ``U X^T`` (a matrix product's
+    entry depends on its two rows only; tested bitwise in ``tests/test_distances.py``
+    and ``tests/test_rules.py``), and ``q_i + q_j`` commutes: ``D = D^T`` bit for bit,
+    without the ``n^2`` transpose of ``A + A^T`` (several times slower than a
+    streaming pass in XLA on CPU). Row blocks of ``SYM_BLOCK_ROWS``; the last block
+    starts at ``n - b`` and recomputes a few rows identically.
+    """
+    n = x.shape[0]
+    b = min(SYM_BLOCK_ROWS, n)
+
+    def block(i, out):
+        start = jnp.minimum(i * b, n - b)
+        ui = jax.lax.dynamic_slice_in_dim(u, start, b)
+        xi = jax.lax.dynamic_slice_in_dim(x, start, b)
+        qi = jax.lax.dynamic_slice_in_dim(q, start, b)
+        rows = (qi[:, None] + q[None, :]) - (mm(ui, x.T) + mm(xi, u.T))
+        return jax.lax.dynamic_update_slice_in_dim(out, rows, start, 0)
+
+    out = jnp.zeros((n, n), jnp.result_type(q, u, x))
+    return jax.lax.fori_loop(0, -(-n // b), block, out)
+
+
 def sq_euclidean(x, y=None):
-    """``D_ij = ||x_i - y_j||^2`` by the expansion (centred input), self case if ``y`` is None."""
+    """``D_ij = ||x_i - y_j||^2`` by the expansion (centred input), self case if ``y`` is None.
+
+    Self case: :math:`q_i + q_j - 2 (X X^\top)_{ij}`. Exactly symmetric in floating
+    point: ``q_i + q_j`` commutes, and a matrix product computes its entry ``(i, j)``
+    and ``(j, i)`` from the same products ``x_il x_jl`` summed in the same order
+    (tested bitwise, ``tests/test_distances.py``). Symmetrising with ``A + A^T``
+    instead costs an ``n^2`` transpose, which XLA on CPU runs several times slower
+    than a streaming pass (``benchmarks/results/pairwise.md``).
+    """
     qx = rowdot(x, x)
     if y is None:
-        # A + A^T with A = q 1^T - X X^T: exactly symmetric in floating point.
-        a = qx[:, None] - mm(x, x.T)
-        return a + a.T
+        return (qx[:, None] + qx[None, :]) - 2 * mm(x, x.T)
     return qx[:, None] + rowdot(y, y)[None, :] - 2 * mm(x, y.T)
 
 
@@ -66,13 +104,15 @@ def sq_mahalanobis(x, sym, y=None):
     """``D_ij = (x_i - y_j)^T S (x_i - y_j)`` for the symmetric part ``S`` of ``M``.
 
     The quadratic form only sees ``S = (M + M^T)/2``, so this equals the formula with
-    ``M`` itself for any square ``M``. Linear in ``sym``.
+    ``M`` itself for any square ``M``. Linear in ``sym``. Self case:
+    :math:`q_i + q_j - (U X^\top + X U^\top)_{ij}` with ``U = X S``: entry ``(j, i)``
+    of ``X U^T`` is computed from the same products as entry ``(i, j)`` of ``U X^T``,
+    so the result is exactly symmetric without an ``n^2`` transpose.
     """
     u = mm(x, sym)
     qx = rowdot(u, x)
     if y is None:
-        a = qx[:, None] - mm(u, x.T)  # A + A^T: exactly symmetric in floating point
-        return a + a.T
+        return _sym_expansion(qx, u, x)
     return qx[:, None] + rowdot(mm(y, sym), y)[None, :] - 2 * mm(u, y.T)
 
 
@@ -80,13 +120,16 @@ def sq_mahalanobis(x, sym, y=None):
 # tangents (JVPs): linear in the dotted arguments, so JAX transposes them into VJPs
 # ----------------------------------------------------------------------------------
 def jvp_sq_euclidean_self(x, xdot):
-    r"""Tangent of ``D(X)``: :math:`\dot D = P + P^T`, :math:`P = 2(a 1^T - \dot X X^T)`.
+    r"""Tangent of ``D(X)``: :math:`\dot D = b 1^T + 1 b^T - 2 \dot X X^T - 2 X \dot X^T`.
 
-    ``a_i = x_i . xdot_i``. Written as ``P + P^T`` so that its transpose, the VJP, is
-    one matmul: :math:`\bar X = 2(\mathrm{diag}(H 1) - H) X` with :math:`H = G + G^T`.
+    ``b_i = 2 x_i . xdot_i``. The factors ``-2`` sit on the ``(n, d)`` tangents, and no
+    ``n^2`` transpose appears, so the transpose (the VJP) is
+    :math:`\bar X = 2(\mathrm{diag}(G 1 + G^T 1) X - G X - G^T X)` with no ``n^2``
+    pass besides the two products and the row and column sums of ``G``.
     """
-    p = 2 * (rowdot(x, xdot)[:, None] - mm(xdot, x.T))
-    return zero_diagonal(p + p.T)
+    b = 2 * rowdot(x, xdot)
+    w = -2 * xdot  # the factor on the tangent: its transpose scales an (n, d) cotangent
+    return zero_diagonal((b[:, None] + b[None, :]) + (mm(w, x.T) + mm(x, w.T)))
 
 
 def jvp_sq_euclidean(x, y, xdot=None, ydot=None):
@@ -100,18 +143,26 @@ def jvp_sq_euclidean(x, y, xdot=None, ydot=None):
 
 
 def jvp_sq_mahalanobis_self(x, sym, xdot=None, metricdot=None):
-    r"""Tangent of ``D(M)`` (self): :math:`D(\dot M) + P + P^T`, :math:`P = 2(a 1^T - \dot X U^T)`.
+    r"""Tangent of ``D(M)`` (self): :math:`\dot D = \dot q 1^T + 1 \dot q^T - 2 \dot U X^T - 2 U \dot X^T`.
 
-    ``U = X S``, ``a_i = xdot_i . u_i``; :math:`D(\dot M)` is the distance matrix with
-    the metric replaced by its tangent (``D`` is linear in ``M``).
+    ``U = X S``, :math:`\dot U = \dot X S + X \dot S` (:math:`\dot S` the symmetric part
+    of :math:`\dot M`), :math:`\dot q_i = 2 u_i \cdot \dot x_i + x_i^T \dot S x_i`: the
+    tangent of :math:`q_i + q_j - 2 u_i \cdot x_j`, which equals ``D`` for a symmetric
+    ``S``. Its transpose needs :math:`G X` (for :math:`\bar U`, hence :math:`\bar M = X^T \bar U`)
+    and, only when ``xdot`` is given, :math:`G^T U`: two ``(n, n) x (n, d)`` products, no
+    ``n^2`` transpose or elementwise pass (the factors ``-2`` sit on ``(n, d)`` tangents).
     """
-    out = 0
+    udot, qdot, out = None, 0, 0
     if xdot is not None:
         u = mm(x, sym)
-        p = 2 * (rowdot(u, xdot)[:, None] - mm(xdot, u.T))
-        out = out + p + p.T
+        udot = mm(xdot, sym)
+        qdot = 2 * rowdot(u, xdot)
+        out = mm(u, -2 * xdot.T)
     if metricdot is not None:
-        out = out + sq_mahalanobis(x, 0.5 * (metricdot + metricdot.T))
+        t = mm(x, 0.5 * (metricdot + metricdot.T))
+        udot = t if udot is None else udot + t
+        qdot = qdot + rowdot(t, x)
+    out = (qdot[:, None] + qdot[None, :]) + (mm(-2 * udot, x.T) + out)
     return zero_diagonal(out)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -52,51 +53,61 @@ def zero_diagonal(d):
 # ----------------------------------------------------------------------------------
 # forward values
 # ----------------------------------------------------------------------------------
-# Rows per block of the self-case Mahalanobis expansion: two (b, n) products live at
-# a time, so the only n^2 buffer is the output (XLA does not write the sum of two
-# whole (n, n) products in place: it would hold three n^2 buffers).
+# Rows (and columns) per tile of the self-case expansion :func:`_sym_expansion`.
 SYM_BLOCK_ROWS = 256
 
 
 def _sym_expansion(q, u, x):
-    r""":math:`D_{ij} = q_i + q_j - (u_i \cdot x_j + x_i \cdot u_j)`, exactly symmetric, one ``n^2`` buffer.
+    r""":math:`D_{ij} = q_i + q_j - 2 u_i \cdot x_j`, exactly symmetric, in ``(b, b)`` tiles.
 
-    Entry ``(j, i)`` of ``X U^T`` is computed from the same products ``x_jl u_il``,
-    summed in the same order, as entry ``(i, j)`` of ``U X^T`` (a matrix product's
-    entry depends on its two rows only; tested bitwise in ``tests/test_distances.py``
-    and ``tests/test_rules.py``), and ``q_i + q_j`` commutes: ``D = D^T`` bit for bit,
-    without the ``n^2`` transpose of ``A + A^T`` (several times slower than a
-    streaming pass in XLA on CPU). Row blocks of ``SYM_BLOCK_ROWS``; the last block
-    starts at ``n - b`` and recomputes a few rows identically.
+    For ``u = x S`` with a symmetric ``S`` (``S = I``: ``u = x``) this is the self
+    expansion of :math:`(x_i - x_j)^\top S (x_i - x_j)`. Only the tiles on and above the
+    diagonal are computed, each off-diagonal tile ``T`` written at ``(I, J)`` and ``T^T``
+    at ``(J, I)``: bitwise symmetric by construction, and half the products of the
+    dense ``2 n^2 d``. The diagonal tiles are :math:`A + A^\top`,
+    :math:`A = q_I 1^\top - U_I X_I^\top`, a transpose that stays in cache. No ``n^2``
+    transpose (XLA on CPU runs one several times slower than a streaming pass) and one
+    ``n^2`` buffer, the output. ``b = SYM_BLOCK_ROWS``; the last tile starts at
+    ``n - b`` and overlaps its neighbour: where an off-diagonal tile writes the overlap
+    of two row blocks inconsistently, the diagonal tiles, written last, overwrite it.
     """
     n = x.shape[0]
     b = min(SYM_BLOCK_ROWS, n)
+    nb = -(-n // b)
 
-    def block(i, out):
+    def tile(i):
         start = jnp.minimum(i * b, n - b)
-        ui = jax.lax.dynamic_slice_in_dim(u, start, b)
-        xi = jax.lax.dynamic_slice_in_dim(x, start, b)
-        qi = jax.lax.dynamic_slice_in_dim(q, start, b)
-        rows = (qi[:, None] + q[None, :]) - (mm(ui, x.T) + mm(xi, u.T))
-        return jax.lax.dynamic_update_slice_in_dim(out, rows, start, 0)
+        cut = lambda a: jax.lax.dynamic_slice_in_dim(a, start, b)
+        return start, cut(q), cut(u), cut(x)
+
+    def off_diagonal(p, out):
+        si, qi, ui, _ = tile(rows[p])
+        sj, qj, _, xj = tile(cols[p])
+        t = (qi[:, None] + qj[None, :]) - 2 * mm(ui, xj.T)
+        out = jax.lax.dynamic_update_slice(out, t, (si, sj))
+        return jax.lax.dynamic_update_slice(out, t.T, (sj, si))
+
+    def diagonal(i, out):
+        si, qi, ui, xi = tile(i)
+        a = qi[:, None] - mm(ui, xi.T)
+        return jax.lax.dynamic_update_slice(out, a + a.T, (si, si))
 
     out = jnp.zeros((n, n), jnp.result_type(q, u, x))
-    return jax.lax.fori_loop(0, -(-n // b), block, out)
+    rows, cols = (jnp.asarray(v, jnp.int32) for v in np.triu_indices(nb, 1))
+    if nb > 1:
+        out = jax.lax.fori_loop(0, rows.shape[0], off_diagonal, out)
+    return jax.lax.fori_loop(0, nb, diagonal, out)
 
 
 def sq_euclidean(x, y=None):
     """``D_ij = ||x_i - y_j||^2`` by the expansion (centred input), self case if ``y`` is None.
 
-    Self case: :math:`q_i + q_j - 2 (X X^\top)_{ij}`. Exactly symmetric in floating
-    point: ``q_i + q_j`` commutes, and a matrix product computes its entry ``(i, j)``
-    and ``(j, i)`` from the same products ``x_il x_jl`` summed in the same order
-    (tested bitwise, ``tests/test_distances.py``). Symmetrising with ``A + A^T``
-    instead costs an ``n^2`` transpose, which XLA on CPU runs several times slower
-    than a streaming pass (``benchmarks/results/pairwise.md``).
+    Self case: :func:`_sym_expansion` (``u = x``): exactly symmetric, half the
+    products, no ``n^2`` transpose.
     """
     qx = rowdot(x, x)
     if y is None:
-        return (qx[:, None] + qx[None, :]) - 2 * mm(x, x.T)
+        return _sym_expansion(qx, x, x)
     return qx[:, None] + rowdot(y, y)[None, :] - 2 * mm(x, y.T)
 
 

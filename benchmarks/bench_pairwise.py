@@ -297,6 +297,54 @@ backward part of the limit is the fast layout (`G W`, one read of `G`): the gap 
 """
 
 
+def recheck(args) -> None:
+    """Re-time the cells where the rules lost, with more rounds, in a separate run."""
+    payload = json.loads((args.out / "pairwise.json").read_text())
+    lost = [r for r in payload["rows"] if r["rules"]["median_s"] > r["plain"]["median_s"]]
+    cases = {(c[0], c[1]): c for c in CASES}
+    load_before = _timing.load_average()
+    rows = []
+    for r in lost:
+        name, wrt, argnums, products = cases[(r["distance"], r["wrt"])]
+        dtype = jnp.dtype(r["dtype"])
+        lim = limits(r["n"], r["d"], dtype, repeats=args.repeats)
+        row = run_cell(
+            name,
+            wrt,
+            argnums,
+            products,
+            r["n"],
+            r["d"],
+            dtype,
+            lim,
+            repeats=args.recheck,
+            budget=0,
+            max_total_s=None,
+        )
+        rows.append(row)
+        print(
+            f"{name} wrt {wrt} {row['dtype']} n={r['n']} d={r['d']}: rules "
+            f"{row['rules']['median_s'] * 1e3:.1f} ms, plain {row['plain']['median_s'] * 1e3:.1f} ms",
+            flush=True,
+        )
+    head = [
+        "",
+        f"## Re-check: the {len(lost)} cells where the rules were slower, {args.recheck} rounds",
+        "",
+        f"A separate run of `--recheck {args.recheck}` on {_timing.env_header()['date']}, "
+        f"load average before / after: {load_before} / {_timing.load_average()}. The "
+        "difference form is not re-run.",
+        "",
+    ]
+    md = (args.out / "pairwise.md").read_text() + "\n".join(head) + "\n"
+    if rows:
+        md += summary(rows) + "\n" + table(rows) + "\n"
+    (args.out / "pairwise.md").write_text(md)
+    payload["recheck"] = {"rounds": args.recheck, "load_before": load_before, "rows": rows}
+    (args.out / "pairwise.json").write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"appended to {args.out / 'pairwise.md'}")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes, no result files")
@@ -309,7 +357,18 @@ def main(argv=None) -> None:
         help="seconds of timed rounds per cell; slow cells get fewer rounds (>= 3)",
     )
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    p.add_argument(
+        "--recheck",
+        type=int,
+        default=0,
+        metavar="K",
+        help="re-time, with K rounds, the cells of OUT/pairwise.json where the rules were "
+        "slower than plain, and append the result to pairwise.md/.json",
+    )
     args = p.parse_args(argv)
+    if args.recheck:
+        recheck(args)
+        return
 
     if args.quick:
         sizes = [(n, d) for n in (16, 64) for d in (3, 8)]

@@ -92,10 +92,12 @@ def _sym_expansion(q, u, x):
         a = qi[:, None] - mm(ui, xi.T)
         return jax.lax.dynamic_update_slice(out, a + a.T, (si, si))
 
+    if nb == 1:  # one tile: no loop, no buffer to initialise
+        a = q[:, None] - mm(u, x.T)
+        return a + a.T
     out = jnp.zeros((n, n), jnp.result_type(q, u, x))
     rows, cols = (jnp.asarray(v, jnp.int32) for v in np.triu_indices(nb, 1))
-    if nb > 1:
-        out = jax.lax.fori_loop(0, rows.shape[0], off_diagonal, out)
+    out = jax.lax.fori_loop(0, rows.shape[0], off_diagonal, out)
     return jax.lax.fori_loop(0, nb, diagonal, out)
 
 

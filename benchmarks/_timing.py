@@ -5,13 +5,16 @@
   caller can decide *before running* whether a configuration fits in memory.
 * :func:`median_time` warms up, then takes the median of ``k`` runs, each ended by
   ``jax.block_until_ready`` (JAX dispatches asynchronously).
-* :func:`env_header` records what the numbers depend on.
+* :func:`interleaved_medians` does the same for several functions run in turns, so
+  that load on a shared machine hits them alike.
+* :func:`env_header` records what the numbers depend on (CPU model, BLAS kernel).
 """
 
 from __future__ import annotations
 
 import datetime
 import os
+import pathlib
 import platform
 import statistics
 import time
@@ -65,8 +68,61 @@ def median_time(
     return statistics.median(times), times, out
 
 
+def interleaved_medians(
+    fns: dict, *args, repeats: int = 5, max_total_s: float | None = None
+) -> tuple[dict, dict, dict]:
+    """Median wall time of each ``fns[name](*args)``, the functions run in turns.
+
+    One warm-up round, then ``repeats`` rounds that each run every function once,
+    ended by ``jax.block_until_ready``. With ``max_total_s``, slow rounds mean fewer
+    of them (at least 3). Returns ``(medians, all_times, last_outputs)`` keyed by name.
+    """
+    outs, times = {}, {name: [] for name in fns}
+    t0 = time.perf_counter()
+    for name, fn in fns.items():
+        outs[name] = jax.block_until_ready(fn(*args))
+    t_round = time.perf_counter() - t0
+    if max_total_s is not None and t_round > 0:
+        repeats = min(repeats, max(3, int(max_total_s / t_round)))
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            outs[name] = jax.block_until_ready(fn(*args))
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}, times, outs
+
+
+def cpu_model() -> str:
+    """The ``model name`` of ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def blas_info() -> list[dict]:
+    """The BLAS/OpenMP libraries loaded in this process (threadpoolctl), or ``[]``."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    keys = ("internal_api", "version", "architecture", "num_threads")
+    return [{k: d.get(k) for k in keys} for d in threadpool_info()]
+
+
+def load_average() -> str:
+    """The 1-, 5- and 15-minute load averages (a shared machine's timings vary with them)."""
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
 def env_header() -> dict:
-    """Date, versions, devices, CPU count and ``GLIBC_TUNABLES`` (it changes malloc)."""
+    """Date, versions, devices, CPU model and count, BLAS and ``GLIBC_TUNABLES`` (it changes malloc)."""
     try:
         affinity = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -74,11 +130,23 @@ def env_header() -> dict:
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "jax": jax.__version__,
+        "jaxlib": _jaxlib_version(),
         "devices": [str(dev) for dev in jax.devices()],
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpu_affinity": affinity,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", "(unset)"),
         "XLA_FLAGS": os.environ.get("XLA_FLAGS", "(unset)"),
+        "blas": blas_info(),
     }
+
+
+def _jaxlib_version() -> str:
+    try:
+        import jaxlib
+
+        return jaxlib.__version__
+    except (ImportError, AttributeError):
+        return "?"

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from _timing import env_header  # noqa: E402
+from _timing import cpu_model, env_header  # noqa: E402
 
 import metricjax as mj  # noqa: E402
 from metricjax.losses import mlkr_loss  # noqa: E402
@@ -91,16 +91,6 @@ def run(n, d, max_iter, dtype):
     same = np.asarray(iters).ravel().tolist() == seq_iters
     return dict(dtype=dtype, compile=t_compile, vmap=t_vmap, seq=t_seq, grid=t_grid,
                 iters=np.asarray(iters).ravel().tolist(), same_iters=same)
-
-
-def cpu_model() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def main():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -52,13 +53,63 @@ def zero_diagonal(d):
 # ----------------------------------------------------------------------------------
 # forward values
 # ----------------------------------------------------------------------------------
+# Rows (and columns) per tile of the self-case expansion :func:`_sym_expansion`.
+SYM_BLOCK_ROWS = 256
+
+
+def _sym_expansion(q, u, x):
+    r""":math:`D_{ij} = q_i + q_j - 2 u_i \cdot x_j`, exactly symmetric, in ``(b, b)`` tiles.
+
+    For ``u = x S`` with a symmetric ``S`` (``S = I``: ``u = x``) this is the self
+    expansion of :math:`(x_i - x_j)^\top S (x_i - x_j)`. Only the tiles on and above the
+    diagonal are computed, each off-diagonal tile ``T`` written at ``(I, J)`` and ``T^T``
+    at ``(J, I)``: bitwise symmetric by construction, and half the products of the
+    dense ``2 n^2 d``. The diagonal tiles are :math:`A + A^\top`,
+    :math:`A = q_I 1^\top - U_I X_I^\top`, a transpose that stays in cache. No ``n^2``
+    transpose (XLA on CPU runs one several times slower than a streaming pass) and one
+    ``n^2`` buffer, the output. ``b = SYM_BLOCK_ROWS``; the last tile starts at
+    ``n - b`` and overlaps its neighbour: where an off-diagonal tile writes the overlap
+    of two row blocks inconsistently, the diagonal tiles, written last, overwrite it.
+    """
+    n = x.shape[0]
+    b = min(SYM_BLOCK_ROWS, n)
+    nb = -(-n // b)
+
+    def tile(i):
+        start = jnp.minimum(i * b, n - b)
+        cut = lambda a: jax.lax.dynamic_slice_in_dim(a, start, b)
+        return start, cut(q), cut(u), cut(x)
+
+    def off_diagonal(p, out):
+        si, qi, ui, _ = tile(rows[p])
+        sj, qj, _, xj = tile(cols[p])
+        t = (qi[:, None] + qj[None, :]) - 2 * mm(ui, xj.T)
+        out = jax.lax.dynamic_update_slice(out, t, (si, sj))
+        return jax.lax.dynamic_update_slice(out, t.T, (sj, si))
+
+    def diagonal(i, out):
+        si, qi, ui, xi = tile(i)
+        a = qi[:, None] - mm(ui, xi.T)
+        return jax.lax.dynamic_update_slice(out, a + a.T, (si, si))
+
+    if nb == 1:  # one tile: no loop, no buffer to initialise
+        a = q[:, None] - mm(u, x.T)
+        return a + a.T
+    out = jnp.zeros((n, n), jnp.result_type(q, u, x))
+    rows, cols = (jnp.asarray(v, jnp.int32) for v in np.triu_indices(nb, 1))
+    out = jax.lax.fori_loop(0, rows.shape[0], off_diagonal, out)
+    return jax.lax.fori_loop(0, nb, diagonal, out)
+
+
 def sq_euclidean(x, y=None):
-    """``D_ij = ||x_i - y_j||^2`` by the expansion (centred input), self case if ``y`` is None."""
+    """``D_ij = ||x_i - y_j||^2`` by the expansion (centred input), self case if ``y`` is None.
+
+    Self case: :func:`_sym_expansion` (``u = x``): exactly symmetric, half the
+    products, no ``n^2`` transpose.
+    """
     qx = rowdot(x, x)
     if y is None:
-        # A + A^T with A = q 1^T - X X^T: exactly symmetric in floating point.
-        a = qx[:, None] - mm(x, x.T)
-        return a + a.T
+        return _sym_expansion(qx, x, x)
     return qx[:, None] + rowdot(y, y)[None, :] - 2 * mm(x, y.T)
 
 
@@ -66,13 +117,15 @@ def sq_mahalanobis(x, sym, y=None):
     """``D_ij = (x_i - y_j)^T S (x_i - y_j)`` for the symmetric part ``S`` of ``M``.
 
     The quadratic form only sees ``S = (M + M^T)/2``, so this equals the formula with
-    ``M`` itself for any square ``M``. Linear in ``sym``.
+    ``M`` itself for any square ``M``. Linear in ``sym``. Self case:
+    :math:`q_i + q_j - (U X^\top + X U^\top)_{ij}` with ``U = X S``: entry ``(j, i)``
+    of ``X U^T`` is computed from the same products as entry ``(i, j)`` of ``U X^T``,
+    so the result is exactly symmetric without an ``n^2`` transpose.
     """
     u = mm(x, sym)
     qx = rowdot(u, x)
     if y is None:
-        a = qx[:, None] - mm(u, x.T)  # A + A^T: exactly symmetric in floating point
-        return a + a.T
+        return _sym_expansion(qx, u, x)
     return qx[:, None] + rowdot(mm(y, sym), y)[None, :] - 2 * mm(u, y.T)
 
 
@@ -80,13 +133,16 @@ def sq_mahalanobis(x, sym, y=None):
 # tangents (JVPs): linear in the dotted arguments, so JAX transposes them into VJPs
 # ----------------------------------------------------------------------------------
 def jvp_sq_euclidean_self(x, xdot):
-    r"""Tangent of ``D(X)``: :math:`\dot D = P + P^T`, :math:`P = 2(a 1^T - \dot X X^T)`.
+    r"""Tangent of ``D(X)``: :math:`\dot D = b 1^T + 1 b^T - 2 \dot X X^T - 2 X \dot X^T`.
 
-    ``a_i = x_i . xdot_i``. Written as ``P + P^T`` so that its transpose, the VJP, is
-    one matmul: :math:`\bar X = 2(\mathrm{diag}(H 1) - H) X` with :math:`H = G + G^T`.
+    ``b_i = 2 x_i . xdot_i``. The factors ``-2`` sit on the ``(n, d)`` tangents, and no
+    ``n^2`` transpose appears, so the transpose (the VJP) is
+    :math:`\bar X = 2(\mathrm{diag}(G 1 + G^T 1) X - G X - G^T X)` with no ``n^2``
+    pass besides the two products and the row and column sums of ``G``.
     """
-    p = 2 * (rowdot(x, xdot)[:, None] - mm(xdot, x.T))
-    return zero_diagonal(p + p.T)
+    b = 2 * rowdot(x, xdot)
+    w = -2 * xdot  # the factor on the tangent: its transpose scales an (n, d) cotangent
+    return zero_diagonal((b[:, None] + b[None, :]) + (mm(w, x.T) + mm(x, w.T)))
 
 
 def jvp_sq_euclidean(x, y, xdot=None, ydot=None):
@@ -100,18 +156,26 @@ def jvp_sq_euclidean(x, y, xdot=None, ydot=None):
 
 
 def jvp_sq_mahalanobis_self(x, sym, xdot=None, metricdot=None):
-    r"""Tangent of ``D(M)`` (self): :math:`D(\dot M) + P + P^T`, :math:`P = 2(a 1^T - \dot X U^T)`.
+    r"""Tangent of ``D(M)`` (self): :math:`\dot D = \dot q 1^T + 1 \dot q^T - 2 \dot U X^T - 2 U \dot X^T`.
 
-    ``U = X S``, ``a_i = xdot_i . u_i``; :math:`D(\dot M)` is the distance matrix with
-    the metric replaced by its tangent (``D`` is linear in ``M``).
+    ``U = X S``, :math:`\dot U = \dot X S + X \dot S` (:math:`\dot S` the symmetric part
+    of :math:`\dot M`), :math:`\dot q_i = 2 u_i \cdot \dot x_i + x_i^T \dot S x_i`: the
+    tangent of :math:`q_i + q_j - 2 u_i \cdot x_j`, which equals ``D`` for a symmetric
+    ``S``. Its transpose needs :math:`G X` (for :math:`\bar U`, hence :math:`\bar M = X^T \bar U`)
+    and, only when ``xdot`` is given, :math:`G^T U`: two ``(n, n) x (n, d)`` products, no
+    ``n^2`` transpose or elementwise pass (the factors ``-2`` sit on ``(n, d)`` tangents).
     """
-    out = 0
+    udot, qdot, out = None, 0, 0
     if xdot is not None:
         u = mm(x, sym)
-        p = 2 * (rowdot(u, xdot)[:, None] - mm(xdot, u.T))
-        out = out + p + p.T
+        udot = mm(xdot, sym)
+        qdot = 2 * rowdot(u, xdot)
+        out = mm(u, -2 * xdot.T)
     if metricdot is not None:
-        out = out + sq_mahalanobis(x, 0.5 * (metricdot + metricdot.T))
+        t = mm(x, 0.5 * (metricdot + metricdot.T))
+        udot = t if udot is None else udot + t
+        qdot = qdot + rowdot(t, x)
+    out = (qdot[:, None] + qdot[None, :]) + (mm(-2 * udot, x.T) + out)
     return zero_diagonal(out)
 
 

@@ -96,7 +96,7 @@ _SLOW_NAMES = (
 )
 
 
-# ... and the tests measured at 1.5 s or more each (listed in slow_tests.txt).
+# ... and the tests measured at 1 s or more each (listed in slow_tests.txt).
 _MEASURED = pathlib.Path(__file__).with_name("slow_tests.txt")
 _SLOW_IDS = {
     line.strip()

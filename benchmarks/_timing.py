@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import pathlib
 import platform
 import statistics
 import time
@@ -22,6 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import jax
+
+# cpu_model and blas_info live in _machine (no JAX there: the reference processes use
+# them); re-exported here. _timing is imported as ``benchmarks._timing`` or as
+# ``_timing`` with the script folder on sys.path.
+try:
+    from ._machine import blas_info, cpu_model  # noqa: F401
+except ImportError:
+    from _machine import blas_info, cpu_model  # noqa: F401
 
 GIB = 2**30
 MIB = 2**20
@@ -90,27 +97,6 @@ def interleaved_medians(
             outs[name] = jax.block_until_ready(fn(*args))
             times[name].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}, times, outs
-
-
-def cpu_model() -> str:
-    """The ``model name`` of ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def blas_info() -> list[dict]:
-    """The BLAS/OpenMP libraries loaded in this process (threadpoolctl), or ``[]``."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return []
-    keys = ("internal_api", "version", "architecture", "num_threads")
-    return [{k: d.get(k) for k in keys} for d in threadpool_info()]
 
 
 def load_average() -> str:

@@ -38,15 +38,16 @@ import argparse
 import json
 import os
 import pathlib
-import subprocess
 import sys
 import time
 import warnings
 
 import numpy as np
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _machine import blas_info, cpu_model, run_reference  # noqa: E402
+
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
-UNSET_FOR_REFERENCE = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 D, K, PUSH = 20, 3, 0.5
 
 
@@ -57,25 +58,6 @@ def data(n, d=D, seed=0):
         n_samples=n, n_features=d, n_informative=max(2, d // 4), n_redundant=0,
         n_classes=3, n_clusters_per_class=2, class_sep=1.0, random_state=seed,
     )  # fmt: skip
-
-
-def cpu_model() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown"
-
-
-def blas_info() -> list[dict]:
-    from threadpoolctl import threadpool_info
-
-    keys = ("internal_api", "version", "architecture", "num_threads")
-    return [{k: d.get(k) for k in keys} for d in threadpool_info()]
 
 
 def _median(fn, repeats=3, max_total_s=20.0):
@@ -120,17 +102,6 @@ def reference_main(spec):
         out["fit"].append({"n": n, "s": time.perf_counter() - t0,
                            "components": est.components_.tolist(), "n_iter": est.n_iter_})  # fmt: skip
     print(json.dumps(out))
-
-
-def run_reference(spec) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in UNSET_FOR_REFERENCE}
-    proc = subprocess.run(
-        [sys.executable, __file__, "--reference", json.dumps(spec)],
-        env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if proc.returncode:
-        raise RuntimeError(f"metric-learn reference failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # ----------------------------------------------------------------------------------
@@ -251,7 +222,7 @@ def main():
     fit_sizes = [1200] if args.quick else [2000, 5000]
     max_iter = 200
     spec = {"eval_sizes": eval_sizes, "fit_sizes": fit_sizes, "max_iter": max_iter}
-    ref = run_reference(spec)
+    ref = run_reference(spec, __file__)
     for r in ref["fit"]:
         x, y = data(r["n"])
         r["loss"] = full_loss64(r.pop("components"), x, y)

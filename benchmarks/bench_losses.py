@@ -46,9 +46,9 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from _machine import blas_info, cpu_model, run_reference  # noqa: E402
 from _reference_libs import metric_learn_compat  # noqa: E402
 from _timing import env_header, median_time  # noqa: E402
-from bench_weak import blas_info, cpu_model, run_reference  # noqa: E402
 
 import metricjax as mj  # noqa: E402
 from metricjax.losses import (  # noqa: E402

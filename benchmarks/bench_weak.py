@@ -29,45 +29,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
-import subprocess
 import sys
 import time
 import warnings
 
 import numpy as np
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _machine import UNSET_FOR_REFERENCE, blas_info, cpu_model, run_reference  # noqa: E402
+
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 DATASETS = ("iris", "wine", "breast_cancer", "digits")
 ALGOS = ("ITML", "MMC", "SDML")  # pairs learners (fit speed, held-out pair AUC)
 SUPERVISED = ("ITML", "MMC", "SDML", "LSML", "SCML")  # *_Supervised + 3-NN
 SPEED_SIZES = (1000, 5000, 20000)
-UNSET_FOR_REFERENCE = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 # ----------------------------------------------------------------------------------
 # shared by both processes
 # ----------------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown"
-
-
-def blas_info() -> list[dict]:
-    from threadpoolctl import threadpool_info
-
-    keys = ("internal_api", "version", "architecture", "num_threads")
-    return [{k: d.get(k) for k in keys} for d in threadpool_info()]
-
-
 def load(name):
     from sklearn import datasets
 
@@ -184,18 +165,6 @@ def reference_main(spec):
     print(json.dumps(out))
 
 
-def run_reference(spec, script: str = __file__) -> dict:
-    """``script --reference SPEC`` in a child process without the OpenBLAS overrides."""
-    env = {k: v for k, v in os.environ.items() if k not in UNSET_FOR_REFERENCE}
-    proc = subprocess.run(
-        [sys.executable, script, "--reference", json.dumps(spec)],
-        env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if proc.returncode:
-        raise RuntimeError(f"metric-learn reference failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 # ----------------------------------------------------------------------------------
 # report
 # ----------------------------------------------------------------------------------
@@ -272,7 +241,7 @@ def main():
 
     warnings.simplefilter("ignore")
     t0 = time.perf_counter()
-    ref = run_reference(spec)
+    ref = run_reference(spec, __file__)
     import jax
 
     header = env_header()

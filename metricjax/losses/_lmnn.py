@@ -26,10 +26,6 @@ _HOST_CHUNK = 1024
 # ----------------------------------------------------------------------------------
 # host-side helpers: labels, target neighbours, argument checks
 # ----------------------------------------------------------------------------------
-def _is_traced(a) -> bool:
-    return isinstance(a, jax.core.Tracer)
-
-
 def _check_n_neighbors(n_neighbors) -> int:
     if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)):
         raise TypeError(f"`n_neighbors` must be a positive int, got {n_neighbors!r}")
@@ -39,7 +35,7 @@ def _check_n_neighbors(n_neighbors) -> int:
 
 
 def _static_float(value, name: str) -> float:
-    if _is_traced(value):
+    if _checks._is_traced(value):
         raise TypeError(
             f"`{name}` must be a concrete Python float (it is static), not a traced value"
         )
@@ -79,7 +75,7 @@ def lmnn_target_neighbors(
         TypeError: traced (``jit``) inputs, or labels that cannot be sorted.
     """
     k = _check_n_neighbors(n_neighbors)
-    if _is_traced(x) or _is_traced(labels):
+    if _checks._is_traced(x) or _checks._is_traced(labels):
         raise TypeError(
             "lmnn_target_neighbors needs concrete `x` and `labels`; call it outside "
             "jax.jit / jax.grad and pass the result as `target_neighbors`"
@@ -114,7 +110,7 @@ def lmnn_target_neighbors(
 
 def _label_codes(labels, n: int):
     """Integer class codes: ``np.unique`` codes on the host, integer labels as-is under jit."""
-    if _is_traced(labels):
+    if _checks._is_traced(labels):
         if labels.shape != (n,):
             raise ValueError(f"`labels` must have shape ({n},), got {labels.shape}")
         if not (jnp.issubdtype(labels.dtype, jnp.integer) or labels.dtype == jnp.bool_):
@@ -125,7 +121,7 @@ def _label_codes(labels, n: int):
 
 
 def _check_target_neighbors(tn, n: int, host_codes):
-    if _is_traced(tn):
+    if _checks._is_traced(tn):
         if tn.ndim != 2 or tn.shape[0] != n or tn.shape[1] < 1:
             raise ValueError(f"`target_neighbors` must have shape ({n}, k), k >= 1, got {tn.shape}")
         if not jnp.issubdtype(tn.dtype, jnp.integer):
@@ -170,7 +166,7 @@ def _codes_and_targets(x, labels, target_neighbors, n_neighbors):
     codes, host_codes = _label_codes(labels, n)
     if target_neighbors is not None:
         return codes, _check_target_neighbors(target_neighbors, n, host_codes)
-    if _is_traced(x) or host_codes is None:
+    if _checks._is_traced(x) or host_codes is None:
         raise TypeError(
             "with target_neighbors=None, `x` and `labels` must be concrete; under "
             "jax.jit (or jax.grad with respect to x) pass "
@@ -512,7 +508,7 @@ def _check_impostors(impostors, n: int):
         raise TypeError("`impostors.anchors` and `impostors.impostors` must be integers")
     if mask.dtype != jnp.bool_:
         raise TypeError(f"`impostors.mask` must be boolean, got dtype {mask.dtype}")
-    if not (_is_traced(a) or _is_traced(l)) and a.size and (
+    if not (_checks._is_traced(a) or _checks._is_traced(l)) and a.size and (
         # on the host: no compiled reduction per capacity
         max(np.max(a), np.max(l)) >= n or min(np.min(a), np.min(l)) < 0
     ):
@@ -621,7 +617,7 @@ def lmnn_impostors(
         Nearest Neighbor Classification <https://jmlr.org/papers/v10/weinberger09a.html>`_,
         JMLR 10, 2009 (section 6.1 "Solver", appendix A "active sets").
     """
-    if _is_traced(transform) or _is_traced(x) or _is_traced(labels):
+    if _checks._is_traced(transform) or _checks._is_traced(x) or _checks._is_traced(labels):
         raise TypeError(
             "lmnn_impostors needs concrete `transform`, `x` and `labels`; call it outside "
             "jax.jit and pass the set to the jitted loss"

@@ -447,7 +447,7 @@ def sharded_lmnn_loss(
     _check_block(block_size)
     codes, host_codes = _lmnn._label_codes(labels, n)
     if target_neighbors is None:
-        if nv != n or _lmnn._is_traced(x) or host_codes is None:
+        if nv != n or _checks._is_traced(x) or host_codes is None:
             raise TypeError(
                 "pass `target_neighbors` (global row indices) for traced, padded or "
                 "multi-process inputs; on one host lmnn_target_neighbors(x, labels) computes them"

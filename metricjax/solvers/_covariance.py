@@ -21,10 +21,6 @@ from metricjax._rules import mm
 # ----------------------------------------------------------------------------------
 # input guards (host side)
 # ----------------------------------------------------------------------------------
-def is_traced(a) -> bool:
-    return isinstance(a, jax.core.Tracer)
-
-
 def prepare_points(x, name: str = "x", *, min_rows: int = 2):
     """``x`` as a jnp float array ``(n, d)`` with ``n >= min_rows``; finite unless traced.
 
@@ -37,7 +33,7 @@ def prepare_points(x, name: str = "x", *, min_rows: int = 2):
     if n < min_rows:
         raise ValueError(f"`{name}` needs at least {min_rows} points (rows), got {n}")
     dtype = _checks.compute_dtype(x)
-    if not is_traced(x):
+    if not _checks._is_traced(x):
         _checks.check_finite(name, x)
     return jnp.asarray(x, dtype)
 

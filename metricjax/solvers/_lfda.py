@@ -46,7 +46,6 @@ from metricjax._rules import mm
 from metricjax.solvers._covariance import (
     check_n_components,
     generalized_eigh,
-    is_traced,
     numerical_rank,
     prepare_points,
     symmetrize,
@@ -247,7 +246,7 @@ def lfda_components(
         dim=dim,
         embedding_type=embedding_type,
     )
-    if is_traced(comps):  # under jax.jit / jax.grad: no value checks
+    if _checks._is_traced(comps):  # under jax.jit / jax.grad: no value checks
         return comps
     rank = int(rank)
     if rank < d or not bool(jnp.all(jnp.isfinite(comps))):

@@ -15,12 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
+from metricjax import _checks
 from metricjax._rules import mm
 from metricjax.solvers._covariance import (
     check_n_components,
     generalized_eigh,
     inv_sqrtm,
-    is_traced,
     numerical_rank,
     prepare_points,
     symmetrize,
@@ -132,7 +132,7 @@ def rca_components(
         n_chunks=len(uniq),
         dim=dim,
     )
-    if is_traced(comps):  # under jax.jit / jax.grad: no value checks
+    if _checks._is_traced(comps):  # under jax.jit / jax.grad: no value checks
         return comps
     rank = int(rank)
     if rank < d or not bool(jnp.all(jnp.isfinite(comps))):

@@ -62,7 +62,6 @@ import json
 import math
 import os
 import pathlib
-import platform
 import shlex
 import sys
 import threading
@@ -446,17 +445,6 @@ def _memory_limit() -> int:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2)
     except (ValueError, OSError, AttributeError):
         return 8 * GIB
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _as(dtype, *arrays):
@@ -929,7 +917,7 @@ def env_info(argv) -> dict:
     env.update(
         device_kind=dev.device_kind, backend=jax.default_backend(),
         device_count=jax.device_count(), jaxlib=jaxlib_version,
-        metricjax=getattr(mj, "__version__", "?"), cpu_model=_cpu_model(),
+        metricjax=getattr(mj, "__version__", "?"), cpu_model=_timing.cpu_model(),
         command=shlex.join(["python", *argv]),
         XLA_PYTHON_CLIENT_PREALLOCATE=os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", "(unset)"),
         jaxtyping_stub=_JAXTYPING_STUB,

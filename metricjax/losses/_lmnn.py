@@ -224,7 +224,7 @@ def _codes_and_targets(x, labels, target_neighbors, n_neighbors, weight=None):
     if weight is not None:
         k = _check_n_neighbors(n_neighbors)
         if host_codes is not None:
-            _check_class_sizes(np.unique(host_codes), host_codes, k)
+            _check_class_sizes(*_checks.label_codes(labels, n), k)
         elif k >= n:
             raise ValueError(f"n_neighbors={k} needs more than {k} points, got n={n}")
         if not _checks._is_traced(x) and not np.all(np.isfinite(np.asarray(x))):

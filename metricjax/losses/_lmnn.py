@@ -329,9 +329,10 @@ def lmnn_rows(
             # strict: a hinge exactly at 0 is inactive (subgradient 0 there)
             active = (h > 0) & impostor[:, None, :]
             hinge = jnp.where(active, h, 0)
-            if weighted:
-                hinge = ai[:, :, None] * hinge * w[None, None, :]
-            loss = loss + mu * jnp.sum(hinge)
+            if weighted:  # sum_jl a_ij s_l hinge_ijl: a product with s, no (b, k, n) scaling
+                loss = loss + mu * jnp.sum(ai * _dot_last(hinge, w))
+            else:
+                loss = loss + mu * jnp.sum(hinge)
         return loss, xzi, ti, dz, active, valid, ai
 
     if not with_grad:
@@ -350,9 +351,7 @@ def lmnn_rows(
         # (weighted: a_ij ((1 - mu) + mu * sum of s_l over the active l))
         if use_push:
             af = active.astype(dt)
-            if weighted:
-                af = af * w[None, None, :]
-            wt = pull_w + mu * jnp.sum(af, axis=2)
+            wt = pull_w + mu * (_dot_last(af, w) if weighted else jnp.sum(af, axis=2))
         else:
             wt = jnp.full(dz.shape[:2], pull_w, dt)
         if weighted:
@@ -367,7 +366,10 @@ def lmnn_rows(
         if use_push:
             # impostor pairs (i, l): G_il = -mu * #{active j}, a dense (b, n) block
             # (weighted: -mu s_l * sum of a_ij over the active j)
-            g = -mu * jnp.sum(ai[:, :, None] * af if weighted else af, axis=1)
+            if weighted:  # (b, 1, k) @ (b, k, n): the a-weighted sum over j, then s_l
+                g = -mu * mm(ai[:, None, :], af)[:, 0, :] * w[None, :]
+            else:
+                g = -mu * jnp.sum(af, axis=1)
             part, rowsum, gz = laplacian_transform_block(g, zi, xi, xc, z)
             lbar = lbar + part
             colsum = colsum + mm(jnp.ones((1, g.shape[0]), dt), g)[0]
@@ -386,6 +388,12 @@ def lmnn_rows(
     )
     (total, part, colsum, gtz, zcol), zrow = jax.lax.scan(body, init, jnp.arange(nblocks))
     return total, part, colsum, gtz, zcol, zrow.reshape(-1, kz)[:m]
+
+
+def _dot_last(a, w):
+    """``sum_l a[..., l] w[l]`` of a ``(b, k, n)`` array, as one full-precision product."""
+    b, k, n = a.shape
+    return mm(a.reshape(b * k, n), w[:, None]).reshape(b, k)
 
 
 def _lmnn_pass(

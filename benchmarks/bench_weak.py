@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import pathlib
 import sys
 import time
@@ -138,7 +139,7 @@ def knn_accuracy(Z_tr, y_tr, Z_te, y_te):
     return float(KNeighborsClassifier(3).fit(Z_tr, y_tr).score(Z_te, y_te))
 
 
-def run_quality(lib, datasets, seeds, n_pairs, max_iter):
+def run_quality(lib, datasets, seeds, n_pairs, max_iter, mmc_max_proj=None):
     rows = []
     for name in datasets:
         for seed in seeds:
@@ -149,6 +150,8 @@ def run_quality(lib, datasets, seeds, n_pairs, max_iter):
                 kw = {} if max_iter is None or algo == "SDML" else {"max_iter": max_iter}
                 if algo == "SCML" and max_iter is not None:
                     kw["output_iter"] = min(500, max_iter)
+                if algo == "MMC" and mmc_max_proj is not None:
+                    kw["max_proj"] = mmc_max_proj
                 row = {"data": name, "seed": seed, "algo": algo}
                 try:
                     sup = getattr(lib, f"{algo}_Supervised")(random_state=seed, **kw)
@@ -288,7 +291,12 @@ def reference_main(spec):
     out = {"cpu": cpu_model(), "blas": blas_info(), "quality": [], "speed": []}
     if "quality" in spec["parts"]:
         out["quality"] = run_quality(
-            ml, spec["datasets"], spec["seeds"], spec["n_pairs"], spec["max_iter"]
+            ml,
+            spec["datasets"],
+            spec["seeds"],
+            spec["n_pairs"],
+            spec["max_iter"],
+            spec["mmc_max_proj"],
         )
     if "speed" in spec["parts"]:
         out["speed"] = run_speed(ml, spec, ["float64"], warm=False)
@@ -384,6 +392,8 @@ def render(data, out_dir, stem):
         f"BLAS kernels, metric-learn process ({' / '.join(env['unset_for_metric_learn'])} "
         f"unset): {env['blas_metric_learn']}.",
         "",
+        f"Thread settings of both processes: {env['thread_env']}.",
+        "",
         f"jax {env['jax']}, {env['date']}, parts {env['spec']['parts']}, quick={env['quick']}, "
         f"total benchmark time {env['total benchmark time s']} s. Timings are single runs on a "
         "shared machine: noisy.",
@@ -451,10 +461,11 @@ def main():
     parts = ["quality", "speed"] if args.part == "all" else [args.part]
     spec = {"parts": parts, "datasets": list(DATASETS), "seeds": list(range(5)), "n_pairs": 200,
             "max_iter": None, "sizes": list(SPEED_SIZES), "speed_max_iter": 100,
-            "scml_n_basis": 200, "scml_max_iter": 10000, "scml_output_iter": 500}  # fmt: skip
+            "scml_n_basis": 200, "scml_max_iter": 10000, "scml_output_iter": 500,
+            "mmc_max_proj": None}  # fmt: skip
     if args.quick:
         spec.update(seeds=[0], n_pairs=50, max_iter=50, sizes=[400], speed_max_iter=10,
-                    scml_max_iter=1000, scml_output_iter=100)  # fmt: skip
+                    scml_max_iter=1000, scml_output_iter=100, mmc_max_proj=1000)  # fmt: skip
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
     from benchmarks._timing import env_header
     from metricjax import estimators as lib
@@ -469,11 +480,18 @@ def main():
     header = env_header()
     header.update(cpu=cpu_model(), blas_metricjax=blas_info(), blas_metric_learn=ref["blas"],
                   unset_for_metric_learn=list(UNSET_FOR_REFERENCE), spec=spec,
-                  quick=args.quick)  # fmt: skip
+                  quick=args.quick,
+                  thread_env={k: os.environ.get(k, "(unset)")
+                              for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")})  # fmt: skip
     ours = {"quality": [], "speed": []}
     if "quality" in parts:
         ours["quality"] = run_quality(
-            lib, spec["datasets"], spec["seeds"], spec["n_pairs"], spec["max_iter"]
+            lib,
+            spec["datasets"],
+            spec["seeds"],
+            spec["n_pairs"],
+            spec["max_iter"],
+            spec["mmc_max_proj"],
         )
     if "speed" in parts:
         with jax.enable_x64(True):

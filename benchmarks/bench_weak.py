@@ -30,8 +30,19 @@ metric-learn runs in a child process (``--reference``) whose environment has
 kernel; the header records the CPU model and the BLAS kernel (threadpoolctl) of both
 processes.
 
+Durations on this project's 2 shared cores, with ``OPENBLAS_NUM_THREADS=1`` (on a loaded
+2-core machine OpenBLAS's default 2 threads made NumPy's 64 x 64 ``eigh`` 25 ms instead
+of 0.7 ms, so metric-learn's MMC on digits took over 15 minutes per fit; the header
+records the thread settings): ``--quick`` took 224 s. Estimates, not measured: the speed
+part 3-5 minutes (metric-learn's largest cases at 20,000 constraints, timed once: ITML
+33 s, LSML 1.5 s, SCML 1.3 s, MMC 0.1 s; metricjax's first calls compile, about 2 s
+each); the quality part 1-2 hours (5 seeds at metric-learn's default iteration counts;
+MMC on digits dominates: up to 100 iterations of up to 10,000 alternating projections,
+each a 64 x 64 ``eigh``, per fit and per library).
+
 Run from the repository root::
 
+    export OPENBLAS_NUM_THREADS=1                           # on a shared machine
     python benchmarks/bench_weak.py --quick                 # smoke run: results/weak_quick.*
     python benchmarks/bench_weak.py                         # full: results/weak.{json,md}
     python benchmarks/bench_weak.py --part speed            # results/weak_speed.*

@@ -42,7 +42,19 @@ IDS = ["MLKR", "NCA", "LMNN"]
 
 
 # ------------------------------------------------------------------ estimator checks
-@parametrize_with_checks([MLKR(), NCA(), LMNN()])
+def _expected_failed_checks(estimator):
+    """scikit-learn's checks that MLKR and NCA fail by design (see their ``fit``)."""
+    if not isinstance(estimator, (MLKR, NCA)):
+        return {}
+    return {
+        "check_sample_weight_equivalence_on_dense_data": (
+            "a leave-one-out loss: an integer weight is not a repeated sample (a copy "
+            "would be its own neighbour at distance 0)"
+        )
+    }
+
+
+@parametrize_with_checks([MLKR(), NCA(), LMNN()], expected_failed_checks=_expected_failed_checks)
 def test_sklearn_estimator_checks(estimator, check):
     with no_convergence_warnings():
         check(estimator)

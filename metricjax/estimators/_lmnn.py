@@ -176,7 +176,8 @@ class LMNN(SupervisedLearner):
                 )
         return n_neighbors, push_weight
 
-    def _objective(self, X, codes, classes):
+    def _objective(self, X, codes, classes, sample_weight=None):
+        del sample_weight  # LMNN.fit takes no sample_weight: always None
         n_neighbors, push_weight = self._neighbours_and_push()
         k = check_int(n_neighbors, "n_neighbors", 1)
         push_weight = check_real(push_weight, "push_weight", 0.0, 1.0)

@@ -137,12 +137,29 @@ def check_sample_weight(sample_weight, n: int):
         raise ValueError(f"`sample_weight` must be >= 0, got a weight of {w.min():g}")
     positive = int(np.count_nonzero(w))
     if positive == 0:
-        raise ValueError("`sample_weight` is zero for every sample: at least 2 weights must be positive")
+        raise ValueError(
+            "`sample_weight` is zero for every sample: at least 2 weights must be positive"
+        )
     if positive < 2:
         raise ValueError(
             "`sample_weight` is zero for all samples but one: at least 2 weights must be positive"
         )
     return w
+
+
+def drop_zero_weights(X, y, sample_weight):
+    """``(X, y, weights)`` without the samples of weight 0 (they are not there at all).
+
+    Weights are relative: equal ones become ``None`` (no weights), others are scaled
+    to mean 1. ``sample_weight`` is checked (:func:`check_sample_weight`) or ``None``.
+    """
+    if sample_weight is None:
+        return X, y, None
+    keep = sample_weight > 0
+    X, y, sample_weight = X[keep], y[keep], sample_weight[keep]
+    if np.all(sample_weight == sample_weight[0]):
+        return X, y, None
+    return X, y, sample_weight / np.mean(sample_weight)
 
 
 def refuse_weights_with_mesh(mesh) -> None:
@@ -603,14 +620,7 @@ class SupervisedLearner(MahalanobisLearner):
             X, y, reset=True, ensure_min_samples=2, y_numeric=not self._classification
         )
         sample_weight = check_sample_weight(sample_weight, X.shape[0])
-        if sample_weight is not None:  # weight 0: the sample is not there at all
-            keep = sample_weight > 0
-            X, y, sample_weight = X[keep], y[keep], sample_weight[keep]
-            # relative weights: equal ones are no weights, others have mean 1
-            if np.all(sample_weight == sample_weight[0]):
-                sample_weight = None
-            else:
-                sample_weight = sample_weight / np.mean(sample_weight)
+        X, y, sample_weight = drop_zero_weights(X, y, sample_weight)
         n_samples, n_features = X.shape
         dtype = X.dtype
         extra = {}

@@ -271,21 +271,27 @@ def check_pairs(pairs, y, *, require_both: bool = True):
     return pairs, y
 
 
-def sample_weight(weight, n: int, dtype, name: str = "sample_weight"):
+def sample_weight(
+    weight, n: int, dtype, name: str = "sample_weight", *, per: str = "point", min_positive: int = 2
+):
     """``weight`` as an ``(n,)`` array of ``dtype`` (all ones for ``None``), gradient stopped.
 
-    Values (finite, ``>= 0``, at least two positive) are checked when concrete; under
-    ``jax.jit`` / ``jax.vmap`` only the shape.
+    Values (finite, ``>= 0``, at least ``min_positive`` positive) are checked when
+    concrete; under ``jax.jit`` / ``jax.vmap`` only the shape. ``per`` names what is
+    weighted in the shape error (``"point"``, ``"constraint"``).
     """
     if weight is None:
         return jnp.ones((n,), dtype)
     weight = _asarray(weight, name)
     if np.shape(weight) != (n,):
-        raise ValueError(f"`{name}` must have shape ({n},), one weight per point, got {np.shape(weight)}")
+        raise ValueError(f"`{name}` must have shape ({n},), one weight per {per}, got {np.shape(weight)}")
     if not _is_traced(weight):
         w = np.asarray(weight, np.float64)
         if not np.all(np.isfinite(w)) or np.any(w < 0):
             raise ValueError(f"`{name}` must be finite and >= 0")
-        if np.count_nonzero(w) < 2:
-            raise ValueError(f"`{name}` must have at least 2 positive weights, got {np.count_nonzero(w)}")
+        if np.count_nonzero(w) < min_positive:
+            raise ValueError(
+                f"`{name}` must have at least {min_positive} positive weight"
+                f"{'s' if min_positive > 1 else ''}, got {np.count_nonzero(w)}"
+            )
     return jax.lax.stop_gradient(jnp.asarray(weight, dtype))

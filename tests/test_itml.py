@@ -141,8 +141,8 @@ def test_itml_bad_input():
 # ----------------------------------------------------------------------------------
 # the loss: closed-form gradient, relation to the solver
 # ----------------------------------------------------------------------------------
-def _twin(metric, pairs, y, *, bounds, prior, gamma):
-    """Plain jnp ITML objective (autodiff only)."""
+def _twin(metric, pairs, y, *, bounds, prior, gamma, w=None):
+    """Plain jnp ITML objective (autodiff only); ``w``: pair weights."""
     u = pairs[:, 0] - pairs[:, 1]
     dist = jnp.einsum("pi,ij,pj->p", u, metric, u)
     ld = (
@@ -152,11 +152,12 @@ def _twin(metric, pairs, y, *, bounds, prior, gamma):
         - metric.shape[0]
     )
     r = jnp.where(y > 0, jnp.maximum(dist / bounds[0], 1), jnp.minimum(dist / bounds[1], 1))
-    return ld + gamma * jnp.sum(r - jnp.log(r) - 1)
+    terms = r - jnp.log(r) - 1
+    return ld + gamma * jnp.sum(terms if w is None else w * terms)
 
 
-@pytest.mark.usefixtures("x64")
-def test_itml_loss_gradient_matches_autodiff_twin():
+def _loss_setup():
+    """The random pairs, an SPD metric and a diagonal prior, and pair weights (some 0)."""
     pairs, y = DATA["random"]
     pairs = jnp.asarray(pairs)
     d = pairs.shape[2]
@@ -164,6 +165,13 @@ def test_itml_loss_gradient_matches_autodiff_twin():
     a = rng.randn(d, d)
     metric = jnp.asarray(a @ a.T / d + 0.5 * np.eye(d))
     prior = jnp.asarray(np.diag(rng.uniform(0.5, 2, d)))
+    w = jnp.asarray(rng.uniform(0.2, 2.0, len(y))).at[::5].set(0.0)
+    return pairs, y, metric, prior, w
+
+
+@pytest.mark.usefixtures("x64")
+def test_itml_loss_gradient_matches_autodiff_twin():
+    pairs, y, metric, prior, _ = _loss_setup()
     bounds = jnp.asarray([2.0, 9.0])  # both kinds of violated pairs are present
     dist = np.einsum("pi,ij,pj->p", pairs[:, 0] - pairs[:, 1], metric, pairs[:, 0] - pairs[:, 1])
     assert np.any((y > 0) & (dist > 2)) and np.any((y < 0) & (dist < 9))
@@ -219,3 +227,42 @@ def test_itml_loss_minimiser_is_the_solver_fixed_point():
     # metric-learn stops at tol=1e-3, above the optimum
     m_ml = ml_itml(pairs, y).get_mahalanobis_matrix()
     assert float(f(tight.metric, pairs, y)) < float(f(m_ml, pairs, y))
+
+
+# ----------------------------------------------------------------------------------
+# sample weights (issue 14): one weight per pair, weight 0 = the pair is absent
+# ----------------------------------------------------------------------------------
+@pytest.mark.usefixtures("x64")
+def test_itml_loss_weighted_gradient_matches_autodiff_twin():
+    pairs, y, metric, prior, w = _loss_setup()
+    y = jnp.asarray(y)
+    kw = dict(bounds=jnp.asarray([2.0, 9.0]), prior=prior, gamma=0.7)
+    loss = lambda m, p: itml_loss(m, p, y, sample_weight=w, **kw)
+    tloss = lambda L, p: itml_loss_transform(L, p, y, sample_weight=w, **kw)
+    twin = lambda m, p: _twin(m, p, y, w=w, **kw)
+    L = jnp.asarray(np.linalg.cholesky(np.asarray(metric)).T)
+    np.testing.assert_allclose(loss(metric, pairs), twin(metric, pairs), rtol=1e-12)
+    assert abs(float(loss(metric, pairs)) - float(itml_loss(metric, pairs, y, **kw))) > 1e-3
+    got = jax.jit(jax.grad(loss, (0, 1)))(metric, pairs) + (jax.grad(tloss)(L, pairs),)
+    want = jax.grad(twin, (0, 1))(metric, pairs) + (jax.grad(lambda L: twin(L.T @ L, pairs))(L),)
+    for g, v in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, v, rtol=1e-10, atol=1e-12 * np.abs(v).max())
+
+
+@pytest.mark.usefixtures("x64")
+def test_itml_loss_weight_zero_is_an_absent_pair():
+    pairs, y, metric, prior, _ = _loss_setup()
+    w = jnp.ones(len(y)).at[::4].set(0.0)
+    keep = np.asarray(w) > 0
+    kw = dict(bounds=jnp.asarray([2.0, 9.0]), prior=prior, gamma=0.7)
+    weighted = lambda m: itml_loss(m, pairs, y, sample_weight=w, **kw)
+    dropped = lambda m: itml_loss(m, pairs[keep], y[keep], **kw)
+    np.testing.assert_allclose(weighted(metric), dropped(metric), rtol=1e-12)
+    np.testing.assert_allclose(jax.grad(weighted)(metric), jax.grad(dropped)(metric), rtol=1e-11)
+    # folds as a vmap over weight vectors
+    folds = np.arange(len(y)) % 3
+    W = jnp.asarray(np.stack([(folds != f).astype(float) for f in range(3)]))
+    vals = jax.vmap(lambda w: itml_loss(metric, pairs, y, sample_weight=w, **kw))(W)
+    for f in range(3):
+        k = folds != f
+        np.testing.assert_allclose(vals[f], itml_loss(metric, pairs[k], y[k], **kw), rtol=1e-12)

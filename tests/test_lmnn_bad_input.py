@@ -13,9 +13,10 @@ FUNCTIONAL = bi.Table()
 row = FUNCTIONAL.row
 
 
-def lmnn_with_tn(transform, x, labels, tn, margin=1.0):
+def lmnn_with_tn(transform, x, labels, tn, margin=1.0, sample_weight=None):
     """``lmnn_loss`` with the (keyword-only) target neighbours passed positionally, for jit."""
-    return lmnn_loss(transform, x, labels, target_neighbors=tn, margin=margin)
+    return lmnn_loss(transform, x, labels, target_neighbors=tn, margin=margin,
+                     sample_weight=sample_weight)
 
 
 row(
@@ -189,6 +190,32 @@ row(
     {},
     TypeError,
     r"`margin` must be a concrete Python float",
+    ONLY_JIT,
+)
+for id_, w, match in [
+    ("shape", np.ones(3), r"`sample_weight` must have shape \(8,\), one weight per point"),
+    ("negative", -np.ones(N), r"`sample_weight` must be finite and >= 0"),
+    ("nan", np.full(N, np.nan), r"`sample_weight` must be finite and >= 0"),
+    ("all-zero", np.zeros(N), r"`sample_weight` must have at least 2 positive weights"),
+]:
+    row(f"lmnn-sample-weight-{id_}", lmnn_loss, (L, X, LAB), {"n_neighbors": 1, "sample_weight": w},
+        ValueError, match)
+row(
+    "lmnn-sample-weight-shape-jit",
+    lmnn_with_tn,
+    (L, X, LAB, TN),
+    {"sample_weight": np.ones(3)},
+    ValueError,
+    r"`sample_weight` must have shape \(8,\)",
+    True,
+)
+row(
+    "lmnn-push-weight-traced-shape",
+    lambda L, x, labels, tn, mu: lmnn_loss(L, x, labels, target_neighbors=tn, push_weight=mu),
+    (L, X, LAB, TN, np.ones(2, np.float32)),
+    {},
+    ValueError,
+    r"`push_weight` must be a scalar, got shape \(2,\)",
     ONLY_JIT,
 )
 row(

@@ -82,7 +82,7 @@ def test_lsml_loss_equals_metric_learn_total_loss():
     vab, vcd = q[:, 0] - q[:, 1], q[:, 2] - q[:, 3]
     for w in (None, weights):
         want = _ml_lsml(n, w)._total_loss(metric, vab, vcd, prior_inv)
-        got = float(lsml_loss(metric, q, w, prior_inv=prior_inv))
+        got = float(lsml_loss(metric, q, prior_inv=prior_inv, sample_weight=w))
         np.testing.assert_allclose(got, want, rtol=1e-12)
     # without a prior: the comparison term only
     want = _ml_lsml(n)._comparison_loss(metric, vab, vcd)
@@ -96,7 +96,7 @@ def test_lsml_loss_gradients_match_autodiff_twin():
     w = jnp.asarray(np.random.default_rng(4).uniform(0.5, 2.0, n))
     metric = jnp.asarray(_spd(4, 5) + 0.1 * np.random.default_rng(6).normal(size=(4, 4)))
     pinv = jnp.asarray(np.linalg.inv(_spd(4, 7)))
-    fast = lambda m, qq, ww, p: lsml_loss(m, qq, ww, prior_inv=p)
+    fast = lambda m, qq, ww, p: lsml_loss(m, qq, prior_inv=p, sample_weight=ww)
     assert (
         0
         < float(
@@ -112,8 +112,9 @@ def test_lsml_loss_gradients_match_autodiff_twin():
     np.testing.assert_allclose(
         fast(metric, q, w, pinv), _twin_metric(metric, q, w, pinv), rtol=1e-12
     )
-    got = jax.jit(jax.grad(fast, argnums=(0, 1, 2, 3)))(metric, q, w, pinv)
-    want = jax.jit(jax.grad(_twin_metric, argnums=(0, 1, 2, 3)))(metric, q, w, pinv)
+    # sample_weight is data (not differentiated); the deprecated `weights` is, see below
+    got = jax.jit(jax.grad(fast, argnums=(0, 1, 3)))(metric, q, w, pinv)
+    want = jax.jit(jax.grad(_twin_metric, argnums=(0, 1, 3)))(metric, q, w, pinv)
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
@@ -125,17 +126,17 @@ def test_lsml_transform_gradients_match_autodiff_twin(k):
     w = jnp.ones(q.shape[0])
     transform = jnp.asarray(np.linalg.cholesky(_spd(4, 9)).T[:k])
     pinv = jnp.asarray(np.linalg.inv(_spd(4, 10))) if k == 4 else None
-    fast = lambda t, qq, ww: lsml_transform_loss(t, qq, ww, prior_inv=pinv)
+    fast = lambda t, qq, ww: lsml_transform_loss(t, qq, prior_inv=pinv, sample_weight=ww)
     twin = lambda t, qq, ww: _twin_transform(t, qq, ww, pinv)
     np.testing.assert_allclose(fast(transform, q, w), twin(transform, q, w), rtol=1e-12)
-    got = jax.jit(jax.grad(fast, argnums=(0, 1, 2)))(transform, q, w)
-    want = jax.jit(jax.grad(twin, argnums=(0, 1, 2)))(transform, q, w)
+    got = jax.jit(jax.grad(fast, argnums=(0, 1)))(transform, q, w)
+    want = jax.jit(jax.grad(twin, argnums=(0, 1)))(transform, q, w)
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
     if k == 4:  # the transform form is the metric form of M = L^T L
         m = transform.T @ transform
         np.testing.assert_allclose(
-            fast(transform, q, w), lsml_loss(m, q, w, prior_inv=pinv), rtol=1e-12
+            fast(transform, q, w), lsml_loss(m, q, prior_inv=pinv, sample_weight=w), rtol=1e-12
         )
 
 
@@ -229,9 +230,9 @@ def test_lsml_solve_weights_and_priors():
     res = lsml_solve(q, w, prior="covariance", max_iter=200)
     pinv = np.cov(np.unique(q.reshape(-1, 4), axis=0), rowvar=False)
     np.testing.assert_allclose(
-        res.loss, float(lsml_loss(res.metric, q, w, prior_inv=pinv)), rtol=1e-9
+        res.loss, float(lsml_loss(res.metric, q, prior_inv=pinv, sample_weight=w)), rtol=1e-9
     )
-    start = float(lsml_loss(np.linalg.inv(pinv), q, w, prior_inv=pinv))
+    start = float(lsml_loss(np.linalg.inv(pinv), q, prior_inv=pinv, sample_weight=w))
     assert res.loss < start
     r1 = lsml_solve(q, prior="random", random_state=3, max_iter=5)
     r2 = lsml_solve(q, prior="random", random_state=3, max_iter=5)
@@ -298,8 +299,8 @@ def test_lsml_bad_input():
         unchecked(lsml_solve)(q, -np.ones(len(q)))
     with pytest.raises(ValueError, match="weights"):
         unchecked(lsml_solve)(q, np.zeros(len(q)))
-    with pytest.raises(ValueError, match="weights"):
-        unchecked(lsml_loss)(np.eye(4), q, np.ones(3))
+    with pytest.raises(ValueError, match=r"`sample_weight` must have shape \(\d+,\), one weight per constraint"):
+        unchecked(lsml_loss)(np.eye(4), q, sample_weight=np.ones(3))
     with pytest.raises(ValueError, match="prior"):
         unchecked(lsml_solve)(q, prior=np.diag([1.0, 1.0, 1.0, 0.0]))
     with pytest.raises(ValueError, match="prior"):
@@ -314,3 +315,48 @@ def test_lsml_bad_input():
         unchecked(lsml_solve)(q, tol=-1.0)
     with pytest.raises(TypeError):
         unchecked(lsml_loss)(np.eye(4), q.astype(complex))
+
+
+# ----------------------------------------------------------------------------------
+# sample weights (issue 14): weight 0 = the constraint is absent; `weights` deprecated
+# ----------------------------------------------------------------------------------
+@pytest.mark.usefixtures("x64")
+def test_lsml_weight_zero_is_an_absent_constraint():
+    q = jnp.asarray(_quadruplets(_iris(), 50, 3))
+    metric = jnp.asarray(_spd(4, 5))
+    pinv = jnp.asarray(np.linalg.inv(_spd(4, 7)))
+    mask = jnp.ones(q.shape[0]).at[::3].set(0.0)
+    keep = np.asarray(mask) > 0
+    weighted = lambda m, t: lsml_transform_loss(t, q, prior_inv=pinv, sample_weight=3.0 * mask) + \
+        lsml_loss(m, q, sample_weight=mask)
+    dropped = lambda m, t: lsml_transform_loss(t, q[keep], prior_inv=pinv) + lsml_loss(m, q[keep])
+    L = jnp.asarray(np.linalg.cholesky(_spd(4, 9)).T)
+    np.testing.assert_allclose(weighted(metric, L), dropped(metric, L), rtol=1e-12)
+    for a, b in zip(jax.grad(weighted, (0, 1))(metric, L), jax.grad(dropped, (0, 1))(metric, L)):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14)
+    # folds as a vmap over weight vectors
+    folds = np.arange(q.shape[0]) % 3
+    W = jnp.asarray(np.stack([(folds != f).astype(float) for f in range(3)]))
+    vals = jax.vmap(lambda w: lsml_loss(metric, q, prior_inv=pinv, sample_weight=w))(W)
+    for f in range(3):
+        want = lsml_loss(metric, q[folds != f], prior_inv=pinv)
+        np.testing.assert_allclose(vals[f], want, rtol=1e-12)
+
+
+@pytest.mark.usefixtures("x64")
+def test_lsml_weights_argument_is_deprecated_but_works():
+    q = jnp.asarray(_quadruplets(_iris(), 50, 3))
+    w = jnp.asarray(np.random.default_rng(4).uniform(0.5, 2.0, q.shape[0]))
+    metric = jnp.asarray(_spd(4, 5) + 0.1 * np.random.default_rng(6).normal(size=(4, 4)))
+    pinv = jnp.asarray(np.linalg.inv(_spd(4, 7)))
+    with pytest.warns(FutureWarning, match="pass `sample_weight=`"):
+        old = lsml_loss(metric, q, w, prior_inv=pinv)
+    np.testing.assert_allclose(old, lsml_loss(metric, q, prior_inv=pinv, sample_weight=w),
+                               rtol=1e-15)
+    with pytest.warns(FutureWarning, match="pass `sample_weight=`"):
+        # the old spelling keeps its gradient with respect to the weights
+        got = jax.grad(lambda ww: lsml_loss(metric, q, ww, prior_inv=pinv))(w)
+    np.testing.assert_allclose(got, jax.grad(_twin_metric, 2)(metric, q, w, pinv), rtol=1e-10,
+                               atol=1e-13)
+    with pytest.raises(TypeError, match="not both"):
+        unchecked(lsml_transform_loss)(jnp.eye(4), q, w, sample_weight=w)

@@ -149,12 +149,15 @@ def test_mmc_bad_input():
 # ----------------------------------------------------------------------------------
 # closed-form gradients vs jax.grad of plain twins (float64, rtol 1e-10)
 # ----------------------------------------------------------------------------------
-def _twin(metric, pairs, y, c=1.0, diagonal=False):
-    """Plain jnp MMC objective."""
+def _twin(metric, pairs, y, c=1.0, diagonal=False, w=None):
+    """Plain jnp MMC objective (``w``: pair weights)."""
     u = pairs[:, 0] - pairs[:, 1]
     m = jnp.diag(metric) if diagonal else metric
     d = jnp.einsum("pi,ij,pj->p", u, m, u)
-    return jnp.sum(jnp.where(y > 0, d, 0)) - c * jnp.log(jnp.sum(jnp.where(y < 0, jnp.sqrt(d), 0)))
+    w = jnp.ones_like(d) if w is None else w
+    return jnp.sum(jnp.where(y > 0, w * d, 0)) - c * jnp.log(
+        jnp.sum(jnp.where(y < 0, w * jnp.sqrt(d), 0))
+    )
 
 
 @pytest.mark.usefixtures("x64")
@@ -264,3 +267,49 @@ def test_mmc_diagonal_loss_beats_metric_learns_line_search():
         )
         w_ml = np.diag(ml_reference(name, True))
         assert ratio(opt.x, pairs, y) < 0.99 * ratio(w_ml, pairs, y), name
+
+
+# ----------------------------------------------------------------------------------
+# sample weights (issue 14): one weight per pair, weight 0 = the pair is absent
+# ----------------------------------------------------------------------------------
+@pytest.mark.usefixtures("x64")
+def test_mmc_weighted_gradients_match_autodiff_twin():
+    pairs, y = DATA["wine"]
+    pairs, y = jnp.asarray(pairs), jnp.asarray(y)
+    d = pairs.shape[2]
+    a = np.random.RandomState(0).randn(d, d)
+    metric = jnp.asarray(a @ a.T / d + 0.1 * np.eye(d))
+    diag = jnp.asarray(np.random.RandomState(1).uniform(0.2, 2.0, d))
+    L = jnp.asarray(a[:5] / 3)
+    sw = jnp.asarray(np.random.RandomState(2).uniform(0.2, 2.0, len(y))).at[::5].set(0.0)
+    diag_loss = lambda v, p: mmc_loss(v, p, y, diagonal=True, diagonal_c=2.5, sample_weight=sw)
+    pairs_of = [
+        (lambda m, p: mmc_loss(m, p, y, sample_weight=sw), lambda m, p: _twin(m, p, y, w=sw),
+         metric),
+        (diag_loss, lambda v, p: _twin(v, p, y, 2.5, True, sw), diag),
+        (lambda L, p: mmc_loss_transform(L, p, y, sample_weight=sw),
+         lambda L, p: _twin(L.T @ L, p, y, w=sw), L),
+    ]
+    for fast, twin, param in pairs_of:
+        np.testing.assert_allclose(fast(param, pairs), twin(param, pairs), rtol=1e-12)
+        for g, v in zip(jax.grad(fast, (0, 1))(param, pairs), jax.grad(twin, (0, 1))(param, pairs),
+                        strict=True):
+            np.testing.assert_allclose(g, v, rtol=1e-10, atol=1e-13 * np.abs(v).max())
+
+
+@pytest.mark.usefixtures("x64")
+def test_mmc_weight_zero_is_an_absent_pair():
+    pairs, y = DATA["wine"]
+    d = pairs.shape[2]
+    metric = jnp.asarray(np.eye(d))
+    w = np.ones(len(y))
+    w[::3] = 0
+    keep = w > 0
+    weighted = lambda m: mmc_loss(m, pairs, y, sample_weight=w)
+    dropped = lambda m: mmc_loss(m, pairs[keep], y[keep])
+    np.testing.assert_allclose(weighted(metric), dropped(metric), rtol=1e-12)
+    np.testing.assert_allclose(jax.grad(weighted)(metric), jax.grad(dropped)(metric), rtol=1e-11,
+                               atol=1e-13)
+    # a fold without dissimilar pairs is refused clearly (the loss would be +inf)
+    with pytest.raises(ValueError, match="`sample_weight` leaves no dissimilar pair"):
+        unchecked(mmc_loss)(metric, pairs, y, sample_weight=(y > 0).astype(float))

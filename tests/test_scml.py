@@ -47,11 +47,13 @@ def _ml_objective(triplets, basis, w, beta):
     return beta * np.sum(w) + np.sum(slack[slack > 0]) / len(triplets)
 
 
-def _twin(weights, triplets, basis, beta):
+def _twin(weights, triplets, basis, beta, sw=None):
     m = basis.T @ jnp.diag(weights) @ basis
     u, v = triplets[:, 0] - triplets[:, 1], triplets[:, 0] - triplets[:, 2]
     slack = 1 + jnp.einsum("ni,ij,nj->n", u, m, u) - jnp.einsum("ni,ij,nj->n", v, m, v)
-    return beta * jnp.sum(jnp.abs(weights)) + jnp.mean(jnp.maximum(slack, 0))
+    h = jnp.maximum(slack, 0)
+    mean = jnp.mean(h) if sw is None else jnp.sum(sw * h) / jnp.sum(sw)
+    return beta * jnp.sum(jnp.abs(weights)) + mean
 
 
 X, Y = _wine()
@@ -231,3 +233,28 @@ def test_scml_bad_input():
         unchecked(scml_loss)(np.ones(3), T, np.eye(3))
     with pytest.warns(UserWarning, match="n_basis"):
         unchecked(scml_triplet_diffs_basis)(T[:20, :, :2])
+
+
+# ----------------------------------------------------------------------------------
+# sample weights (issue 14): one weight per triplet, weight 0 = the triplet is absent
+# ----------------------------------------------------------------------------------
+@pytest.mark.usefixtures("x64")
+def test_scml_weighted_gradients_match_autodiff_twin_and_zero_is_absent():
+    t = jnp.asarray(T[:120])
+    basis = jnp.asarray(np.random.default_rng(3).normal(size=(30, 13)))
+    w = jnp.asarray(np.random.default_rng(4).uniform(0.001, 0.02, 30))
+    sw = jnp.asarray(np.random.default_rng(5).uniform(0.2, 2.0, 120)).at[::4].set(0.0)
+    fast = lambda ww, tt, bb: scml_loss(ww, tt, bb, beta=1e-2, sample_weight=sw)
+    twin = lambda ww, tt, bb: _twin(ww, tt, bb, 1e-2, sw)
+    np.testing.assert_allclose(fast(w, t, basis), twin(w, t, basis), rtol=1e-12)
+    got = jax.jit(jax.grad(fast, argnums=(0, 1, 2)))(w, t, basis)
+    want = jax.jit(jax.grad(twin, argnums=(0, 1, 2)))(w, t, basis)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    # weight 0 (and equal positive weights) = the triplets left out
+    mask = jnp.ones(120).at[::4].set(0.0)
+    keep = np.asarray(mask) > 0
+    weighted = lambda ww: scml_loss(ww, t, basis, beta=1e-2, sample_weight=2.0 * mask)
+    dropped = lambda ww: scml_loss(ww, t[keep], basis, beta=1e-2)
+    np.testing.assert_allclose(weighted(w), dropped(w), rtol=1e-12)
+    np.testing.assert_allclose(jax.grad(weighted)(w), jax.grad(dropped)(w), rtol=1e-11, atol=1e-14)

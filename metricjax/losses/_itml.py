@@ -10,7 +10,7 @@ import math
 
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, Int
+from jaxtyping import Array, ArrayLike, Float, Int, Shaped
 
 from metricjax import _checks
 from metricjax._checks import _is_traced, check_pairs
@@ -55,8 +55,9 @@ def check_bounds(bounds) -> np.ndarray:
 # ----------------------------------------------------------------------------------
 # the loss
 # ----------------------------------------------------------------------------------
-def _itml_value(metric, diff, y, bounds, prior, gamma):
-    """LogDet divergence to ``prior`` + ``gamma`` times the profiled slack divergence."""
+def _itml_value(metric, diff, y, bounds, prior, gamma, weight=None):
+    """LogDet divergence to ``prior`` + ``gamma`` times the profiled slack divergence
+    (each pair's term times its weight, when given)."""
     dim = metric.shape[0]
     dist = pair_sq_mahalanobis(diff, metric)
     sign, logdet_m = jnp.linalg.slogdet(metric)
@@ -65,7 +66,8 @@ def _itml_value(metric, diff, y, bounds, prior, gamma):
     similar = y > 0
     r = dist / jnp.where(similar, bounds[0], bounds[1])
     r = jnp.where(similar, jnp.maximum(r, 1), jnp.minimum(r, 1))
-    slack = jnp.sum(r - jnp.log(r) - 1)
+    terms = r - jnp.log(r) - 1
+    slack = jnp.sum(terms if weight is None else weight * terms)
     return jnp.where(sign > 0, logdet_div + gamma * slack, jnp.inf)
 
 
@@ -90,6 +92,7 @@ def itml_loss(
     bounds: Float[ArrayLike, " 2"],
     prior: Float[ArrayLike, "d d"] | None = None,
     gamma: float = 1.0,
+    sample_weight: Shaped[ArrayLike, " p"] | None = None,
 ) -> Float[Array, ""]:
     r"""ITML's objective: LogDet divergence to the prior plus the slack penalty.
 
@@ -136,13 +139,19 @@ def itml_loss(
         prior: :math:`M_0`, shape ``(d, d)``, symmetric positive definite; ``None`` is the
             identity (see :func:`metricjax.solvers.initial_metric` for the others).
         gamma: weight :math:`\gamma > 0` of the slack term (finite).
+        sample_weight: weights :math:`s_p \ge 0` of the pairs, shape ``(n_pairs,)``
+            (``None``: all 1): the slack term becomes
+            :math:`\gamma \sum_p s_p h(r_p)`, so weight 0 is exactly an absent pair
+            (cross-validation folds are weight vectors to ``jax.vmap`` over). Not
+            differentiated.
 
     Returns:
         The loss, a scalar in the compute dtype (float32 for float32 input).
 
     Raises:
         ValueError: bad shapes, labels outside {-1, +1}, a single class, NaN in ``pairs``,
-            bad ``bounds`` or ``gamma``, or a dissimilar pair of identical points.
+            bad ``bounds``, ``gamma`` or ``sample_weight``, or a dissimilar pair of
+            identical points (of positive weight).
 
     References:
         J. V. Davis, B. Kulis, P. Jain, S. Sra, I. S. Dhillon, *Information-Theoretic Metric
@@ -152,16 +161,23 @@ def itml_loss(
     gamma = check_gamma(gamma, allow_inf=False)
     if not _is_traced(bounds):
         bounds = check_bounds(bounds)
+    n = np.shape(pairs)[0]
+    w = None
+    if sample_weight is not None:
+        dt = _checks.compute_dtype(metric, pairs)
+        w = _checks.sample_weight(sample_weight, n, dt, per="constraint", min_positive=1)
     if not (_is_traced(pairs) or _is_traced(y)):
         diff = np.asarray(pairs)[:, 0] - np.asarray(pairs)[:, 1]
         coincident = (np.asarray(y) == -1) & ~np.any(diff != 0, axis=1)
+        if w is not None and not _is_traced(w):
+            coincident &= np.asarray(w) > 0  # an absent pair is no problem
         if coincident.any():
             raise ValueError(
                 f"`pairs`: dissimilar pair(s) {np.flatnonzero(coincident)[:5]} have two "
                 "identical points; no metric separates them (the slack term is infinite)"
             )
     metric, diff, y, bounds, prior = _cast_common(metric, pairs, y, bounds, prior)
-    return _itml_value(metric, diff, y, bounds, prior, gamma)
+    return _itml_value(metric, diff, y, bounds, prior, gamma, w)
 
 
 def itml_loss_transform(
@@ -172,6 +188,7 @@ def itml_loss_transform(
     bounds: Float[ArrayLike, " 2"],
     prior: Float[ArrayLike, "d d"] | None = None,
     gamma: float = 1.0,
+    sample_weight: Shaped[ArrayLike, " p"] | None = None,
 ) -> Float[Array, ""]:
     r""":func:`itml_loss` of :math:`M = L^T L`, for unconstrained optimisers.
 
@@ -181,7 +198,7 @@ def itml_loss_transform(
 
     Args:
         transform: linear map :math:`L`, shape ``(d, d)``.
-        pairs, y, bounds, prior, gamma: as in :func:`itml_loss`.
+        pairs, y, bounds, prior, gamma, sample_weight: as in :func:`itml_loss`.
 
     Returns:
         The loss, a scalar.
@@ -191,4 +208,7 @@ def itml_loss_transform(
     transform = _checks.transform_matrix(transform, d, "transform")
     dt = _checks.compute_dtype(transform, pairs)
     transform = jnp.asarray(transform, dt)
-    return itml_loss(mm(transform.T, transform), pairs, y, bounds=bounds, prior=prior, gamma=gamma)
+    return itml_loss(
+        mm(transform.T, transform), pairs, y, bounds=bounds, prior=prior, gamma=gamma,
+        sample_weight=sample_weight,
+    )

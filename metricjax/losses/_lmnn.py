@@ -16,8 +16,20 @@ from metricjax._rules import (
     mm,
     rowdot,
 )
-from metricjax._typing import Array, Int, Labels, Points, Scalar, Shaped, TargetNeighbors, Transform
+from metricjax._typing import (
+    Array,
+    ArrayLike,
+    Int,
+    Labels,
+    Points,
+    SampleWeight,
+    Scalar,
+    Shaped,
+    TargetNeighbors,
+    Transform,
+)
 from metricjax.losses import _engine, _lmnn_active
+from metricjax.losses._lmnn_active import primal_value, push_is_on
 
 # Rows of the host-side target-neighbour search processed at a time (per class).
 _HOST_CHUNK = 1024
@@ -46,6 +58,19 @@ def _static_float(value, name: str) -> float:
     if not math.isfinite(v):
         raise ValueError(f"`{name}` must be finite, got {v}")
     return v
+
+
+def _check_class_sizes(classes, codes, k: int) -> None:
+    """Every class needs ``k`` other members (host codes from ``_checks.label_codes``)."""
+    counts = np.bincount(codes, minlength=len(classes))
+    small = np.flatnonzero(counts <= k)
+    if small.size:
+        c = small[np.argmin(counts[small])]
+        more = f" ({small.size} classes are too small)" if small.size > 1 else ""
+        raise ValueError(
+            f"class {classes[c].item()!r} has {counts[c]} member(s), but n_neighbors={k} needs at "
+            f"least {k + 1} per class (each point needs {k} other points of its class){more}"
+        )
 
 
 def lmnn_target_neighbors(
@@ -86,15 +111,7 @@ def lmnn_target_neighbors(
     if not np.all(np.isfinite(xa)):
         raise ValueError("`x` contains NaN or inf")
     classes, codes = _checks.label_codes(labels, n)
-    counts = np.bincount(codes, minlength=len(classes))
-    small = np.flatnonzero(counts <= k)
-    if small.size:
-        c = small[np.argmin(counts[small])]
-        more = f" ({small.size} classes are too small)" if small.size > 1 else ""
-        raise ValueError(
-            f"class {classes[c].item()!r} has {counts[c]} member(s), but n_neighbors={k} needs at "
-            f"least {k + 1} per class (each point needs {k} other points of its class){more}"
-        )
+    _check_class_sizes(classes, codes, k)
     out = np.empty((n, k), dtype=np.intp)
     for c in range(len(classes)):
         idx = np.flatnonzero(codes == c)
@@ -160,19 +177,75 @@ def _non_negative(value, name: str) -> float:
     return v
 
 
-def _codes_and_targets(x, labels, target_neighbors, n_neighbors):
-    """Integer class codes and checked target neighbours (searched if ``None``)."""
+def masked_target_neighbors(x, codes, weight, k: int, block_size: int):
+    r"""Traceable target neighbours among the points of positive weight.
+
+    For each row :math:`i`: the ``k`` nearest :math:`j \ne i` with :math:`c_j = c_i` and
+    :math:`s_j > 0` (Euclidean, on centred ``x``; ties to the smaller index, as
+    :func:`lmnn_target_neighbors`), by ``lax.top_k`` over blocks of ``block_size`` rows
+    (memory ``O(b n)``). Returns ``(tn, ok)``, both ``(n, k)``: ``ok`` is false on the
+    slots of a row with fewer than ``k`` such points (their index is arbitrary).
+    """
+    n = x.shape[0]
+    b = block_size
+    nblocks = -(-n // b)
+    pad = nblocks * b - n
+    xc = x - jnp.mean(x, axis=0, keepdims=True)
+    sq = rowdot(xc, xc)
+    col_ok = weight > 0
+    xp = jnp.pad(xc, ((0, pad), (0, 0)))
+    cp = jnp.pad(codes, (0, pad))
+
+    def block(start):
+        xi = jax.lax.dynamic_slice_in_dim(xp, start, b)
+        ci = jax.lax.dynamic_slice_in_dim(cp, start, b)
+        rows = start + jnp.arange(b)
+        d2 = jnp.maximum(rowdot(xi, xi)[:, None] + sq[None, :] - 2 * mm(xi, xc.T), 0)
+        same = ci[:, None] == codes[None, :]
+        cand = same & col_ok[None, :] & (rows[:, None] != jnp.arange(n)[None, :])
+        neg, idx = jax.lax.top_k(jnp.where(cand, -d2, -jnp.inf), k)
+        return idx.astype(jnp.int32), neg > -jnp.inf
+
+    tn, ok = jax.lax.map(block, jnp.arange(nblocks) * b)
+    return tn.reshape(-1, k)[:n], ok.reshape(-1, k)[:n]
+
+
+def _codes_and_targets(x, labels, target_neighbors, n_neighbors, weight=None):
+    """Integer class codes, checked target neighbours (searched if ``None``) and the
+    slots' validity (``None``: all valid).
+
+    With sample weights and no ``target_neighbors``, the search is
+    :func:`masked_target_neighbors` (traceable, zero-weight points excluded).
+    """
     n = x.shape[0]
     codes, host_codes = _label_codes(labels, n)
     if target_neighbors is not None:
-        return codes, _check_target_neighbors(target_neighbors, n, host_codes)
+        return codes, _check_target_neighbors(target_neighbors, n, host_codes), None
+    if weight is not None:
+        k = _check_n_neighbors(n_neighbors)
+        if host_codes is not None:
+            _check_class_sizes(*_checks.label_codes(labels, n), k)
+        elif k >= n:
+            raise ValueError(f"n_neighbors={k} needs more than {k} points, got n={n}")
+        if not _checks._is_traced(x) and not np.all(np.isfinite(np.asarray(x))):
+            raise ValueError("`x` contains NaN or inf")
+        xs = jax.lax.stop_gradient(jnp.asarray(x, weight.dtype))
+        b = _engine.block_rows("auto", n, n, jnp.dtype(weight.dtype).itemsize, arrays_per_pair=4)
+        tn, ok = masked_target_neighbors(xs, codes, weight, k, b)
+        return codes, tn, ok
     if _checks._is_traced(x) or host_codes is None:
         raise TypeError(
             "with target_neighbors=None, `x` and `labels` must be concrete; under "
             "jax.jit (or jax.grad with respect to x) pass "
             "target_neighbors=lmnn_target_neighbors(x, labels, n_neighbors) computed outside"
         )
-    return codes, jnp.asarray(lmnn_target_neighbors(x, labels, n_neighbors), jnp.int32)
+    return codes, jnp.asarray(lmnn_target_neighbors(x, labels, n_neighbors), jnp.int32), None
+
+
+def _pair_weights(weight, tn, ok):
+    """Target-pair weights :math:`a_{ij} = s_i s_j` (0 on invalid slots), ``(n, k)``."""
+    a = weight[:, None] * weight[tn]
+    return a if ok is None else jnp.where(ok, a, 0)
 
 
 def _block_rows(block_size, n: int, k: int, itemsize: int, m: int | None = None) -> int:
@@ -186,7 +259,7 @@ def _block_rows(block_size, n: int, k: int, itemsize: int, m: int | None = None)
 # ----------------------------------------------------------------------------------
 def lmnn_rows(
     xq, zq, cq, tq, xc, z, codes, push_weight, margin, block_size, *,
-    with_grad, need_x=True, row_offset=0, n_valid=None,
+    with_grad, need_x=True, row_offset=0, n_valid=None, aq=None, w=None,
 ):
     """LMNN's blocked pass for the query rows ``xq`` against all ``n`` columns.
 
@@ -196,6 +269,12 @@ def lmnn_rows(
     and columns at or past ``n_valid`` are padding: no loss, no impostor, no gradient.
     One device calls it with ``row_offset = 0`` on all rows; the row-sharded loss calls
     it per device (:mod:`metricjax.losses._sharded`).
+
+    ``push_weight``: a Python float (``0``: no impostor search, decided statically) or
+    a traced scalar (always searched). Sample weights: ``aq`` (``(m, k)``), the target
+    pairs' weights :math:`a_{ij} = s_i s_j`, and ``w`` (``(n,)``), the points'
+    :math:`s_l`; the pull term of pair :math:`(i, j)` is scaled by :math:`a_{ij}`, each
+    hinge :math:`(i, j, l)` by :math:`a_{ij} s_l`. ``None``: unweighted.
 
     Per block: ``D_il`` for all ``l`` (``(b, n)``, norm expansion on centred data),
     ``D_ij`` for the targets (``(b, k)``, exact differences) and the hinge arguments
@@ -217,7 +296,8 @@ def lmnn_rows(
     dt = xq.dtype
     mu = push_weight
     pull_w = 1.0 - push_weight
-    use_push = push_weight > 0  # static: mu = 0 needs no impostor search
+    use_push = push_is_on(push_weight)  # static: a concrete mu = 0 needs no impostor search
+    weighted = aq is not None
 
     kz = z.shape[1]
     q = rowdot(z, z)
@@ -226,6 +306,7 @@ def lmnn_rows(
     qp = jnp.pad(rowdot(zq, zq), (0, pad))
     cp = jnp.pad(cq, (0, pad))
     tp = jnp.pad(tq, ((0, pad), (0, 0)))
+    ap = jnp.pad(aq, ((0, pad), (0, 0))) if weighted else None
 
     def block(start):
         xzi = jax.lax.dynamic_slice_in_dim(xzp, start, b)
@@ -237,7 +318,9 @@ def lmnn_rows(
         valid = (local < m) & (jnp.asarray(row_offset).astype(local.dtype) + local < n_valid)
         dz = zi[:, None, :] - z[ti]  # (b, k, kz)
         d_ij = jnp.sum(dz * dz, axis=-1)  # (b, k)
-        loss = pull_w * jnp.sum(jnp.where(valid[:, None], d_ij, 0))
+        ai = jax.lax.dynamic_slice_in_dim(ap, start, b) if weighted else None
+        pull = ai * d_ij if weighted else d_ij
+        loss = pull_w * jnp.sum(jnp.where(valid[:, None], pull, 0))
         active = None
         if use_push:
             d_il = jnp.maximum(qi[:, None] + q[None, :] - 2 * mm(zi, z.T), 0)  # (b, n)
@@ -245,8 +328,11 @@ def lmnn_rows(
             h = margin + d_ij[:, :, None] - d_il[:, None, :]  # (b, k, n)
             # strict: a hinge exactly at 0 is inactive (subgradient 0 there)
             active = (h > 0) & impostor[:, None, :]
-            loss = loss + mu * jnp.sum(jnp.where(active, h, 0))
-        return loss, xzi, ti, dz, active, valid
+            hinge = jnp.where(active, h, 0)
+            if weighted:
+                hinge = ai[:, :, None] * hinge * w[None, None, :]
+            loss = loss + mu * jnp.sum(hinge)
+        return loss, xzi, ti, dz, active, valid, ai
 
     if not with_grad:
 
@@ -258,14 +344,19 @@ def lmnn_rows(
 
     def body(carry, i):
         total, lbar, colsum, gtz, zcol = carry
-        loss, xzi, ti, dz, active, valid = block(i * b)
+        loss, xzi, ti, dz, active, valid, ai = block(i * b)
         xi, zi = xzi[:, :d], xzi[:, d:]
         # target pairs (i, j): weight (1 - mu) + mu * #{active l}, exact differences
+        # (weighted: a_ij ((1 - mu) + mu * sum of s_l over the active l))
         if use_push:
             af = active.astype(dt)
+            if weighted:
+                af = af * w[None, None, :]
             wt = pull_w + mu * jnp.sum(af, axis=2)
         else:
             wt = jnp.full(dz.shape[:2], pull_w, dt)
+        if weighted:
+            wt = ai * wt
         wt = jnp.where(valid[:, None], wt, 0)
         wdz = wt[..., None] * dz  # (b, k, kz)
         dx = xi[:, None, :] - xc[ti]  # (b, k, d)
@@ -275,7 +366,8 @@ def lmnn_rows(
             zcol = zcol.at[ti.reshape(-1)].add(-wdz.reshape(-1, kz))
         if use_push:
             # impostor pairs (i, l): G_il = -mu * #{active j}, a dense (b, n) block
-            g = -mu * jnp.sum(af, axis=1)
+            # (weighted: -mu s_l * sum of a_ij over the active j)
+            g = -mu * jnp.sum(ai[:, :, None] * af if weighted else af, axis=1)
             part, rowsum, gz = laplacian_transform_block(g, zi, xi, xc, z)
             lbar = lbar + part
             colsum = colsum + mm(jnp.ones((1, g.shape[0]), dt), g)[0]
@@ -296,13 +388,19 @@ def lmnn_rows(
     return total, part, colsum, gtz, zcol, zrow.reshape(-1, kz)[:m]
 
 
-def _lmnn_pass(transform, x, codes, tn, push_weight, margin, block_size, *, with_grad, need_x=True):
-    """Loss (and ``(loss, lbar, xbar)`` with ``with_grad``) of all rows on one device."""
+def _lmnn_pass(
+    transform, x, codes, tn, weights, push_weight, margin, block_size, *, with_grad, need_x=True
+):
+    """Loss (and ``(loss, lbar, xbar)`` with ``with_grad``) of all rows on one device.
+
+    ``weights``: ``None`` or ``(a, s)``, the target pairs' and the points' weights.
+    """
     xc, z = _engine.embed(transform, x)
     args = (xc, z, codes, tn, xc, z, codes, push_weight, margin, block_size)
+    wkw = {} if weights is None else dict(aq=weights[0], w=weights[1])
     if not with_grad:
-        return lmnn_rows(*args, with_grad=False)
-    total, part, colsum, gtz, zcol, zrow = lmnn_rows(*args, with_grad=True, need_x=need_x)
+        return lmnn_rows(*args, with_grad=False, **wkw)
+    total, part, colsum, gtz, zcol, zrow = lmnn_rows(*args, with_grad=True, need_x=need_x, **wkw)
     lbar = laplacian_transform_finish(part, colsum, xc, z)
     xbar = jnp.zeros_like(x)
     if need_x:
@@ -311,19 +409,27 @@ def _lmnn_pass(transform, x, codes, tn, push_weight, margin, block_size, *, with
     return total, lbar, xbar
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
-def _lmnn(transform, x, codes, tn, push_weight, margin, block_size):
-    return _lmnn_pass(transform, x, codes, tn, push_weight, margin, block_size, with_grad=False)
+# Arguments: the data (transform, x, codes, tn), the weights (None or (a, s)), the push
+# weight as a traced scalar mu (None when static), then the static push weight (a Python
+# float, None when traced), margin and block size.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8))
+def _lmnn(transform, x, codes, tn, weights, mu, push_weight, margin, block_size):
+    mu = push_weight if mu is None else mu
+    return _lmnn_pass(
+        transform, x, codes, tn, weights, mu, margin, block_size, with_grad=False
+    )
 
 
-def _lmnn_fwd(transform, x, codes, tn, push_weight, margin, block_size):
+def _lmnn_fwd(transform, x, codes, tn, weights, mu, push_weight, margin, block_size):
     # symbolic_zeros=True: skip the x cotangent when nobody differentiates x.
+    mu = push_weight if mu is None else mu.value
     loss, lbar, xbar = _lmnn_pass(
         transform.value,
         x.value,
         codes.value,
         tn.value,
-        push_weight,
+        primal_value(weights),
+        mu,
         margin,
         block_size,
         with_grad=True,
@@ -335,12 +441,13 @@ def _lmnn_fwd(transform, x, codes, tn, push_weight, margin, block_size):
 def _lmnn_bwd(push_weight, margin, block_size, res, g):
     del push_weight, margin, block_size  # only shape the forward pass
     lbar, xbar = res
-    return g * lbar, g * xbar, None, None
+    # weights and the push weight are data, not differentiated
+    return g * lbar, g * xbar, None, None, None, None
 
 
 _lmnn.defvjp(_lmnn_fwd, _lmnn_bwd, symbolic_zeros=True)
 # Eager calls run one compiled program; inside an outer jit this is inlined.
-_lmnn_jit = jax.jit(_lmnn, static_argnums=(4, 5, 6))
+_lmnn_jit = jax.jit(_lmnn, static_argnums=(6, 7, 8))
 
 
 # ----------------------------------------------------------------------------------
@@ -353,8 +460,9 @@ def lmnn_loss(
     *,
     target_neighbors: TargetNeighbors | None = None,
     n_neighbors: int = 3,
-    push_weight: float = 0.5,
+    push_weight: float | Shaped[ArrayLike, ""] = 0.5,
     margin: float = 1.0,
+    sample_weight: SampleWeight | None = None,
     block_size: int | str | None = "auto",
     impostors: "LMNNImpostors | None" = None,
 ) -> Scalar:
@@ -423,8 +531,22 @@ def lmnn_loss(
             (distinct, same label, not the point itself). ``None``: computed with
             :func:`lmnn_target_neighbors` from ``x`` and ``labels``.
         n_neighbors: :math:`k` when ``target_neighbors`` is ``None`` (ignored otherwise).
-        push_weight: :math:`\mu \in [0, 1]`, a static Python float.
+        push_weight: :math:`\mu \in [0, 1]`: a Python float (static; a concrete 0
+            skips the impostor search), or a traced scalar (e.g. under ``jax.vmap``
+            over several values; its range is then not checked and the impostors are
+            always searched; not differentiated).
         margin: :math:`m \ge 0`, a static Python float.
+        sample_weight: weights :math:`s_i \ge 0`, shape ``(n,)`` (``None``: all 1):
+            the pull term of pair :math:`(i, j)` is scaled by :math:`s_i s_j`, each
+            hinge :math:`(i, j, l)` by :math:`s_i s_j s_l`. With
+            ``target_neighbors=None`` the target neighbours are searched among the
+            points of positive weight only (a traceable search, so the weights may be
+            traced, e.g. ``jax.vmap`` over cross-validation folds); a point short of
+            ``k`` such neighbours keeps fewer (the empty slots weigh 0). Weight 0 is
+            then exactly a dropped point: not an anchor, not a target neighbour, not an
+            impostor. With explicit ``target_neighbors`` they are used as given (a
+            zero-weight neighbour's terms vanish, it is not replaced). Not
+            differentiated.
         block_size: rows :math:`i` processed at a time; ``"auto"`` (or ``None``) keeps
             the ``(b, k, n)`` working set near 32 MiB. Results do not depend on it beyond
             rounding.
@@ -449,19 +571,36 @@ def lmnn_loss(
     x = _checks.points(x, "x")
     transform = _checks.transform_matrix(transform, x.shape[1])
     n = x.shape[0]
-    mu = _static_float(push_weight, "push_weight")
-    if not 0.0 <= mu <= 1.0:
-        raise ValueError(f"`push_weight` must lie in [0, 1], got {mu}")
-    m = _non_negative(margin, "margin")
-    codes, tn = _codes_and_targets(x, labels, target_neighbors, n_neighbors)
     dt = _checks.compute_dtype(x, transform)  # half precision is computed in float32
+    mu_traced, mu = _push_weight(push_weight, dt)
+    m = _non_negative(margin, "margin")
+    w = None if sample_weight is None else _checks.sample_weight(sample_weight, n, dt)
+    codes, tn, ok = _codes_and_targets(x, labels, target_neighbors, n_neighbors, w)
+    weights = None if w is None else (_pair_weights(w, tn, ok), w)
     if impostors is not None:
         anchors, imp, mask = _check_impostors(impostors, n)
         return _lmnn_active.active_loss(
-            jnp.asarray(transform, dt), jnp.asarray(x, dt), tn, anchors, imp, mask, mu, m
+            jnp.asarray(transform, dt), jnp.asarray(x, dt), tn, anchors, imp, mask, mu, m,
+            weights, mu_traced,
         )
     b = _block_rows(block_size, n, tn.shape[1], jnp.dtype(dt).itemsize)
-    return _lmnn_jit(jnp.asarray(transform, dt), jnp.asarray(x, dt), codes, tn, mu, m, b)
+    return _lmnn_jit(
+        jnp.asarray(transform, dt), jnp.asarray(x, dt), codes, tn, weights, mu_traced, mu, m, b
+    )
+
+
+def _push_weight(push_weight, dt):
+    """``(traced mu or None, static mu or None)``: concrete values are checked and static."""
+    if _checks._is_traced(push_weight):
+        if jnp.shape(push_weight) != ():
+            raise ValueError(f"`push_weight` must be a scalar, got shape {jnp.shape(push_weight)}")
+        if not jnp.issubdtype(jnp.result_type(push_weight), jnp.number):
+            raise TypeError(f"`push_weight` must be a real number, got dtype {push_weight.dtype}")
+        return jax.lax.stop_gradient(jnp.asarray(push_weight, dt)), None
+    mu = _static_float(push_weight, "push_weight")
+    if not 0.0 <= mu <= 1.0:
+        raise ValueError(f"`push_weight` must lie in [0, 1], got {mu}")
+    return None, mu
 
 
 # ----------------------------------------------------------------------------------
@@ -562,6 +701,7 @@ def lmnn_impostors(
     capacity: int | str | None = "auto",
     max_pairs: int | None = None,
     block_size: int | str | None = "auto",
+    sample_weight: SampleWeight | None = None,
 ) -> LMNNImpostors | None:
     r"""The impostor active set of LMNN at ``transform``: every pair that can be active.
 
@@ -603,6 +743,8 @@ def lmnn_impostors(
             ``None``: no limit.
         block_size: rows per search block; ``"auto"`` keeps the ``(b, n)`` working set
             near 32 MiB.
+        sample_weight: as in :func:`lmnn_loss`; with ``target_neighbors=None`` the
+            set is searched around the same (weighted) target neighbours as the loss's.
 
     Returns:
         An :class:`LMNNImpostors`, or ``None`` when ``max_pairs`` is exceeded.
@@ -632,8 +774,10 @@ def lmnn_impostors(
         isinstance(max_pairs, bool) or not isinstance(max_pairs, (int, np.integer)) or max_pairs < 0
     ):
         raise ValueError(f"`max_pairs` must be a non-negative int or None, got {max_pairs!r}")
-    codes, tn = _codes_and_targets(x, labels, target_neighbors, n_neighbors)
     dt = _checks.compute_dtype(x, transform)
+    w = None if sample_weight is None else _checks.sample_weight(sample_weight, n, dt)
+    # empty slots (weighted search) only widen the radius: the set stays complete
+    codes, tn, _ = _codes_and_targets(x, labels, target_neighbors, n_neighbors, w)
     _, z = _engine.embed(jnp.asarray(transform, dt), jnp.asarray(x, dt))
     b = _lmnn_active.search_block_rows(block_size, n, jnp.dtype(dt).itemsize)
     found = _lmnn_active.find_impostors(z, codes, tn, m + s, b, max_pairs)

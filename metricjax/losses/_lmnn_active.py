@@ -43,6 +43,17 @@ _SEARCH_ARRAYS_PER_PAIR = 6
 _SEARCH_ULPS = 64
 
 
+def push_is_on(push_weight) -> bool:
+    """Whether the impostor terms are computed: a Python number decides statically (0:
+    no impostor search), a traced push weight always has them."""
+    return not isinstance(push_weight, (int, float)) or push_weight > 0
+
+
+def primal_value(a):
+    """The values of a pytree of ``CustomVJPPrimal`` (``symbolic_zeros=True``); ``None`` kept."""
+    return jax.tree.map(lambda p: p.value, a)
+
+
 def search_block_rows(block_size, n: int, itemsize: int) -> int:
     """Rows per block of the impostor search (the engine's one block-size rule)."""
     return _engine.block_rows(
@@ -106,7 +117,10 @@ def _take(a, idx, sorted_=False):
     return a.at[idx].get(mode="clip", indices_are_sorted=sorted_)
 
 
-def active_pass(transform, x, tn, anchors, impostors, mask, push_weight, margin, *, with_grad, need_x=True):
+def active_pass(
+    transform, x, tn, anchors, impostors, mask, weights, push_weight, margin, *, with_grad,
+    need_x=True,
+):
     r"""LMNN loss on a pair list (and ``(loss, lbar, xbar)`` with ``with_grad``).
 
     Triplets :math:`(i, j, l)` with :math:`(i, l)` a listed pair (``mask`` true) and
@@ -114,16 +128,19 @@ def active_pass(transform, x, tn, anchors, impostors, mask, push_weight, margin,
     slopes :math:`G` are those of :func:`metricjax.losses.lmnn_loss` restricted to the
     list: :math:`(1 - \mu) + \mu a_{ij}` on the ``n k`` target pairs and
     :math:`-\mu b_{il}` on the listed pairs; both go through one pair list to the
-    Laplacian helpers.
+    Laplacian helpers. ``weights``: ``None`` or ``(a, s)`` as in
+    :func:`metricjax.losses._lmnn.lmnn_rows` (pull scaled by :math:`a_{ij}`, hinge by
+    :math:`a_{ij} s_l`); ``push_weight`` a Python float or a traced scalar.
     """
     n, k = tn.shape
     dt = x.dtype
     mu = push_weight
+    weighted = weights is not None
     xc, z = _engine.embed(transform, x)
     dzt = z[:, None, :] - _take(z, tn)  # (n, k, kz)
     d_ij = jnp.sum(dzt * dzt, axis=-1)  # (n, k)
-    loss = (1.0 - mu) * jnp.sum(d_ij)
-    use_push = mu > 0  # static
+    loss = (1.0 - mu) * jnp.sum(weights[0] * d_ij if weighted else d_ij)
+    use_push = push_is_on(mu)  # static
     if use_push:
         # one gather per index array, of the rows [z, x] (z only without the gradient)
         kz = z.shape[1]
@@ -133,15 +150,25 @@ def active_pass(transform, x, tn, anchors, impostors, mask, push_weight, margin,
         d_il = jnp.sum(dzi * dzi, axis=-1)
         h = margin + _take(d_ij, anchors, True) - d_il[:, None]  # (p, k)
         active = (h > 0) & mask[:, None]  # strict: subgradient 0 at the kink
-        loss = loss + mu * jnp.sum(jnp.where(active, h, 0))
+        # weighted: each hinge (i, j, l) times a_ij s_l
+        pw = _take(weights[0], anchors, True) * _take(weights[1], impostors)[:, None] if weighted else 1
+        loss = loss + mu * jnp.sum(jnp.where(active, pw * h, 0))
     if not with_grad:
         return loss
     # slopes of the target pairs (i, j) and of the listed impostor pairs (i, l)
     wt = jnp.full((n, k), 1.0 - mu, dt)
     if use_push:
         af = active.astype(dt)
-        wt = wt + mu * jax.ops.segment_sum(af, anchors, n)
-        gi = -mu * jnp.sum(af, axis=1)
+        if weighted:
+            # a_ij ((1 - mu) + mu sum_l s_l [active]) and -mu s_l sum_j a_ij [active]
+            afs = af * _take(weights[1], impostors)[:, None]
+            wt = weights[0] * (wt + mu * jax.ops.segment_sum(afs, anchors, n))
+            gi = -mu * jnp.sum(pw * af, axis=1)
+        else:
+            wt = wt + mu * jax.ops.segment_sum(af, anchors, n)
+            gi = -mu * jnp.sum(af, axis=1)
+    elif weighted:
+        wt = weights[0] * wt
     dxt = xc[:, None, :] - _take(xc, tn)
     lbar = laplacian_pairs_transform(wt.reshape(-1), dzt.reshape(n * k, -1), dxt.reshape(n * k, -1))
     if use_push:
@@ -159,18 +186,21 @@ def active_pass(transform, x, tn, anchors, impostors, mask, push_weight, margin,
     return loss, lbar, xbar
 
 
+# Static: the push weight when it is a Python float (``mu`` is then None) and the margin.
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
-def _active(transform, x, tn, anchors, impostors, mask, push_weight, margin):
+def _active(transform, x, tn, anchors, impostors, mask, push_weight, margin, weights, mu):
     return active_pass(
-        transform, x, tn, anchors, impostors, mask, push_weight, margin, with_grad=False
+        transform, x, tn, anchors, impostors, mask, weights,
+        push_weight if mu is None else mu, margin, with_grad=False,
     )
 
 
-def _active_fwd(transform, x, tn, anchors, impostors, mask, push_weight, margin):
+def _active_fwd(transform, x, tn, anchors, impostors, mask, push_weight, margin, weights, mu):
     # symbolic_zeros=True: skip the x cotangent when nobody differentiates x
     loss, lbar, xbar = active_pass(
         transform.value, x.value, tn.value, anchors.value, impostors.value, mask.value,
-        push_weight, margin, with_grad=True, need_x=x.perturbed,
+        primal_value(weights), push_weight if mu is None else mu.value, margin,
+        with_grad=True, need_x=x.perturbed,
     )
     return loss, (lbar, xbar)
 
@@ -178,12 +208,19 @@ def _active_fwd(transform, x, tn, anchors, impostors, mask, push_weight, margin)
 def _active_bwd(push_weight, margin, res, g):
     del push_weight, margin  # only shape the forward pass
     lbar, xbar = res
-    return g * lbar, g * xbar, None, None, None, None
+    # weights and a traced push weight are data, not differentiated
+    return g * lbar, g * xbar, None, None, None, None, None, None
 
 
 _active.defvjp(_active_fwd, _active_bwd, symbolic_zeros=True)
-#: Eager calls run one compiled program; inside an outer jit this is inlined.
-active_loss = jax.jit(_active, static_argnums=(6, 7))
+_active_jit = jax.jit(_active, static_argnums=(6, 7))
+
+
+def active_loss(transform, x, tn, anchors, impostors, mask, push_weight, margin, weights=None, mu=None):
+    """The pair-list loss with its closed-form gradient: ``push_weight`` (a Python float,
+    or ``None`` with a traced ``mu``) and ``margin`` are static; ``weights`` ``None`` or
+    ``(a, s)``. Eager calls run one compiled program; inside an outer jit it is inlined."""
+    return _active_jit(transform, x, tn, anchors, impostors, mask, push_weight, margin, weights, mu)
 
 
 #: Default memory budget for the per-pair arrays of the pair-list loss (bytes).

@@ -7,10 +7,12 @@ of difference vectors with their closed-form cotangent come from
 
 # ruff: noqa: F722  (jaxtyping shape strings such as "d d" are not forward references)
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Float, Shaped
 
 from metricjax import _checks
 from metricjax._checks import _is_traced
@@ -137,8 +139,11 @@ def lsml_objective(metric, diff, w, prior_inv):
 # ----------------------------------------------------------------------------------
 # public losses
 # ----------------------------------------------------------------------------------
-def _prepare(param, quadruplets, weights, prior_inv, *, square: bool, name: str):
-    """Checks (static shapes; values when concrete) and the common compute dtype."""
+def _prepare(param, quadruplets, weights, prior_inv, *, square: bool, name: str, sample_weight=None):
+    """Checks (static shapes; values when concrete) and the common compute dtype.
+
+    ``weights`` is the deprecated spelling of ``sample_weight`` (still differentiable).
+    """
     q = check_tuples(quadruplets, "quadruplets", 4)
     n, _, d = np.shape(q)
     if square:
@@ -152,10 +157,22 @@ def _prepare(param, quadruplets, weights, prior_inv, *, square: bool, name: str)
                 f"the LogDet regulariser needs a square transform (d, d) = ({d}, {d}); "
                 f"`{name}` has shape {np.shape(param)} (pass prior_inv=None for a low-rank L)"
             )
+    if weights is not None:
+        if sample_weight is not None:
+            raise TypeError("pass `sample_weight` only (`weights` is its deprecated spelling), not both")
+        warnings.warn(
+            "the `weights` argument of lsml_loss / lsml_transform_loss is deprecated: pass "
+            "`sample_weight=` (the same constraint weights, normalised to sum 1; as data, "
+            "not differentiated)",
+            FutureWarning,
+            stacklevel=3,
+        )
     weights = check_weights(weights, n)
     others = [] if weights is None else [weights]
     others += [] if prior_inv is None else [prior_inv]
     dt = _checks.compute_dtype(param, q, *others)
+    if sample_weight is not None:
+        weights = _checks.sample_weight(sample_weight, n, dt, per="constraint", min_positive=1)
     cast = lambda a: None if a is None else jnp.asarray(a, dt)
     return cast(param), cast(q), cast(weights), cast(prior_inv)
 
@@ -188,6 +205,7 @@ def lsml_loss(
     weights: Float[ArrayLike, " n"] | None = None,
     *,
     prior_inv: Float[ArrayLike, "d d"] | None = None,
+    sample_weight: Shaped[ArrayLike, " n"] | None = None,
 ) -> Float[Array, ""]:
     r"""LSML loss of a Mahalanobis matrix: squared residuals of violated comparisons.
 
@@ -201,7 +219,7 @@ def lsml_loss(
         \;+\; \mathrm{tr}(M P^{-1}) - \log\det M ,
 
     with normalised weights :math:`\tilde w_i = w_i / \sum_j w_j` (all :math:`1/n` when
-    ``weights`` is ``None``) and the LogDet divergence to the prior :math:`P` only when
+    ``sample_weight`` is ``None``) and the LogDet divergence to the prior :math:`P` only when
     ``prior_inv`` (:math:`P^{-1}`) is given. This is metric-learn 0.7's
     ``LSML._total_loss`` (tested equal); the loss is :math:`+\infty` where
     :math:`\det M \le 0`, and distances are clamped at 0.
@@ -216,21 +234,28 @@ def lsml_loss(
 
     :math:`W = [U; V]`. The derivative of :math:`\sqrt{\cdot}` at 0 is taken as 0, so a
     coincident pair (:math:`c = d`) gives a finite gradient (metric-learn divides by
-    :math:`d_{cd} = 0` there and returns NaN). Gradients also flow to ``quadruplets``,
-    ``weights`` and ``prior_inv``.
+    :math:`d_{cd} = 0` there and returns NaN). Gradients also flow to ``quadruplets``
+    and ``prior_inv`` (and to the deprecated ``weights``).
 
     Args:
         metric: :math:`M`, shape ``(d, d)`` (positive definite with a prior).
         quadruplets: shape ``(n, 4, d)``: ``(a, b, c, d)`` per row.
-        weights: non-negative constraint weights, shape ``(n,)``; ``None``: uniform.
+        weights: deprecated (``FutureWarning``): the former name of ``sample_weight``,
+            same values and normalisation; still differentiated.
         prior_inv: :math:`P^{-1}`, shape ``(d, d)``, or ``None`` (no regulariser).
+        sample_weight: non-negative constraint weights :math:`w_i`, shape ``(n,)``,
+            normalised to sum 1 as metric-learn's ``weights`` (``None``: uniform).
+            Weight 0 is exactly an absent constraint (the normaliser runs over the
+            others), so cross-validation folds are weight vectors to ``jax.vmap``
+            over. Not differentiated.
 
     Returns:
         Scalar loss in the floating dtype of the inputs.
 
     Raises:
-        ValueError: wrong shapes, NaN/inf in ``quadruplets`` or ``weights``, negative or
+        ValueError: wrong shapes, NaN/inf in ``quadruplets`` or the weights, negative or
             all-zero weights.
+        TypeError: both ``weights`` and ``sample_weight``.
 
     References:
         E. Y. Liu, Z. Guo, X. Zhang, V. Jojic and W. Wang, `Metric Learning from Relative
@@ -238,7 +263,8 @@ def lsml_loss(
         <http://www.cs.ucla.edu/~weiwang/paper/ICDM12.pdf>`_, ICDM 2012.
     """
     return _lsml_metric_jit(
-        *_prepare(metric, quadruplets, weights, prior_inv, square=True, name="metric")
+        *_prepare(metric, quadruplets, weights, prior_inv, square=True, name="metric",
+                  sample_weight=sample_weight)
     )
 
 
@@ -248,6 +274,7 @@ def lsml_transform_loss(
     weights: Float[ArrayLike, " n"] | None = None,
     *,
     prior_inv: Float[ArrayLike, "d d"] | None = None,
+    sample_weight: Shaped[ArrayLike, " n"] | None = None,
 ) -> Float[Array, ""]:
     r""":func:`lsml_loss` of :math:`M = L^\top L`, as a function of the transform :math:`L`.
 
@@ -265,8 +292,9 @@ def lsml_transform_loss(
     Args:
         transform: :math:`L`, shape ``(k, d)``.
         quadruplets: shape ``(n, 4, d)``.
-        weights: non-negative constraint weights ``(n,)`` or ``None`` (uniform).
+        weights: deprecated spelling of ``sample_weight`` (``FutureWarning``).
         prior_inv: :math:`P^{-1}` ``(d, d)`` or ``None`` (no regulariser).
+        sample_weight: constraint weights ``(n,)`` as in :func:`lsml_loss`.
 
     Returns:
         Scalar loss.
@@ -279,5 +307,6 @@ def lsml_transform_loss(
         Residual, ICDM 2012.
     """
     return _lsml_transform_jit(
-        *_prepare(transform, quadruplets, weights, prior_inv, square=False, name="transform")
+        *_prepare(transform, quadruplets, weights, prior_inv, square=False, name="transform",
+                  sample_weight=sample_weight)
     )

@@ -3,7 +3,7 @@ r"""MMC: Mahalanobis Metric for Clustering (Xing et al., 2002) as a smooth, conv
 
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, Int
+from jaxtyping import Array, ArrayLike, Float, Int, Shaped
 
 from metricjax import _checks
 from metricjax._checks import _is_traced, check_pairs
@@ -17,20 +17,30 @@ def _safe_sqrt(d):
     return jnp.where(pos, jnp.sqrt(jnp.where(pos, d, 1)), 0)
 
 
-def _mmc_value(dist, y, c):
-    r""":math:`\sum_S d_p - c \log \sum_D \sqrt{d_p}` from the pair distances ``dist``."""
+def _mmc_value(dist, y, c, weight=None):
+    r""":math:`\sum_S s_p d_p - c \log \sum_D s_p \sqrt{d_p}` from the pair distances
+    ``dist`` (``weight`` :math:`s`; ``None``: all 1)."""
     similar = y > 0
+    root = _safe_sqrt(dist)
+    if weight is not None:
+        dist, root = weight * dist, weight * root
     return jnp.sum(jnp.where(similar, dist, 0)) - c * jnp.log(
-        jnp.sum(jnp.where(similar, 0, _safe_sqrt(dist)))
+        jnp.sum(jnp.where(similar, 0, root))
     )
 
 
-def _check_values(pairs, y):
-    if _is_traced(pairs) or _is_traced(y):
+def _check_values(pairs, y, weight=None):
+    if _is_traced(pairs) or _is_traced(y) or _is_traced(weight):
         return
     diff = np.asarray(pairs)[:, 0] - np.asarray(pairs)[:, 1]
     yy = np.asarray(y)
-    if not np.any(diff[yy == -1] != 0):
+    present = np.ones(len(yy), bool) if weight is None else np.asarray(weight) > 0
+    if weight is not None and not np.any(present & (yy == -1)):
+        raise ValueError(
+            "`sample_weight` leaves no dissimilar pair (y == -1) with a positive weight; "
+            "the MMC loss is +inf for every metric"
+        )
+    if not np.any(diff[(yy == -1) & present] != 0):
         raise ValueError(
             "`pairs`: every dissimilar pair (y == -1) is made of two identical points; "
             "the MMC loss is +inf for every metric"
@@ -44,6 +54,7 @@ def mmc_loss(
     *,
     diagonal: bool = False,
     diagonal_c: float = 1.0,
+    sample_weight: Shaped[ArrayLike, " p"] | None = None,
 ) -> Float[Array, ""]:
     r"""MMC's objective in penalised form (Xing et al., 2002).
 
@@ -94,23 +105,32 @@ def mmc_loss(
         y: labels, shape ``(n_pairs,)``: +1 similar, -1 dissimilar (both needed).
         diagonal: learn a diagonal metric.
         diagonal_c: weight :math:`c \ge 0` of the dissimilarity term (diagonal only).
+        sample_weight: weights :math:`s_p \ge 0` of the pairs, shape ``(n_pairs,)``
+            (``None``: all 1): :math:`\mathcal{L} = \sum_S s_p d_p - c \log \sum_D
+            s_p \sqrt{d_p}`, so weight 0 is exactly an absent pair (folds are weight
+            vectors to ``jax.vmap`` over). At least one dissimilar pair needs a positive
+            weight. Not differentiated.
 
     Returns:
         The loss, a scalar in the compute dtype.
 
     Raises:
         ValueError: bad shapes, labels outside {-1, +1}, a single class, NaN in ``pairs``,
-            or all dissimilar pairs made of identical points.
+            or all dissimilar pairs (of positive weight) made of identical points; bad
+            ``sample_weight``.
 
     References:
         E. P. Xing, A. Y. Ng, M. I. Jordan, S. Russell, *Distance Metric Learning with
         Application to Clustering with Side-Information*, NIPS 2002.
     """
     pairs, y = check_pairs(pairs, y)
-    _check_values(pairs, y)
-    d = np.shape(pairs)[2]
+    n, _, d = np.shape(pairs)
     metric = _checks._asarray(metric, "metric")
     dt = _checks.compute_dtype(metric, pairs)
+    sw = None
+    if sample_weight is not None:
+        sw = _checks.sample_weight(sample_weight, n, dt, per="constraint", min_positive=1)
+    _check_values(pairs, y, sw)
     diff = pair_differences(jnp.asarray(pairs, dt))
     y = jnp.asarray(y)
     if diagonal:
@@ -126,15 +146,17 @@ def mmc_loss(
         c = float(diagonal_c)
         if not c >= 0:
             raise ValueError(f"`diagonal_c` must be a non-negative number, got {diagonal_c!r}")
-        return _mmc_value(mm(diff * diff, w), y, c)
+        return _mmc_value(mm(diff * diff, w), y, c, sw)
     metric = jnp.asarray(_checks.square_metric(metric, d, "metric"), dt)
-    return _mmc_value(pair_sq_mahalanobis(diff, metric), y, 1.0)
+    return _mmc_value(pair_sq_mahalanobis(diff, metric), y, 1.0, sw)
 
 
 def mmc_loss_transform(
     transform: Float[ArrayLike, "k d"],
     pairs: Float[ArrayLike, "p 2 d"],
     y: Int[ArrayLike, " p"],
+    *,
+    sample_weight: Shaped[ArrayLike, " p"] | None = None,
 ) -> Float[Array, ""]:
     r""":func:`mmc_loss` of :math:`M = L^T L` (PSD by construction), for unconstrained optimisers.
 
@@ -145,7 +167,7 @@ def mmc_loss_transform(
 
     Args:
         transform: linear map :math:`L`, shape ``(k, d)``.
-        pairs, y: as in :func:`mmc_loss`.
+        pairs, y, sample_weight: as in :func:`mmc_loss`.
 
     Returns:
         The loss, a scalar.
@@ -154,4 +176,4 @@ def mmc_loss_transform(
     transform = _checks.transform_matrix(transform, np.shape(pairs)[2], "transform")
     dt = _checks.compute_dtype(transform, pairs)
     transform = jnp.asarray(transform, dt)
-    return mmc_loss(mm(transform.T, transform), pairs, y)
+    return mmc_loss(mm(transform.T, transform), pairs, y, sample_weight=sample_weight)

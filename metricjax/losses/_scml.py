@@ -12,7 +12,7 @@ margin hinge and an :math:`\ell_1` penalty on :math:`w`.
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Float, Shaped
 
 from metricjax import _checks
 from metricjax._rules import mm
@@ -45,41 +45,53 @@ def _slack(dist, n: int):
     return 1 + dist[:n] - dist[n:]
 
 
+def _hinge_slopes(active, tw, n: int, dtype):
+    """Per-triplet slopes of the mean hinge: ``1/n`` (``tw`` None) or the weights ``tw``."""
+    a = active.astype(dtype)
+    return a / n if tw is None else a * tw
+
+
 @jax.custom_vjp
-def _triplet_hinge(metric, diff):
+def _triplet_hinge(metric, diff, tw):
     n = diff.shape[0] // 2
     terms, _ = hinge(_slack(sq_mahalanobis_rows(diff, metric), n))
-    return jnp.sum(terms) / n
+    return jnp.sum(terms) / n if tw is None else jnp.sum(tw * terms)
 
 
-def _triplet_hinge_fwd(metric, diff):
+def _triplet_hinge_fwd(metric, diff, tw):
     n = diff.shape[0] // 2
     terms, active = hinge(_slack(sq_mahalanobis_rows(diff, metric), n))
-    a = active.astype(diff.dtype) / n
-    return jnp.sum(terms) / n, (metric, diff, jnp.concatenate([a, -a]))
+    a = _hinge_slopes(active, tw, n, diff.dtype)
+    loss = jnp.sum(terms) / n if tw is None else jnp.sum(tw * terms)
+    return loss, (metric, diff, jnp.concatenate([a, -a]))
 
 
 def _triplet_hinge_bwd(res, ct):
     metric, diff, g = res
     # slack_i = 1 + u_i^T M u_i - v_i^T M v_i:  dM = sum_i a_i (u_i u_i^T - v_i v_i^T) / n
-    return sq_mahalanobis_vjp(diff, metric, ct * g)
+    # (weighted: a_i times the normalised weight instead of 1/n; weights not differentiated)
+    return (*sq_mahalanobis_vjp(diff, metric, ct * g), None)
 
 
 _triplet_hinge.defvjp(_triplet_hinge_fwd, _triplet_hinge_bwd)
 
 
-def scml_objective(weights, diff, basis, beta):
+def scml_objective(weights, diff, basis, beta, triplet_weight=None):
     r"""The SCML objective on difference rows ``diff = [U; V]`` (pure jnp, jit-able).
 
-    :math:`\beta \lVert w\rVert_1 + \frac1n \sum_i [1 + d_M(a_i, b_i) - d_M(a_i, c_i)]_+`.
+    :math:`\beta \lVert w\rVert_1 + \frac1n \sum_i [1 + d_M(a_i, b_i) - d_M(a_i, c_i)]_+`;
+    with ``triplet_weight`` (normalised, summing to 1) the mean becomes
+    :math:`\sum_i \tilde s_i [\ldots]_+`.
     """
-    return beta * jnp.sum(jnp.abs(weights)) + _triplet_hinge(basis_metric(weights, basis), diff)
+    hinge_part = _triplet_hinge(basis_metric(weights, basis), diff, triplet_weight)
+    return beta * jnp.sum(jnp.abs(weights)) + hinge_part
 
 
 @jax.jit
-def _scml_loss_jit(weights, triplets, basis, beta):
+def _scml_loss_jit(weights, triplets, basis, beta, sample_weight):
     # eager calls run one compiled program; inside an outer jit or grad this is inlined
-    return scml_objective(weights, triplet_differences(triplets), basis, beta)
+    tw = None if sample_weight is None else sample_weight / jnp.sum(sample_weight)
+    return scml_objective(weights, triplet_differences(triplets), basis, beta, tw)
 
 
 def check_beta(beta) -> float:
@@ -93,6 +105,7 @@ def scml_loss(
     basis: Float[ArrayLike, "K d"],
     *,
     beta: float = 1e-5,
+    sample_weight: Shaped[ArrayLike, " n"] | None = None,
 ) -> Float[Array, ""]:
     r"""SCML objective of basis weights :math:`w`: triplet hinge plus :math:`\ell_1` penalty.
 
@@ -119,12 +132,18 @@ def scml_loss(
             :math:`b` than to :math:`c` by a margin of 1.
         basis: :math:`B`, shape ``(K, d)``, one rank-one basis vector :math:`b_k` per row.
         beta: :math:`\ell_1` weight :math:`\beta \ge 0` (metric-learn's default 1e-5).
+        sample_weight: weights :math:`s_i \ge 0` of the triplets, shape ``(n,)``
+            (``None``: uniform): the mean :math:`\frac1n \sum_i` becomes the weighted
+            mean :math:`\sum_i s_i [\ldots]_+ / \sum_j s_j`, so weight 0 is exactly an
+            absent triplet (folds are weight vectors to ``jax.vmap`` over). Not
+            differentiated.
 
     Returns:
         Scalar loss in the floating dtype of the inputs.
 
     Raises:
-        ValueError: wrong shapes, NaN/inf in ``triplets``, a negative or non-finite ``beta``.
+        ValueError: wrong shapes, NaN/inf in ``triplets``, a negative or non-finite ``beta``,
+            bad ``sample_weight``.
 
     References:
         Y. Shi, A. Bellet and F. Sha, `Sparse Compositional Metric Learning
@@ -146,5 +165,10 @@ def scml_loss(
             f"{np.shape(weights)}"
         )
     dt = _checks.compute_dtype(weights, t, basis)
+    sw = None
+    if sample_weight is not None:
+        sw = _checks.sample_weight(
+            sample_weight, np.shape(t)[0], dt, per="constraint", min_positive=1
+        )
     cast = lambda a: jnp.asarray(a, dt)
-    return _scml_loss_jit(cast(weights), cast(t), cast(basis), cast(b))
+    return _scml_loss_jit(cast(weights), cast(t), cast(basis), cast(b), sw)

@@ -1,4 +1,4 @@
-"""``fit(X, y, sample_weight=None)`` of MLKR and NCA (issue 14).
+"""``fit(X, y, sample_weight=None)`` of MLKR, NCA and LMNN (issue 14).
 
 Weight 0 is exactly the sample removed (the fit equals the fit on the other samples);
 equal weights are no weights; unequal weights enter every data-dependent step of the
@@ -14,7 +14,7 @@ from sklearn.decomposition import PCA
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 import metricjax as mj
-from metricjax.estimators import MLKR, NCA
+from metricjax.estimators import LMNN, MLKR, NCA
 from metricjax.estimators._base import (
     median_sq_distance,
     weighted_lda,
@@ -29,8 +29,10 @@ CASES = [
     (MLKR, {"n_components": 2, "alpha": 0.1}),  # init="auto" -> weighted PCA
     (NCA, {"n_components": 2}),  # init="auto" -> weighted LDA (3 classes)
     (NCA, {"n_components": 3, "init": "pca"}),
+    (LMNN, {}),
+    (LMNN, {"n_components": 2}),  # weighted LDA; target neighbours among the kept samples
 ]
-IDS = ["MLKR", "MLKR-pca", "NCA-lda", "NCA-pca"]
+IDS = ["MLKR", "MLKR-pca", "NCA-lda", "NCA-pca", "LMNN", "LMNN-lda"]
 
 
 def _data(cls):
@@ -149,7 +151,7 @@ def test_minibatch_zero_weights_equal_the_subset():
     ],
     ids=["short", "2d", "negative", "nan", "inf", "all-zero", "one-positive", "strings", "complex"],
 )
-@pytest.mark.parametrize("cls", [MLKR, NCA])
+@pytest.mark.parametrize("cls", [MLKR, NCA, LMNN])
 def test_bad_sample_weight_names_it_and_changes_nothing(cls, weight, exc, match):
     x, y = _data(cls)
     with no_convergence_warnings():
@@ -168,3 +170,13 @@ def test_unequal_weights_with_a_mesh_are_refused():
     # equal weights are no weights: fine with a mesh
     with no_convergence_warnings():
         MLKR(mesh=mesh, max_iter=3).fit(x, y, sample_weight=np.ones(len(x)))
+
+
+def test_lmnn_unequal_weights_use_the_full_loss_and_refuse_a_mesh():
+    x, y = classification()
+    w = _weights(len(x))
+    a = LMNN(impostor_refresh=5).fit(x, y, sample_weight=w)
+    b = LMNN().fit(x, y, sample_weight=w)
+    np.testing.assert_array_equal(a.components_, b.components_)
+    with pytest.raises(ValueError, match="`sample_weight` .* not supported together with `mesh`"):
+        LMNN(mesh=mj.row_mesh()).fit(x, y, sample_weight=w)

@@ -585,23 +585,43 @@ class SupervisedLearner(MahalanobisLearner):
     #: initial embedding is 1 (MLKR, NCA: unit-bandwidth kernels, see median_sq_distance).
     _unit_free_init = False
 
-    def fit(self, X, y):
-        """Learn the linear map ``components_`` from ``X`` and ``y``.
+    def fit(self, X, y, sample_weight=None):
+        """Learn the linear map ``components_`` from ``X``, ``y`` and optional sample weights.
 
         Args:
             X: training inputs, array-like of shape ``(n_samples, n_features)``,
                 finite, at least 2 samples (or 1-D indices with a ``preprocessor``).
             y: shape ``(n_samples,)``: real targets (MLKR) or class labels of any
                 type (NCA, LMNN; at least 2 classes).
+            sample_weight: ``None`` (every sample weighs 1) or non-negative weights
+                of shape ``(n_samples,)``, at least 2 of them positive
+                (scikit-learn's ``sample_weight``). A weight of 0 is exactly the
+                sample removed: it is dropped before anything else, so the fit equals
+                the fit on the other samples. Weights are relative: equal weights are
+                no weights, and other weights are scaled to mean 1. They weight the
+                loss (each point's term, and each point as a neighbour: see
+                ``sample_weight`` of :func:`metricjax.losses.mlkr_loss`,
+                :func:`~metricjax.losses.nca_loss`, :func:`~metricjax.losses.lmnn_loss`)
+                and every data-dependent step of the fit: ``init="pca"`` / ``"lda"``
+                (weighted mean, covariance, class scatters), the median distance that
+                scales MLKR's and NCA's initial map, MLKR's ridge weight (weighted
+                sum of squares of ``y``); LMNN's target neighbours are searched among
+                the samples of positive weight. An integer weight is *not* the same as repeating the sample: a
+                leave-one-out loss would see a repeated sample as its own neighbour at
+                distance 0 (scikit-learn's
+                ``check_sample_weight_equivalence_on_dense_data`` fails by design).
+                Unequal weights are not supported together with ``mesh``, and LMNN
+                does not use its impostor active set with them (the full loss).
 
         Returns:
             The fitted estimator (``self``).
 
         Raises:
-            ValueError: invalid inputs or hyperparameters. The estimator is left
-                unchanged by any exception raised here.
+            ValueError: invalid inputs, weights or hyperparameters. The estimator is
+                left unchanged by any exception raised here.
+            TypeError: non-numeric ``sample_weight``.
         """
-        return self._fit_atomic(self._fit, X, y)
+        return self._fit_atomic(self._fit, X, y, sample_weight)
 
     def _tol(self) -> float:
         return DEFAULT_TOL if self.tol is None else check_real(self.tol, "tol", 0.0)
@@ -902,37 +922,3 @@ class SoftNeighbourLearner(SupervisedLearner):
     ):
         self._set_params(locals())
 
-    def fit(self, X, y, sample_weight=None):
-        """Learn the linear map ``components_`` from ``X``, ``y`` and optional sample weights.
-
-        Args:
-            X: training inputs, array-like of shape ``(n_samples, n_features)``,
-                finite, at least 2 samples (or 1-D indices with a ``preprocessor``).
-            y: shape ``(n_samples,)``: real targets (MLKR) or class labels of any
-                type (NCA; at least 2 classes).
-            sample_weight: ``None`` (every sample weighs 1) or non-negative weights
-                of shape ``(n_samples,)``, at least 2 of them positive
-                (scikit-learn's ``sample_weight``). A weight of 0 is exactly the
-                sample removed: it is dropped before anything else, so the fit equals
-                the fit on the other samples. Weights are relative: equal weights are
-                no weights, and other weights are scaled to mean 1. They weight the
-                loss (each point's term, and each point as a neighbour: see
-                ``sample_weight`` of :func:`metricjax.losses.mlkr_loss`) and every
-                data-dependent step of the fit: the median distance that scales the
-                initial map, ``init="pca"`` / ``"lda"`` (weighted mean, covariance,
-                class scatters) and MLKR's ridge weight (weighted sum of squares of
-                ``y``). An integer weight is *not* the same as repeating the sample: a
-                leave-one-out loss would see a repeated sample as its own neighbour at
-                distance 0 (scikit-learn's
-                ``check_sample_weight_equivalence_on_dense_data`` fails by design).
-                Not supported together with ``mesh``.
-
-        Returns:
-            The fitted estimator (``self``).
-
-        Raises:
-            ValueError: invalid inputs, weights or hyperparameters. The estimator is
-                left unchanged by any exception raised here.
-            TypeError: non-numeric ``sample_weight``.
-        """
-        return self._fit_atomic(self._fit, X, y, sample_weight)

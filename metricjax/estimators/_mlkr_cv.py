@@ -196,51 +196,14 @@ class MLKRCV(MLKR):
         return self._fit_atomic(self._fit_cv, X, y, sample_weight)
 
     def _fit_cv(self, X, y, sample_weight):
-        alphas = self._check_alphas()
-        max_iter = check_int(self.max_iter, "max_iter", 1)
-        tol = self._tol()
-        optimizer = resolve_optimizer(self.optimizer, "lbfgs")
-        block_size = check_block_size(self.block_size)
-        if isinstance(self.cv, numbers.Integral) and not isinstance(self.cv, bool):
-            check_int(self.cv, "cv", 2)
         refuse_complex(X, "X")
         y = _numeric_targets(y, type(self).__name__)
         X, y = self._points(X, y, reset=True, ensure_min_samples=2, y_numeric=True)
-        n, d = X.shape
-        dtype = X.dtype
-        sw = check_sample_weight(sample_weight, n)
-        splits = list(check_cv(self.cv, y, classifier=False).split(X, y))
-        base = self._mlkr(alphas[0])
-        k = d if self.n_components is None else int(self.n_components)
-        starts, ridges, weights, tests = [], [], [], []
-        for train, test in splits:
-            if len(train) < 2 or len(test) < 1:
-                raise ValueError(
-                    f"every split of `cv` needs >= 2 training and >= 1 test rows, got "
-                    f"{len(train)} and {len(test)}"
-                )
-            # what MLKR.fit computes from the training part, on the host
-            xf, yf, swf = drop_zero_weights(X[train], y[train], None if sw is None else sw[train])
-            starts.append(base._initial_components(xf, yf, d, len(xf), swf))
-            ridges.append(ridge_weight(xf, yf, 1.0, k, swf))
-            w = np.zeros(n)
-            w[train[sw[train] > 0] if sw is not None else train] = 1.0 if swf is None else swf
-            weights.append(w)
-            held_out = np.zeros(n)
-            held_out[test] = 1.0 if sw is None else sw[test]
-            tests.append(held_out)
-        options = _compile_options(starts[0], (X,))
-        loss = _weighted_mlkr_objective(block_size)
-        program = _cv_program(loss, optimizer, max_iter, tol, options)
-        with jax.enable_x64(dtype == np.float64):
-            out = program(
-                jnp.asarray(np.stack(starts), dtype),
-                jnp.asarray(alphas[:, None] * np.asarray(ridges)[None, :], dtype),
-                jnp.asarray(np.stack(weights), dtype),
-                jnp.asarray(np.stack(tests), dtype),
-                jnp.asarray(X),
-                jnp.asarray(y, dtype),
-            )
+        sw = check_sample_weight(sample_weight, X.shape[0])
+        grid = self._grid(X, y, sw)
+        alphas, max_iter, tol = grid["alphas"], grid["max_iter"], grid["tol"]
+        with jax.enable_x64(X.dtype == np.float64):
+            out = grid["program"](*grid["args"])
             _, scores, n_iter, converged, first = (np.asarray(a) for a in out)
         if not np.all(np.isfinite(first)):
             raise FloatingPointError(
@@ -274,4 +237,63 @@ class MLKRCV(MLKR):
             "best_score_": float(mean[best]),
             "cv_n_iter_": n_iter,
             "best_estimator_": model,
+        }
+
+    def _grid(self, X, y, sw):
+        """The compiled grid and its batched inputs for validated ``X``, ``y``, weights ``sw``.
+
+        A dict: ``program`` (``_cv_program``), ``args`` (initial maps ``(F, k, d)``,
+        ridge weights ``(A, F)``, training weights ``(F, n)``, held-out weights
+        ``(F, n)``, ``X``, ``y``), and the ``loss``, ``optimizer``, ``max_iter``,
+        ``tol`` and ``alphas`` it was built with (``benchmarks/bench_sweep.py`` times
+        the same fits one by one from them).
+        """
+        alphas = self._check_alphas()
+        max_iter = check_int(self.max_iter, "max_iter", 1)
+        tol = self._tol()
+        optimizer = resolve_optimizer(self.optimizer, "lbfgs")
+        block_size = check_block_size(self.block_size)
+        if isinstance(self.cv, numbers.Integral) and not isinstance(self.cv, bool):
+            check_int(self.cv, "cv", 2)
+        n, d = X.shape
+        dtype = X.dtype
+        splits = list(check_cv(self.cv, y, classifier=False).split(X, y))
+        base = self._mlkr(alphas[0])
+        k = d if self.n_components is None else int(self.n_components)
+        starts, ridges, weights, tests = [], [], [], []
+        for train, test in splits:
+            if len(train) < 2 or len(test) < 1:
+                raise ValueError(
+                    f"every split of `cv` needs >= 2 training and >= 1 test rows, got "
+                    f"{len(train)} and {len(test)}"
+                )
+            # what MLKR.fit computes from the training part, on the host
+            xf, yf, swf = drop_zero_weights(X[train], y[train], None if sw is None else sw[train])
+            starts.append(base._initial_components(xf, yf, d, len(xf), swf))
+            ridges.append(ridge_weight(xf, yf, 1.0, k, swf))
+            w = np.zeros(n)
+            w[train[sw[train] > 0] if sw is not None else train] = 1.0 if swf is None else swf
+            weights.append(w)
+            held_out = np.zeros(n)
+            held_out[test] = 1.0 if sw is None else sw[test]
+            tests.append(held_out)
+        options = _compile_options(starts[0], (X,))
+        loss = _weighted_mlkr_objective(block_size)
+        with jax.enable_x64(dtype == np.float64):
+            args = (
+                jnp.asarray(np.stack(starts), dtype),
+                jnp.asarray(alphas[:, None] * np.asarray(ridges)[None, :], dtype),
+                jnp.asarray(np.stack(weights), dtype),
+                jnp.asarray(np.stack(tests), dtype),
+                jnp.asarray(X),
+                jnp.asarray(y, dtype),
+            )
+        return {
+            "program": _cv_program(loss, optimizer, max_iter, tol, options),
+            "args": args,
+            "loss": loss,
+            "optimizer": optimizer,
+            "max_iter": max_iter,
+            "tol": tol,
+            "alphas": alphas,
         }

@@ -45,6 +45,7 @@ def _weights(n, seed=1):
     return w
 
 
+@pytest.mark.slow  # whole fits
 @pytest.mark.parametrize(("cls", "kw"), CASES, ids=IDS)
 def test_zero_weight_is_the_sample_removed(cls, kw):
     x, y = _data(cls)
@@ -61,6 +62,7 @@ def test_zero_weight_is_the_sample_removed(cls, kw):
     np.testing.assert_allclose(a.components_, b.components_, rtol=1e-8, atol=1e-12)
 
 
+@pytest.mark.slow  # whole fits
 @pytest.mark.parametrize(("cls", "kw"), CASES[:3], ids=IDS[:3])
 def test_equal_weights_are_no_weights_and_weights_are_relative(cls, kw):
     x, y = _data(cls)
@@ -74,6 +76,7 @@ def test_equal_weights_are_no_weights_and_weights_are_relative(cls, kw):
     assert not np.allclose(a, plain, rtol=1e-3)  # the weights do change the fit
 
 
+@pytest.mark.slow  # whole fits
 def test_integer_weights_mlkr_objective_and_predict():
     """The fitted objective is the weighted loss; predict weighs each training kernel."""
     x, y = regression()
@@ -124,6 +127,7 @@ def test_weighted_steps_equal_the_repeated_samples():
     np.testing.assert_allclose(projector(ours), projector(ref), atol=1e-8)
 
 
+@pytest.mark.slow  # whole fits
 def test_minibatch_zero_weights_equal_the_subset():
     x, y = regression()
     w = np.ones(len(x))
@@ -154,14 +158,13 @@ def test_minibatch_zero_weights_equal_the_subset():
 @pytest.mark.parametrize("cls", [MLKR, NCA, LMNN])
 def test_bad_sample_weight_names_it_and_changes_nothing(cls, weight, exc, match):
     x, y = _data(cls)
-    with no_convergence_warnings():
-        model = cls(max_iter=3).fit(x, y)
-    before = model.components_.copy()
+    model = cls()
     with pytest.raises(exc, match=match):
         model.fit(x, y, sample_weight=weight)
-    np.testing.assert_array_equal(model.components_, before)
+    assert not hasattr(model, "components_") and not hasattr(model, "n_features_in_")
 
 
+@pytest.mark.slow  # whole fits
 def test_unequal_weights_with_a_mesh_are_refused():
     x, y = regression()
     mesh = mj.row_mesh()
@@ -172,6 +175,7 @@ def test_unequal_weights_with_a_mesh_are_refused():
         MLKR(mesh=mesh, max_iter=3).fit(x, y, sample_weight=np.ones(len(x)))
 
 
+@pytest.mark.slow  # whole fits
 def test_lmnn_unequal_weights_use_the_full_loss_and_refuse_a_mesh():
     x, y = classification()
     w = _weights(len(x))

@@ -43,6 +43,11 @@ def test_mlkrcv_equals_grid_search_cv():
     assert model.score(x, y) == pytest.approx(best.score(x, y), rel=1e-8)
     assert model.ridge_weight_ == best.ridge_weight_
     assert model.cv_n_iter_.shape == (len(ALPHAS), 3) and np.all(model.cv_n_iter_ >= 1)
+    # one alpha per call of the same program: the same results
+    folds = MLKRCV(alphas=ALPHAS, cv=cv, batch="folds").fit(x, y)
+    np.testing.assert_allclose(folds.scores_, model.scores_, rtol=1e-10)
+    np.testing.assert_array_equal(folds.cv_n_iter_, model.cv_n_iter_)
+    assert folds.alpha_ == model.alpha_
     # an int cv is KFold(cv), as in GridSearchCV; a second fit reuses the compiled grid
     a = MLKRCV(alphas=ALPHAS[:2], cv=2).fit(x, y)
     b = GridSearchCV(MLKR(), {"alpha": ALPHAS[:2]}, cv=2).fit(x, y)
@@ -85,6 +90,7 @@ def test_mlkrcv_float32_and_api():
         ({"alphas": [np.nan]}, ValueError, "`alphas` must be finite and >= 0"),
         ({"alphas": ["a"]}, TypeError, "`alphas` must be a sequence of real numbers"),
         ({"cv": 1}, ValueError, "`cv` must be >= 2"),
+        ({"batch": "alphas"}, ValueError, "`batch` must be 'grid' or 'folds'"),
     ],
 )
 def test_mlkrcv_bad_parameters(kw, exc, match):

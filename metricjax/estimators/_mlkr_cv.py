@@ -94,7 +94,8 @@ class MLKRCV(MLKR):
     for the fits one by one, and the memory that of ``n_members`` fits at once.
     It wins where compilation and dispatch dominate (small and medium ``n``, many
     members, an accelerator); on a CPU with very unequal iteration counts the
-    sequential fits can be faster (``benchmarks/results/sweep.md``).""",
+    sequential fits can be faster (``benchmarks/results/sweep_quick.md``);
+    ``batch="folds"`` batches only the folds of one ``alpha`` at a time.""",
         args=r"""
         alphas: the candidate ridge strengths (see :class:`MLKR`'s ``alpha``), a
             non-empty sequence of reals ``>= 0``; the default :data:`DEFAULT_ALPHAS`
@@ -102,7 +103,12 @@ class MLKRCV(MLKR):
             includes MLKR's default ``0.01``).
         cv: number of folds (``KFold(cv)``, as ``GridSearchCV``; at least 2) or a
             scikit-learn splitter or iterable of ``(train, test)`` index arrays.
-            Default 5."""
+            Default 5.
+        batch: ``"grid"`` (default): one call of the compiled program runs all
+            ``len(alphas) * n_splits`` fits. ``"folds"``: the same compiled program
+            (one compilation) is called once per ``alpha``, batching only its folds,
+            which converge in similar numbers of iterations: less work where the
+            strengths' iteration counts differ much (see **Cost**), same results."""
         + COMMON_ARGS.replace(
             "        verbose: show a ``tqdm`` progress bar with the current loss.\n",
             "        verbose: a ``tqdm`` progress bar for the final refit (the grid is one\n"
@@ -146,6 +152,7 @@ class MLKRCV(MLKR):
         *,
         alphas=DEFAULT_ALPHAS,
         cv=5,
+        batch="grid",
         init="auto",
         max_iter=1000,
         tol=None,
@@ -196,15 +203,22 @@ class MLKRCV(MLKR):
         return self._fit_atomic(self._fit_cv, X, y, sample_weight)
 
     def _fit_cv(self, X, y, sample_weight):
+        if not (isinstance(self.batch, str) and self.batch in ("grid", "folds")):
+            raise ValueError(f"`batch` must be 'grid' or 'folds', got {self.batch!r}")
         refuse_complex(X, "X")
         y = _numeric_targets(y, type(self).__name__)
         X, y = self._points(X, y, reset=True, ensure_min_samples=2, y_numeric=True)
         sw = check_sample_weight(sample_weight, X.shape[0])
         grid = self._grid(X, y, sw)
         alphas, max_iter, tol = grid["alphas"], grid["max_iter"], grid["tol"]
+        program, (L0, ridge, *rest) = grid["program"], grid["args"]
         with jax.enable_x64(X.dtype == np.float64):
-            out = grid["program"](*grid["args"])
-            _, scores, n_iter, converged, first = (np.asarray(a) for a in out)
+            if self.batch == "grid":
+                out = [np.asarray(a) for a in program(L0, ridge, *rest)]
+            else:  # one alpha per call: the batch waits only for that alpha's folds
+                parts = [program(L0, ridge[a : a + 1], *rest) for a in range(len(alphas))]
+                out = [np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(5)]
+            _, scores, n_iter, converged, first = out
         if not np.all(np.isfinite(first)):
             raise FloatingPointError(
                 "the loss at the initial transformation is not finite in some fold; scale the "

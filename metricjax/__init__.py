@@ -34,7 +34,7 @@ from metricjax.losses import sharded as sharded
 
 __version__ = "0.1.0"
 
-_ESTIMATORS = ("MLKR", "NCA", "LMNN", "ITML", "ITML_Supervised", "MMC", "MMC_Supervised",
+_ESTIMATORS = ("MLKR", "MLKRCV", "NCA", "LMNN", "ITML", "ITML_Supervised", "MMC", "MMC_Supervised",
                "LSML", "LSML_Supervised", "SCML", "SCML_Supervised",
                "SDML", "SDML_Supervised", "Covariance", "LFDA", "RCA", "RCA_Supervised")
 
@@ -83,6 +83,7 @@ __all__ = [
     "shard_rows",
     "check_finite",
     "MLKR",
+    "MLKRCV",
     "NCA",
     "LMNN",
     "Covariance",

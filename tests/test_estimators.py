@@ -42,7 +42,17 @@ IDS = ["MLKR", "NCA", "LMNN"]
 
 
 # ------------------------------------------------------------------ estimator checks
-@parametrize_with_checks([MLKR(), NCA(), LMNN()])
+def _expected_failed_checks(estimator):
+    """scikit-learn's checks that MLKR, NCA and LMNN fail by design (see their ``fit``)."""
+    return {
+        "check_sample_weight_equivalence_on_dense_data": (
+            "a leave-one-out / nearest-neighbour loss: an integer weight is not a repeated "
+            "sample (a copy would be its own neighbour at distance 0)"
+        )
+    }
+
+
+@parametrize_with_checks([MLKR(), NCA(), LMNN()], expected_failed_checks=_expected_failed_checks)
 def test_sklearn_estimator_checks(estimator, check):
     with no_convergence_warnings():
         check(estimator)

@@ -39,9 +39,9 @@ def test_nested_vmap_grid_equals_the_sequential_fits(x64):
 
 
 @pytest.mark.slow
-def test_example_07_selects_the_same_strength_as_the_sequential_fits():
+def test_example_07_mlkrcv_selects_the_same_strength_as_grid_search_cv():
     path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "07_sweep.py"
     spec = importlib.util.spec_from_file_location("example07", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    mod.main(quick=True)  # asserts the vmapped and sequential scores and choice agree
+    mod.main(quick=True)  # asserts MLKRCV's and GridSearchCV's scores and choice agree

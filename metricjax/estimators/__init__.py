@@ -15,6 +15,7 @@ from metricjax.estimators._lmnn import LMNN as LMNN
 from metricjax.estimators._lsml import LSML as LSML
 from metricjax.estimators._lsml import LSML_Supervised as LSML_Supervised
 from metricjax.estimators._mlkr import MLKR as MLKR
+from metricjax.estimators._mlkr_cv import MLKRCV as MLKRCV
 from metricjax.estimators._mmc import MMC as MMC
 from metricjax.estimators._mmc import MMC_Supervised as MMC_Supervised
 from metricjax.estimators._nca import NCA as NCA
@@ -30,6 +31,7 @@ from metricjax.estimators._tuples import TripletsLearner as TripletsLearner
 
 __all__ = [
     "MLKR",
+    "MLKRCV",
     "NCA",
     "LMNN",
     "ITML",

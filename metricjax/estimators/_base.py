@@ -73,18 +73,142 @@ FLOAT_DTYPES = (np.float64, np.float32)
 _SCALE_ROWS = 1000  # rows used to measure the data's median pairwise distance
 
 
-def median_sq_distance(z) -> float:
+def median_sq_distance(z, weight=None) -> float:
     """Median squared pairwise distance of (at most 1000 evenly spaced) rows of ``z``.
 
     The data's scale for the unit-bandwidth kernels of MLKR and NCA: their initial map
-    is divided by its square root, so that ``fit(X * c)`` starts from ``L0 / c``.
+    is divided by its square root, so that ``fit(X * c)`` starts from ``L0 / c``. With
+    ``weight`` (positive sample weights, one per row) it is the weighted median, pair
+    :math:`(i, j)` counting :math:`s_i s_j` times.
     """
     z = np.asarray(z, np.float64)
-    z = z[:: max(1, len(z) // _SCALE_ROWS)]
+    step = max(1, len(z) // _SCALE_ROWS)
+    z = z[::step]
     sq = np.sum(z**2, axis=1)
     d = sq[:, None] + sq[None, :] - 2 * z @ z.T
-    med = float(np.median(d[np.triu_indices(len(z), 1)]))
+    upper = np.triu_indices(len(z), 1)
+    if weight is None:
+        med = float(np.median(d[upper]))
+    else:
+        w = np.asarray(weight, np.float64)[::step]
+        med = weighted_median(d[upper], np.outer(w, w)[upper])
     return med if med > 0 else 1.0
+
+
+def weighted_median(values, weights) -> float:
+    """The median of ``values`` counted with (positive) ``weights``.
+
+    The smallest value whose cumulative weight reaches half the total; the mean of it
+    and the next value when the half is reached exactly (``np.median`` for equal
+    weights).
+    """
+    order = np.argsort(values, kind="stable")
+    v, c = np.asarray(values)[order], np.cumsum(np.asarray(weights)[order])
+    half = 0.5 * c[-1]
+    i = int(np.searchsorted(c, half))
+    if i + 1 < len(v) and np.isclose(c[i], half, rtol=1e-12, atol=0):
+        return float(0.5 * (v[i] + v[i + 1]))
+    return float(v[i])
+
+
+def check_sample_weight(sample_weight, n: int):
+    """``sample_weight`` of a fit as ``float64`` ``(n,)``, or ``None``; errors name it.
+
+    Finite, ``>= 0``, at least two positive weights (a leave-one-out loss needs two
+    points).
+    """
+    if sample_weight is None:
+        return None
+    refuse_complex(sample_weight, "sample_weight")
+    try:
+        w = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"`sample_weight` must be an array of real numbers, got {type(sample_weight).__name__}"
+        ) from err
+    if w.shape != (n,):
+        raise ValueError(
+            f"`sample_weight` must have shape (n_samples,) = ({n},), one weight per sample, "
+            f"got shape {w.shape}"
+        )
+    if not np.all(np.isfinite(w)):
+        raise ValueError("`sample_weight` contains NaN or inf")
+    if np.any(w < 0):
+        raise ValueError(f"`sample_weight` must be >= 0, got a weight of {w.min():g}")
+    positive = int(np.count_nonzero(w))
+    if positive == 0:
+        raise ValueError(
+            "`sample_weight` is zero for every sample: at least 2 weights must be positive"
+        )
+    if positive < 2:
+        raise ValueError(
+            "`sample_weight` is zero for all samples but one: at least 2 weights must be positive"
+        )
+    return w
+
+
+def drop_zero_weights(X, y, sample_weight):
+    """``(X, y, weights)`` without the samples of weight 0 (they are not there at all).
+
+    Weights are relative: equal ones become ``None`` (no weights), others are scaled
+    to mean 1. ``sample_weight`` is checked (:func:`check_sample_weight`) or ``None``.
+    """
+    if sample_weight is None:
+        return X, y, None
+    keep = sample_weight > 0
+    X, y, sample_weight = X[keep], y[keep], sample_weight[keep]
+    if np.all(sample_weight == sample_weight[0]):
+        return X, y, None
+    return X, y, sample_weight / np.mean(sample_weight)
+
+
+def refuse_weights_with_mesh(mesh) -> None:
+    """The row-sharded losses take no sample weights: a clear error instead."""
+    if mesh is not None:
+        raise ValueError(
+            "`sample_weight` (with unequal weights) is not supported together with `mesh`: "
+            "the row-sharded losses take no sample weights; fit without `mesh`, or drop "
+            "the samples of weight 0 and pass no weights"
+        )
+
+
+def weighted_pca(X, weight, k: int):
+    """The leading ``k`` principal axes ``(k, d)`` of ``X`` with positive row ``weight``.
+
+    Weighted mean and covariance; signs as ``sklearn.decomposition.PCA`` (the largest
+    entry of each axis positive).
+    """
+    w = np.asarray(weight, np.float64)
+    centred = (X - np.average(X, axis=0, weights=w)) * np.sqrt(w)[:, None]
+    vt = np.linalg.svd(centred, full_matrices=False)[2][:k]
+    signs = np.sign(vt[np.arange(len(vt)), np.argmax(np.abs(vt), axis=1)])
+    return vt * np.where(signs == 0, 1.0, signs)[:, None]
+
+
+def weighted_lda(X, codes, weight, k: int):
+    r"""The leading ``k`` discriminant directions ``(k, d)`` with positive row ``weight``.
+
+    Generalised eigenvectors of the weighted between-class scatter :math:`S_b` against
+    the weighted within-class scatter :math:`S_w` (plus :math:`10^{-8}\,\mathrm{tr}(S_w)/d`
+    on the diagonal, for rank-deficient data): scikit-learn's ``"eigen"`` solver with
+    weighted class means, priors and scatters.
+    """
+    from scipy.linalg import eigh
+
+    w = np.asarray(weight, np.float64) / np.sum(weight)
+    mean = w @ X
+    d = X.shape[1]
+    sw, sb = np.zeros((d, d)), np.zeros((d, d))
+    for c in np.unique(codes):
+        rows = codes == c
+        wc = w[rows]
+        mc = wc @ X[rows] / wc.sum()
+        centred = X[rows] - mc
+        sw += (centred * wc[:, None]).T @ centred
+        sb += wc.sum() * np.outer(mc - mean, mc - mean)
+    sw += (1e-8 * np.trace(sw) / d + np.finfo(np.float64).tiny) * np.eye(d)
+    evals, evecs = eigh(sb, sw)
+    return evecs[:, np.argsort(evals)[::-1][:k]].T
 
 
 # ----------------------------------------------------------------------------------
@@ -461,28 +585,48 @@ class SupervisedLearner(MahalanobisLearner):
     #: initial embedding is 1 (MLKR, NCA: unit-bandwidth kernels, see median_sq_distance).
     _unit_free_init = False
 
-    def fit(self, X, y):
-        """Learn the linear map ``components_`` from ``X`` and ``y``.
+    def fit(self, X, y, sample_weight=None):
+        """Learn the linear map ``components_`` from ``X``, ``y`` and optional sample weights.
 
         Args:
             X: training inputs, array-like of shape ``(n_samples, n_features)``,
                 finite, at least 2 samples (or 1-D indices with a ``preprocessor``).
             y: shape ``(n_samples,)``: real targets (MLKR) or class labels of any
                 type (NCA, LMNN; at least 2 classes).
+            sample_weight: ``None`` (every sample weighs 1) or non-negative weights
+                of shape ``(n_samples,)``, at least 2 of them positive
+                (scikit-learn's ``sample_weight``). A weight of 0 is exactly the
+                sample removed: it is dropped before anything else, so the fit equals
+                the fit on the other samples. Weights are relative: equal weights are
+                no weights, and other weights are scaled to mean 1. They weight the
+                loss (each point's term, and each point as a neighbour: see
+                ``sample_weight`` of :func:`metricjax.losses.mlkr_loss`,
+                :func:`~metricjax.losses.nca_loss`, :func:`~metricjax.losses.lmnn_loss`)
+                and every data-dependent step of the fit: ``init="pca"`` / ``"lda"``
+                (weighted mean, covariance, class scatters), the median distance that
+                scales MLKR's and NCA's initial map, MLKR's ridge weight (weighted
+                sum of squares of ``y``); LMNN's target neighbours are searched among
+                the samples of positive weight. An integer weight is *not* the same as repeating the sample: a
+                leave-one-out loss would see a repeated sample as its own neighbour at
+                distance 0 (scikit-learn's
+                ``check_sample_weight_equivalence_on_dense_data`` fails by design).
+                Unequal weights are not supported together with ``mesh``, and LMNN
+                does not use its impostor active set with them (the full loss).
 
         Returns:
             The fitted estimator (``self``).
 
         Raises:
-            ValueError: invalid inputs or hyperparameters. The estimator is left
-                unchanged by any exception raised here.
+            ValueError: invalid inputs, weights or hyperparameters. The estimator is
+                left unchanged by any exception raised here.
+            TypeError: non-numeric ``sample_weight``.
         """
-        return self._fit_atomic(self._fit, X, y)
+        return self._fit_atomic(self._fit, X, y, sample_weight)
 
     def _tol(self) -> float:
         return DEFAULT_TOL if self.tol is None else check_real(self.tol, "tol", 0.0)
 
-    def _fit(self, X, y):
+    def _fit(self, X, y, sample_weight=None):
         max_iter = check_int(self.max_iter, "max_iter", 1)
         tol = self._tol()
         resolve_optimizer(self.optimizer, "lbfgs")  # validates before any work
@@ -495,6 +639,8 @@ class SupervisedLearner(MahalanobisLearner):
         X, y = self._points(
             X, y, reset=True, ensure_min_samples=2, y_numeric=not self._classification
         )
+        sample_weight = check_sample_weight(sample_weight, X.shape[0])
+        X, y, sample_weight = drop_zero_weights(X, y, sample_weight)
         n_samples, n_features = X.shape
         dtype = X.dtype
         extra = {}
@@ -510,9 +656,9 @@ class SupervisedLearner(MahalanobisLearner):
             target = codes
         else:
             target = np.asarray(y, dtype=dtype)
-        loss, args, more = self._objective(X, target, extra.get("classes_"))
+        loss, args, more = self._objective(X, target, extra.get("classes_"), sample_weight)
         extra.update(more)
-        params = self._initial_components(X, target, n_features, n_samples)
+        params = self._initial_components(X, target, n_features, n_samples, sample_weight)
         with jax.enable_x64(dtype == np.float64):
             data = (X, *args)
             params = np.asarray(params, dtype)
@@ -564,7 +710,8 @@ class SupervisedLearner(MahalanobisLearner):
         return _fit(loss, params, *data, optimizer=self.optimizer, max_iter=max_iter, tol=tol,
                     verbose=bool(self.verbose))  # fmt: skip
 
-    def _initial_components(self, X, target, n_features: int, n_samples: int):
+    def _initial_components(self, X, target, n_features: int, n_samples: int, sample_weight=None):
+        """The initial map ``(k, n_features)`` from ``init`` (weighted PCA / LDA with weights)."""
         init = self.init
         n_components = self.n_components
         if n_components is not None:
@@ -626,20 +773,26 @@ class SupervisedLearner(MahalanobisLearner):
                     f"init='pca' needs n_components <= min(n_samples, n_features) = "
                     f"{min(n_samples, n_features)}, got n_components={k}"
                 )
-            pca = PCA(n_components=k, random_state=check_random_state(self.random_state))
-            out = pca.fit(X).components_
+            if sample_weight is None:
+                pca = PCA(n_components=k, random_state=check_random_state(self.random_state))
+                out = pca.fit(X).components_
+            else:
+                out = weighted_pca(X, sample_weight, k)
         else:  # lda
             if k > min(n_features, n_classes - 1):
                 raise ValueError(
                     f"init='lda' needs n_components <= min(n_features, n_classes - 1) = "
                     f"{min(n_features, n_classes - 1)}, got n_components={k}"
                 )
-            lda = LinearDiscriminantAnalysis(n_components=k).fit(X, target)
-            out = lda.scalings_.T[:k]
+            if sample_weight is None:
+                lda = LinearDiscriminantAnalysis(n_components=k).fit(X, target)
+                out = lda.scalings_.T[:k]
+            else:
+                out = weighted_lda(X, target, sample_weight, k)
             if out.shape[0] < k:  # rank-deficient within-class scatter
                 out = np.vstack([out, np.eye(k, n_features)[out.shape[0] :]])
         if self._unit_free_init:  # median embedded squared distance 1, whatever the units
-            out = out / np.sqrt(median_sq_distance(X @ np.asarray(out).T))
+            out = out / np.sqrt(median_sq_distance(X @ np.asarray(out).T, sample_weight))
         return np.array(out, dtype=X.dtype)
 
 
@@ -768,3 +921,4 @@ class SoftNeighbourLearner(SupervisedLearner):
         mesh=None,
     ):
         self._set_params(locals())
+

@@ -19,6 +19,7 @@ from metricjax.estimators._base import (
     check_real,
     class_doc,
     knn_example,
+    refuse_weights_with_mesh,
 )
 from metricjax.losses import (
     lmnn_impostors,
@@ -176,7 +177,7 @@ class LMNN(SupervisedLearner):
                 )
         return n_neighbors, push_weight
 
-    def _objective(self, X, codes, classes):
+    def _objective(self, X, codes, classes, sample_weight=None):
         n_neighbors, push_weight = self._neighbours_and_push()
         k = check_int(n_neighbors, "n_neighbors", 1)
         push_weight = check_real(push_weight, "push_weight", 0.0, 1.0)
@@ -200,10 +201,15 @@ class LMNN(SupervisedLearner):
             k = smallest - 1
         self._active_settings()  # validated before any work
         tn = np.asarray(lmnn_target_neighbors(X, codes, k), dtype=np.int32)
-        loss = _lmnn_objective(
-            check_block_size(self.block_size), margin, push_weight, check_mesh(self.mesh)
-        )
-        return loss, (codes, tn), {"n_neighbors_": k, "target_neighbors_": tn}
+        block_size, mesh = check_block_size(self.block_size), check_mesh(self.mesh)
+        fitted = {"n_neighbors_": k, "target_neighbors_": tn}
+        if sample_weight is None:
+            return _lmnn_objective(block_size, margin, push_weight, mesh), (codes, tn), fitted
+        # the zero weights are dropped already: the target neighbours above are the
+        # ones of the kept samples, and the weights scale pull and hinge terms
+        refuse_weights_with_mesh(mesh)
+        loss = _weighted_lmnn_objective(block_size, margin, push_weight)
+        return loss, (codes, tn, np.asarray(sample_weight, X.dtype)), fitted
 
     def _active_settings(self):
         """``(refresh, slack, max_pairs)``: ``refresh`` is ``None`` without an active set."""
@@ -222,7 +228,8 @@ class LMNN(SupervisedLearner):
         kw = loss.keywords
         mu, margin = kw["push_weight"], kw["margin"]
         small = data[0].shape[0] < _ACTIVE_MIN_SAMPLES
-        if refresh is None or small or kw["mesh"] is not None or mu == 0:
+        weighted = len(data) > 3  # (x, codes, tn, sample_weight): the full loss
+        if refresh is None or small or kw.get("mesh") is not None or mu == 0 or weighted:
             return super()._minimise(loss, params, data, max_iter=max_iter, tol=tol)
         x, codes, tn = data
         if max_pairs == "auto":
@@ -360,6 +367,24 @@ def _lmnn_with_targets(
         push_weight=push_weight,
         margin=margin,
         block_size=block_size,
+    )
+
+
+def _weighted_lmnn(
+    transform, x, codes, target_neighbors, sample_weight, *, push_weight, margin, block_size
+):
+    """:func:`metricjax.losses.lmnn_loss` with target neighbours and sample weights as data."""
+    return lmnn_loss(
+        transform, x, codes, target_neighbors=target_neighbors, push_weight=push_weight,
+        margin=margin, sample_weight=sample_weight, block_size=block_size,
+    )  # fmt: skip
+
+
+@functools.cache
+def _weighted_lmnn_objective(block_size, margin: float, push_weight: float):
+    """One weighted loss object per configuration, so refits reuse the compiled loop."""
+    return functools.partial(
+        _weighted_lmnn, push_weight=push_weight, margin=margin, block_size=block_size
     )
 
 

@@ -18,6 +18,7 @@ from metricjax.estimators._base import (
     check_real,
     class_doc,
     median_sq_distance,
+    refuse_weights_with_mesh,
 )
 from metricjax.losses import kernel_regression, mlkr_ridge_loss, sharded_mlkr_loss
 from metricjax.losses._mlkr import ridge_penalty
@@ -35,6 +36,36 @@ def _mlkr_objective(block_size, mesh=None):
     if mesh is not None:
         return functools.partial(_sharded_mlkr_ridge, block_size=block_size, mesh=mesh)
     return functools.partial(mlkr_ridge_loss, block_size=block_size)
+
+
+def _weighted_mlkr_ridge(transform, x, y, sample_weight, weight, *, block_size):
+    """:func:`metricjax.losses.mlkr_ridge_loss` with the sample weights as a data argument."""
+    return mlkr_ridge_loss(transform, x, y, weight, sample_weight=sample_weight,
+                           block_size=block_size)  # fmt: skip
+
+
+@functools.cache
+def _weighted_mlkr_objective(block_size):
+    """One weighted loss object per block size (refits and sweeps reuse the compiled loop)."""
+    return functools.partial(_weighted_mlkr_ridge, block_size=block_size)
+
+
+def ridge_weight(X, y, alpha: float, k: int, sample_weight=None) -> float:
+    r"""MLKR's penalty weight :math:`w = \alpha\,\mathrm{SST}\,m / k` for data ``(X, y)``.
+
+    :math:`\mathrm{SST} = \sum_i s_i (y_i - \bar y)^2` (weighted mean :math:`\bar y`),
+    :math:`m` the (weighted) median squared pairwise distance of ``X``
+    (:func:`median_sq_distance`), :math:`k` the number of components: the penalty at
+    the scaled initial map (median embedded squared distance 1,
+    :math:`\lVert L_0\rVert_F^2 \approx k / m`) is about :math:`\alpha\,\mathrm{SST}`,
+    the loss of predicting the mean. ``alpha`` is dimensionless.
+    """
+    if sample_weight is None:
+        sst = float(np.sum((y - np.mean(y, axis=0)) ** 2))
+    else:
+        y, s = np.asarray(y, np.float64), np.asarray(sample_weight, np.float64)
+        sst = float(np.sum(s * (y - np.average(y, axis=0, weights=s)) ** 2))
+    return alpha * sst * median_sq_distance(X, sample_weight) / max(k, 1)
 
 
 #: Default ridge strength of :class:`MLKR` (see its ``alpha``), chosen by measurement.
@@ -76,8 +107,11 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
         + COMMON_ARGS
         + BATCH_ARGS,
         attrs=COMMON_ATTRS
-        + r"""        X_train_: training inputs used by :meth:`predict`.
+        + r"""        X_train_: training inputs used by :meth:`predict` (the samples of positive
+            weight).
         y_train_: training targets used by :meth:`predict`.
+        sample_weight_train_: ``None``, or the (unequal, mean-1) weights of the
+            training samples: :meth:`predict` weighs each one's kernel by it.
         ridge_weight_: the penalty weight :math:`w` used (``loss_history_`` holds
             :func:`metricjax.losses.mlkr_ridge_loss` with it).""",
         references="""
@@ -118,18 +152,26 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
     ):
         self._set_params(locals())  # SoftNeighbourLearner's arguments and alpha
 
-    def _objective(self, X, y, classes):
-        loss = _mlkr_objective(check_block_size(self.block_size), check_mesh(self.mesh))
+    def _n_components_or_features(self, n_features: int) -> int:
+        return n_features if self.n_components is None else int(self.n_components)
+
+    def _objective(self, X, y, classes, sample_weight=None):
+        block_size, mesh = check_block_size(self.block_size), check_mesh(self.mesh)
         alpha = check_real(self.alpha, "alpha", 0.0)
-        k = X.shape[1] if self.n_components is None else int(self.n_components)
-        sst = float(np.sum((y - np.mean(y, axis=0)) ** 2))
-        # w = alpha * SST * med / k: dimensionless alpha, the penalty at the scaled
-        # initial map (median embedded squared distance 1, ||L0||_F^2 ~ k / med) is
-        # about alpha * SST, the loss of predicting the mean.
-        weight = np.asarray(alpha * sst * median_sq_distance(X) / max(k, 1), X.dtype)
+        k = self._n_components_or_features(X.shape[1])
+        weight = np.asarray(ridge_weight(X, y, alpha, k, sample_weight), X.dtype)
         # copies of the (validated) training data, for predict
-        fitted = {"X_train_": np.array(X), "y_train_": np.array(y), "ridge_weight_": float(weight)}
-        return loss, (y, weight), fitted
+        fitted = {
+            "X_train_": np.array(X),
+            "y_train_": np.array(y),
+            "sample_weight_train_": None if sample_weight is None else np.array(sample_weight),
+            "ridge_weight_": float(weight),
+        }
+        if sample_weight is None:
+            return _mlkr_objective(block_size, mesh), (y, weight), fitted
+        refuse_weights_with_mesh(mesh)
+        sw = np.asarray(sample_weight, X.dtype)
+        return _weighted_mlkr_objective(block_size), (y, sw, weight), fitted
 
     def predict(self, X):
         r"""Kernel-regression prediction with the learned metric.
@@ -155,8 +197,11 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
             L, xt, yt = (
                 jnp.asarray(a, dt) for a in (self.components_, self.X_train_, self.y_train_)
             )
+            sw = getattr(self, "sample_weight_train_", None)
+            sw = None if sw is None else jnp.asarray(sw, dt)
             parts = [
-                np.asarray(kernel_regression(L, xt, yt, jnp.asarray(X[s : s + step], dt)))
+                np.asarray(kernel_regression(L, xt, yt, jnp.asarray(X[s : s + step], dt),
+                                             sample_weight=sw))  # fmt: skip
                 for s in range(0, X.shape[0], step)
             ]
         return np.concatenate(parts).astype(dt, copy=False)

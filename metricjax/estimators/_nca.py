@@ -11,6 +11,7 @@ from metricjax.estimators._base import (
     check_mesh,
     class_doc,
     knn_example,
+    refuse_weights_with_mesh,
 )
 from metricjax.losses import nca_loss, sharded_nca_loss
 
@@ -23,6 +24,18 @@ def _nca_objective(block_size, num_classes: int, mesh=None):
             sharded_nca_loss, num_classes=num_classes, block_size=block_size, mesh=mesh
         )
     return functools.partial(nca_loss, num_classes=num_classes, block_size=block_size)
+
+
+def _weighted_nca(transform, x, labels, sample_weight, *, num_classes, block_size):
+    """:func:`metricjax.losses.nca_loss` with the sample weights as a data argument."""
+    return nca_loss(transform, x, labels, num_classes=num_classes, sample_weight=sample_weight,
+                    block_size=block_size)  # fmt: skip
+
+
+@functools.cache
+def _weighted_nca_objective(block_size, num_classes: int):
+    """One weighted loss object per configuration (refits reuse the compiled loop)."""
+    return functools.partial(_weighted_nca, num_classes=num_classes, block_size=block_size)
 
 
 class NCA(SoftNeighbourLearner):
@@ -50,8 +63,11 @@ class NCA(SoftNeighbourLearner):
 
     _unit_free_init = True  # unit-bandwidth softmax: start at median distance 1
 
-    def _objective(self, X, codes, classes):
-        loss = _nca_objective(
-            check_block_size(self.block_size), int(codes.max()) + 1, check_mesh(self.mesh)
-        )
-        return loss, (codes,), {}
+    def _objective(self, X, codes, classes, sample_weight=None):
+        block_size, num_classes = check_block_size(self.block_size), int(codes.max()) + 1
+        mesh = check_mesh(self.mesh)
+        if sample_weight is None:
+            return _nca_objective(block_size, num_classes, mesh), (codes,), {}
+        refuse_weights_with_mesh(mesh)
+        loss = _weighted_nca_objective(block_size, num_classes)
+        return loss, (codes, sample_weight.astype(X.dtype)), {}

@@ -116,19 +116,25 @@ def kernel_regression(
     x_train: Points,
     y_train: Targets,
     x_query: OtherPoints | None = None,
+    *,
+    sample_weight: SampleWeight | None = None,
 ) -> Float[Array, " m *c"]:
     r"""Nadaraya--Watson prediction with the learned metric (Gaussian kernel).
 
     :math:`\hat y(q) = \sum_j k(q, x_j) y_j / \sum_j k(q, x_j)` with
     :math:`k(q, x) = \exp(-\lVert L q - L x\rVert^2)`. With ``x_query=None`` it returns
     the leave-one-out predictions on the training set (self-weight 0), i.e. the
-    :math:`\hat y` of :func:`mlkr_loss`.
+    :math:`\hat y` of :func:`mlkr_loss`. With ``sample_weight`` :math:`s`, the kernel
+    of training point :math:`j` is multiplied by :math:`s_j` (as in :func:`mlkr_loss`):
+    a training point of weight 0 is not used at all.
 
     Args:
         transform: :math:`L`, shape ``(k, d)``.
         x_train: ``(n, d)``.
         y_train: ``(n,)`` or ``(n, c)``.
         x_query: ``(m, d)`` or ``None``.
+        sample_weight: weights :math:`s_j \ge 0` of the training points, shape
+            ``(n,)`` (``None``: all 1). Not differentiated.
 
     Returns:
         Predictions of shape ``(m,)`` (or ``(m, c)``).
@@ -150,6 +156,9 @@ def kernel_regression(
         d = d.at[i, i].set(jnp.inf)
     else:
         d = pairwise_sq_transformed(jnp.asarray(x_query, x_train.dtype), transform, x_train)
+    if sample_weight is not None:
+        w = _checks.sample_weight(sample_weight, x_train.shape[0], x_train.dtype)
+        d = jnp.where(w[None, :] > 0, d - jnp.log(jnp.where(w > 0, w, 1))[None, :], jnp.inf)
     p = jax.nn.softmax(-d, axis=1)
     out = jnp.matmul(p, y2, precision=jax.lax.Precision.HIGHEST)
     return out[:, 0] if np.ndim(y_train) == 1 else out
@@ -161,6 +170,7 @@ def mlkr_ridge_loss(
     y: Targets,
     weight: Float[ArrayLike, ""] | float,
     *,
+    sample_weight: SampleWeight | None = None,
     block_size: int | str | None = "auto",
 ) -> Scalar:
     r"""MLKR loss plus a ridge penalty on the map: :math:`\ell(L) + w \lVert L \rVert_F^2`.
@@ -184,12 +194,15 @@ def mlkr_ridge_loss(
         y: targets, shape ``(n,)`` or ``(n, c)``.
         weight: :math:`w \ge 0`, a scalar (an array, so that changing it does not
             recompile a fit).
+        sample_weight: as in :func:`mlkr_loss` (weights the MLKR part; the penalty is
+            not per point).
         block_size: as in :func:`mlkr_loss`.
 
     Returns:
         Scalar loss in the floating dtype of the inputs.
     """
-    return mlkr_loss(transform, x, y, block_size=block_size) + ridge_penalty(transform, weight)
+    loss = mlkr_loss(transform, x, y, sample_weight=sample_weight, block_size=block_size)
+    return loss + ridge_penalty(transform, weight)
 
 
 def ridge_penalty(transform, weight):

@@ -1,0 +1,186 @@
+"""``fit(X, y, sample_weight=None)`` of MLKR, NCA and LMNN (issue 14).
+
+Weight 0 is exactly the sample removed (the fit equals the fit on the other samples);
+equal weights are no weights; unequal weights enter every data-dependent step of the
+fit (weighted median distance, SST, PCA / LDA), each checked against the same step on
+the samples repeated by integer weights where that is an identity.
+"""
+
+import jax
+import numpy as np
+import pytest
+from _estimator_data import classification, no_convergence_warnings, regression
+from sklearn.decomposition import PCA
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+import metricjax as mj
+from metricjax.estimators import LMNN, MLKR, NCA
+from metricjax.estimators._base import (
+    median_sq_distance,
+    weighted_lda,
+    weighted_median,
+    weighted_pca,
+)
+from metricjax.estimators._mlkr import ridge_weight
+from metricjax.losses import kernel_regression, mlkr_ridge_loss
+
+CASES = [
+    (MLKR, {}),
+    (MLKR, {"n_components": 2, "alpha": 0.1}),  # init="auto" -> weighted PCA
+    (NCA, {"n_components": 2}),  # init="auto" -> weighted LDA (3 classes)
+    (NCA, {"n_components": 3, "init": "pca"}),
+    (LMNN, {}),
+    (LMNN, {"n_components": 2}),  # weighted LDA; target neighbours among the kept samples
+]
+IDS = ["MLKR", "MLKR-pca", "NCA-lda", "NCA-pca", "LMNN", "LMNN-lda"]
+
+
+def _data(cls):
+    return regression() if cls is MLKR else classification()
+
+
+def _weights(n, seed=1):
+    w = np.random.default_rng(seed).integers(1, 4, size=n).astype(float)
+    w[::6] = 0.0
+    return w
+
+
+@pytest.mark.slow  # whole fits
+@pytest.mark.parametrize(("cls", "kw"), CASES, ids=IDS)
+def test_zero_weight_is_the_sample_removed(cls, kw):
+    x, y = _data(cls)
+    w = np.ones(len(x))
+    w[::5] = 0.0
+    weighted = cls(**kw).fit(x, y, sample_weight=w)
+    subset = cls(**kw).fit(x[w > 0], y[w > 0])
+    np.testing.assert_allclose(weighted.components_, subset.components_, rtol=1e-8, atol=1e-12)
+    assert weighted.n_iter_ == subset.n_iter_
+    # and with unequal weights on the others: zeros still change nothing
+    w2 = _weights(len(x))
+    a = cls(**kw).fit(x, y, sample_weight=w2)
+    b = cls(**kw).fit(x[w2 > 0], y[w2 > 0], sample_weight=w2[w2 > 0])
+    np.testing.assert_allclose(a.components_, b.components_, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.slow  # whole fits
+@pytest.mark.parametrize(("cls", "kw"), CASES[:3], ids=IDS[:3])
+def test_equal_weights_are_no_weights_and_weights_are_relative(cls, kw):
+    x, y = _data(cls)
+    plain = cls(**kw).fit(x, y).components_
+    for w in (np.ones(len(x)), np.full(len(x), 3)):
+        np.testing.assert_array_equal(cls(**kw).fit(x, y, sample_weight=w).components_, plain)
+    w = _weights(len(x))
+    a = cls(**kw).fit(x, y, sample_weight=w).components_
+    b = cls(**kw).fit(x, y, sample_weight=2.5 * w).components_
+    np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
+    assert not np.allclose(a, plain, rtol=1e-3)  # the weights do change the fit
+
+
+@pytest.mark.slow  # whole fits
+def test_integer_weights_mlkr_objective_and_predict():
+    """The fitted objective is the weighted loss; predict weighs each training kernel."""
+    x, y = regression()
+    w = _weights(len(x))
+    model = MLKR().fit(x, y, sample_weight=w)
+    keep = w > 0
+    s = w[keep] / w[keep].mean()
+    np.testing.assert_allclose(model.sample_weight_train_, s)
+    with jax.enable_x64(True):
+        loss = mlkr_ridge_loss(model.components_, x[keep], y[keep], model.ridge_weight_,
+                               sample_weight=s)  # fmt: skip
+        # a kernel weighted by an integer = that training point repeated
+        rep = np.repeat(np.arange(len(x)), w.astype(int))
+        ref = kernel_regression(model.components_, x[rep], y[rep], x[:7])
+    assert float(loss) == pytest.approx(model.loss_history_[-1], rel=1e-10)
+    np.testing.assert_allclose(model.predict(x[:7]), ref, rtol=1e-10)
+    assert model.score(x, y) > 0.8
+
+
+def test_weighted_steps_equal_the_repeated_samples():
+    """Weighted SST, median, PCA and LDA against the same step on repeated samples."""
+    x, labels = classification()
+    y = regression()[1]
+    w = _weights(len(x))[:] + 1.0  # all positive integers
+    rep = np.repeat(np.arange(len(x)), w.astype(int))
+    # SST (the ridge weight divided by the median): the repeated targets' sum of squares
+    sst = ridge_weight(x, y, 1.0, 1, w) / median_sq_distance(x, w)
+    assert sst == pytest.approx(np.sum((y[rep] - y[rep].mean()) ** 2), rel=1e-12)
+    # weighted median = median of the repeated values (odd and even totals)
+    rng = np.random.default_rng(0)
+    for total in (0, 1):
+        v = rng.normal(size=30)
+        iw = rng.integers(1, 4, size=30)
+        iw[0] += (int(iw.sum()) + total) % 2
+        assert weighted_median(v, iw) == pytest.approx(np.median(np.repeat(v, iw)), abs=1e-15)
+    # PCA of the repeated rows (sklearn's signs)
+    np.testing.assert_allclose(
+        weighted_pca(x, w, 3), PCA(n_components=3).fit(x[rep]).components_, rtol=1e-8, atol=1e-10
+    )
+    # LDA: the discriminant subspace of the repeated rows
+    ours = weighted_lda(x, labels, w, 2)
+    ref = LinearDiscriminantAnalysis(n_components=2).fit(x[rep], labels[rep]).scalings_[:, :2].T
+
+    def projector(a):
+        q = np.linalg.qr(a.T)[0]
+        return q @ q.T
+
+    np.testing.assert_allclose(projector(ours), projector(ref), atol=1e-8)
+
+
+@pytest.mark.slow  # whole fits
+def test_minibatch_zero_weights_equal_the_subset():
+    x, y = regression()
+    w = np.ones(len(x))
+    w[1::4] = 0.0
+    kw = {"batch_size": 16, "max_iter": 20, "random_state": 0}
+    a = MLKR(**kw).fit(x, y, sample_weight=w).components_
+    b = MLKR(**kw).fit(x[w > 0], y[w > 0]).components_
+    np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
+    w2 = _weights(len(x))
+    assert np.all(np.isfinite(NCA(**kw).fit(*classification(), sample_weight=w2).components_))
+
+
+@pytest.mark.parametrize(
+    ("weight", "exc", "match"),
+    [
+        (np.ones(59), ValueError, r"`sample_weight` must have shape \(n_samples,\) = \(60,\)"),
+        (np.ones((60, 1)), ValueError, r"`sample_weight` must have shape"),
+        (np.r_[-1.0, np.ones(59)], ValueError, r"`sample_weight` must be >= 0"),
+        (np.r_[np.nan, np.ones(59)], ValueError, r"`sample_weight` contains NaN"),
+        (np.r_[np.inf, np.ones(59)], ValueError, r"`sample_weight` contains NaN or inf"),
+        (np.zeros(60), ValueError, r"`sample_weight` is zero for every sample"),
+        (np.r_[1.0, np.zeros(59)], ValueError, r"`sample_weight` is zero for all samples but one"),
+        (np.array(["a"] * 60), TypeError, r"`sample_weight` must be an array of real numbers"),
+        (np.ones(60) * 1j, ValueError, r"`sample_weight` has a complex dtype"),
+    ],
+    ids=["short", "2d", "negative", "nan", "inf", "all-zero", "one-positive", "strings", "complex"],
+)
+@pytest.mark.parametrize("cls", [MLKR, NCA, LMNN])
+def test_bad_sample_weight_names_it_and_changes_nothing(cls, weight, exc, match):
+    x, y = _data(cls)
+    model = cls()
+    with pytest.raises(exc, match=match):
+        model.fit(x, y, sample_weight=weight)
+    assert not hasattr(model, "components_") and not hasattr(model, "n_features_in_")
+
+
+@pytest.mark.slow  # whole fits
+def test_unequal_weights_with_a_mesh_are_refused():
+    x, y = regression()
+    mesh = mj.row_mesh()
+    with pytest.raises(ValueError, match="`sample_weight` .* not supported together with `mesh`"):
+        MLKR(mesh=mesh).fit(x, y, sample_weight=_weights(len(x)))
+    # equal weights are no weights: fine with a mesh
+    with no_convergence_warnings():
+        MLKR(mesh=mesh, max_iter=3).fit(x, y, sample_weight=np.ones(len(x)))
+
+
+@pytest.mark.slow  # whole fits
+def test_lmnn_unequal_weights_use_the_full_loss_and_refuse_a_mesh():
+    x, y = classification()
+    w = _weights(len(x))
+    a = LMNN(impostor_refresh=5).fit(x, y, sample_weight=w)
+    b = LMNN().fit(x, y, sample_weight=w)
+    np.testing.assert_array_equal(a.components_, b.components_)
+    with pytest.raises(ValueError, match="`sample_weight` .* not supported together with `mesh`"):
+        LMNN(mesh=mj.row_mesh()).fit(x, y, sample_weight=w)

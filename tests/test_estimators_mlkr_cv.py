@@ -27,7 +27,7 @@ def _grid_scores(search, n_splits):
 def test_mlkrcv_equals_grid_search_cv():
     x, y = _data()
     cv = KFold(3, shuffle=True, random_state=0)
-    model = MLKRCV(alphas=ALPHAS, cv=cv).fit(x, y)
+    model = MLKRCV(alphas=ALPHAS, cv=cv, batch="grid").fit(x, y)
     search = GridSearchCV(MLKR(), {"alpha": ALPHAS}, cv=cv).fit(x, y)
     assert model.scores_.shape == (len(ALPHAS), 3)
     np.testing.assert_allclose(model.scores_, _grid_scores(search, 3), rtol=1e-6)

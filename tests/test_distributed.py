@@ -98,7 +98,10 @@ def _free_port() -> int:
 def test_two_processes_match_one_process():
     env = dict(os.environ)
     env["JAX_PLATFORMS"] = "cpu"
-    env.pop("XLA_FLAGS", None)  # one CPU device per process
+    # one CPU device per process (the run's other XLA flags are kept)
+    env["XLA_FLAGS"] = " ".join(
+        f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f
+    )
     port = _free_port()
     procs = [
         subprocess.Popen(

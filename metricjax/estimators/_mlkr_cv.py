@@ -94,7 +94,7 @@ class MLKRCV(MLKR):
     for the fits one by one, and the memory that of ``n_members`` fits at once.
     It wins where compilation and dispatch dominate (small and medium ``n``, many
     members, an accelerator); on a CPU with very unequal iteration counts the
-    sequential fits can be faster (``benchmarks/results/sweep_quick.md``);
+    sequential fits can be faster (``benchmarks/results/sweep.md``);
     ``batch="folds"`` batches only the folds of one ``alpha`` at a time (diabetes,
     8 alphas x 5 folds on a 2-core CPU, compilation included: 24 s against 67 s for
     ``batch="grid"`` and 25 s for ``GridSearchCV``; ``examples/07_sweep.py``).""",

@@ -9,10 +9,8 @@ import sys
 # (no fast-math at any level), so the results are too; only the machine code is less
 # optimised. Set before JAX creates its CPU client; subprocess tests inherit it.
 # XLA's CPU fusion emitters are also switched off for the tests: the older elemental
-# emitters generate the same fused computations with less compile work (about 23% less
-# CPU on test_mlkr + test_estimators_lmnn; 40% on a Hessian through the custom VJPs).
-# (A compilation cache shared by the workers was tried and dropped: writing every
-# program cost more than the few programs both workers compile saved.)
+# emitters generate the same fused computations with less compile work (about 25% less
+# CPU over the suite; 40% on a Hessian through the custom VJPs).
 # One LLVM module per program instead of several compiled in parallel: less work
 # in total on a 2-core machine with two test workers (about 6%).
 _OPTS = {
@@ -25,6 +23,26 @@ for _name, _value in _OPTS.items():
     if _name not in _flags:
         _flags = f"{_flags} --{_name}={_value}".strip()
 os.environ["XLA_FLAGS"] = _flags
+
+# One on-disk XLA compilation cache for the whole run, shared by the pytest-xdist
+# workers and every subprocess the tests start (examples, notebook, multi-device
+# scripts): a program compiled by one process is loaded, not recompiled, by the others.
+# A fresh directory per run (made by the first process, inherited through the
+# environment, removed at the end), so no run reuses another run's programs and the
+# compile-time tests always compile. Set METRICJAX_TEST_XLA_CACHE to keep one yourself.
+_CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
+_OWN_CACHE = None
+if _CACHE_ENV not in os.environ:
+    import tempfile
+
+    _OWN_CACHE = os.environ.get("METRICJAX_TEST_XLA_CACHE") or tempfile.mkdtemp(
+        prefix="metricjax-tests-xla-"
+    )
+    os.environ[_CACHE_ENV] = _OWN_CACHE
+    # every program, however small or quick to compile (the default caches only
+    # those over one second)
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
@@ -157,3 +175,12 @@ def pytest_xdist_make_scheduler(config, log):
 
         return WorkStealingScheduling(config, log)
     return None
+
+
+def pytest_unconfigure(config):
+    # the process that made the run's cache removes it (xdist workers inherit it)
+    if _OWN_CACHE is not None and not os.environ.get("METRICJAX_TEST_XLA_CACHE"):
+        if not hasattr(config, "workerinput"):
+            import shutil
+
+            shutil.rmtree(_OWN_CACHE, ignore_errors=True)

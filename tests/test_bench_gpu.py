@@ -25,7 +25,7 @@ HEADINGS = (
 def _run(out: pathlib.Path, *extra: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(SCRIPT), "--quick", "--out", str(out), *extra]
     # a smoke test: it inherits the test run's XLA flags (conftest.py: cheaper CPU
-    # code generation)
+    # code generation) and its compilation cache
     env = dict(os.environ)
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 

@@ -41,7 +41,7 @@ PLAN = {
     "sweep": ("bench_sweep.py", []),
     "quality": ("bench_quality.py", []),
     "weak": ("bench_weak.py", []),
-    "gpu": ("bench_gpu.py", ["--out", str(RESULTS)]),
+    "gpu": ("bench_gpu.py", []),
 }
 
 

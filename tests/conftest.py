@@ -44,11 +44,12 @@ if _CACHE_ENV not in os.environ:
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
-# The same for Python's bytecode: where PYTHONDONTWRITEBYTECODE is set (or the install
-# skipped byte-compiling), every process of the run -- two pytest-xdist workers and
-# each subprocess -- would compile jax, scipy, scikit-learn, the jaxtyping-instrumented
+# The same for Python's bytecode: where PYTHONDONTWRITEBYTECODE is set and the install
+# did not byte-compile, every process of the run -- two pytest-xdist workers and each
+# subprocess -- would compile jax, scipy, scikit-learn, the jaxtyping-instrumented
 # package and the assertion-rewritten test modules from source again: about 9 of the
-# 19 s that collecting the suite takes, and 3-4 s per subprocess. Bytecode is written
+# 19 s that collecting the suite takes, and 5-7 s per subprocess that imports
+# metricjax, scikit-learn and matplotlib (10-12 s instead of 4-5). Bytecode is written
 # to a per-run folder beside the XLA cache (nothing lands in the source trees) and read
 # back by every later process of the run.
 if _OWN_CACHE is not None and os.environ.get("PYTHONDONTWRITEBYTECODE"):

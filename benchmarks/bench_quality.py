@@ -147,7 +147,12 @@ def _score(fn):
             warnings.simplefilter("ignore")
             return float(fn())
     except Exception as err:  # a learner that fails on a set is recorded, not fatal
-        return f"fails: {type(err).__name__}: {str(err)[:60]}"
+        return f"fails: {type(err).__name__}: {_one_line(str(err))[:60]}"
+
+
+def _one_line(text):
+    """A message fit for a Markdown table cell: one line, no ``|``."""
+    return " ".join(str(text).split()).replace("|", "/")
 
 
 def run(seeds, quick, max_rows):
@@ -201,39 +206,102 @@ def run(seeds, quick, max_rows):
 def _fmt(v):
     nums = [x for x in v if isinstance(x, float)]
     if len(nums) < len(v):
-        return next(x for x in v if not isinstance(x, float))
+        return _one_line(next(x for x in v if not isinstance(x, float)))
     return f"{np.mean(nums):.3f} ± {np.std(nums):.3f}"
+
+
+def _baseline(scores):
+    """The no-metric row of a set: Euclidean k-NN (tuned k for regression)."""
+    return next(k for k in scores if k.startswith("Euclidean"))
+
+
+def worse_than_no_metric(scores):
+    """Learners whose mean score is below the no-metric mean by more than one std.
+
+    "One standard deviation": the larger of the two rows' standard deviations over
+    the seeds. A learner that failed on the set counts as worse. Returns
+    ``{learner: mean difference}`` (negative: worse), the failures as ``nan``.
+    """
+    base = np.asarray(scores[_baseline(scores)], float)
+    out = {}
+    for name, v in scores.items():
+        if name == _baseline(scores):
+            continue
+        if not all(isinstance(x, float) for x in v):
+            out[name] = float("nan")
+            continue
+        diff = np.mean(v) - base.mean()
+        if diff < -max(np.std(v), base.std()):
+            out[name] = float(diff)
+    return out
 
 
 def write(rows, path, header):
     lines = [header, ""]
+    flagged = []
     for metric, name, scores in rows:
-        lines += [f"### {name} ({metric})", "", "| learner | score |", "|---|---|"]
-        lines += [f"| {k} | {_fmt(v)} |" for k, v in scores.items()]
+        base = np.mean(scores[_baseline(scores)])
+        worse = worse_than_no_metric(scores)
+        lines += [f"### {name} ({metric})", "",
+                  "| learner | score | − no metric | worse by > 1 std |", "|---|---|---|---|"]  # fmt: skip
+        for k, v in scores.items():
+            nums = [x for x in v if isinstance(x, float)]
+            delta = f"{np.mean(nums) - base:+.3f}" if len(nums) == len(v) else "—"
+            mark = "" if k == _baseline(scores) else ("**yes**" if k in worse else "no")
+            lines.append(f"| {k} | {_fmt(v)} | {delta} | {mark} |")
+            if k in worse:
+                flagged.append(f"- {name}: {k} ({_fmt(v)} against {_fmt(scores[_baseline(scores)])})")
         lines.append("")
+    lines += ["### Worse than no metric by more than one standard deviation", ""]
+    lines += flagged or ["None: every learner matches or beats the no-metric k-NN on every set."]
+    lines.append("")
     path.write_text("\n".join(lines))
+
+
+def _header(env, quick):
+    seeds, rows = (2, "at most 300 rows, ") if quick else (5, "")
+    return (
+        f"# Learned-metric quality ({'quick: ' if quick else ''}{seeds} seeds, {rows}"
+        f"mean ± std, default parameters; {env['seconds']} s)\n\nWritten by "
+        "`benchmarks/bench_quality.py`; see its docstring for the protocol. "
+        "\"− no metric\": the learner's mean minus the Euclidean k-NN's mean; \"worse by > 1 std\": "
+        "below it by more than the larger of the two standard deviations over the seeds.\n\n"
+        f"Environment: `{json.dumps(env)}`"
+    )
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--render", action="store_true",
+                    help="rewrite the Markdown table from the saved JSON, without fitting")  # fmt: skip
     args = ap.parse_args()
+    stem = "quality_quick" if args.quick else "quality"
+    if args.render:
+        saved = json.loads((RESULTS / f"{stem}.json").read_text())
+        rows = [(r["metric"], r["set"], r["scores"]) for r in saved["rows"]]
+        write(rows, RESULTS / f"{stem}.md", _header(saved["env"], args.quick))
+        return
     seeds = [0, 1] if args.quick else [0, 1, 2, 3, 4]
     max_rows = 300 if args.quick else None
     t0 = time.time()
     rows = run(seeds, args.quick, max_rows)
     RESULTS.mkdir(exist_ok=True)
-    stem = "quality_quick" if args.quick else "quality"
-    header = (
-        f"# Learned-metric quality ({'quick: ' if args.quick else ''}{len(seeds)} seeds, "
-        f"{'at most ' + str(max_rows) + ' rows, ' if max_rows else ''}mean ± std, "
-        f"default parameters; {time.time() - t0:.0f} s)\n\nWritten by "
-        "`benchmarks/bench_quality.py`; see its docstring for the protocol."
-    )
-    write(rows, RESULTS / f"{stem}.md", header)
-    (RESULTS / f"{stem}.json").write_text(
-        json.dumps([{"metric": m, "set": n, "scores": s} for m, n, s in rows], indent=1)
-    )
+    from benchmarks._machine import blas_info, cpu_model
+    from benchmarks._timing import env_header
+
+    env = env_header()
+    env.update(cpu=cpu_model(), blas=blas_info(), seconds=round(time.time() - t0))
+    if not args.quick:
+        import metric_learn
+
+        env["metric_learn"] = metric_learn.__version__
+    write(rows, RESULTS / f"{stem}.md", _header(env, args.quick))
+    (RESULTS / f"{stem}.json").write_text(json.dumps({
+        "env": env,
+        "rows": [{"metric": m, "set": n, "scores": s, "worse_than_no_metric": worse_than_no_metric(s)}
+                 for m, n, s in rows],
+    }, indent=1))  # fmt: skip
 
 
 if __name__ == "__main__":

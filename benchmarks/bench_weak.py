@@ -429,7 +429,11 @@ def render(data, out_dir, stem):
                   "(lower is better; equal within a relative "
                   f"{OBJ_RTOL['float64']:g} (float64) / {OBJ_RTOL['float32']:g} (float32)). "
                   "A target is met when the speed-up reaches it *and* the objective is equal or "
-                  "better. Cold: first call, compilation included; warm: a refit.", "",
+                  "better. Cold: first call, compilation included; warm: a refit. SCML's "
+                  "stochastic iterates change course on rounding-sized differences (a relative "
+                  "1e-7 perturbation of the triplets moves its float64 objective by up to 46%; "
+                  "see `scml_solve`), so its float32 rows can end above or below the float64 "
+                  "objective: compare SCML's float64 rows with metric-learn (same iterates).", "",
                   "| algo | constraints | dtype | metricjax cold s | warm s | metric-learn s "
                   "| objective metricjax | objective metric-learn | equal-or-better "
                   "| speed-up cold | warm | target | met (cold) | met (warm) |",

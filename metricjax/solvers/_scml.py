@@ -327,6 +327,18 @@ def scml_solve(
     int seed, the basis and the mini-batches are metric-learn's, and so is the result
     (to rounding).
 
+    **Sensitivity to rounding (float32).** The iterates depend discontinuously on the
+    data: one triplet's hinge turning on or off in one mini-batch changes every later
+    step, and :math:`(t + 1)/\gamma` amplifies the difference. Perturbing the triplets by
+    a relative :math:`10^{-7}` (the size of float32 rounding) and refitting *in float64*
+    moved the objective on 300 wine triplets from 2.59 to 3.79 (seed 0) and from 2.57 to
+    3.52 (seed 5), while the float32 fit with seed 5 landed on 3.52 as well. So a float32
+    fit can end at a different objective than the float64 one, better or worse (on the
+    1,000- and 5,000-triplet speed sets of ``benchmarks/bench_weak.py``, seeds 0-4:
+    float32 worse in 4 runs, better in 2, equal in 4): the algorithm's spread, not an
+    accumulated float32 error. Pass float64 triplets (with ``jax_enable_x64``) to follow
+    metric-learn's iterates; compare seeds, not precisions (``tests/test_scml.py``).
+
     Args:
         triplets: ``(n, 3, d)``; row ``(a, b, c)``: :math:`a` should be closer to :math:`b`
             than to :math:`c`.

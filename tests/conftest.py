@@ -191,7 +191,22 @@ def pytest_xdist_make_scheduler(config, log):
     return None
 
 
+def _exit_now():
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def pytest_unconfigure(config):
+    if hasattr(config, "workerinput"):
+        # A pytest-xdist worker has sent all its reports by now and only waits for the
+        # controller to close it. Its normal exit -- JAX's atexit cleanup of a few
+        # thousand compiled programs, then the interpreter's teardown -- took 4-15 s
+        # while the controller waited for it. Exit at once instead: atexit runs the
+        # handler registered last first, so this one runs before JAX's.
+        import atexit
+
+        atexit.register(_exit_now)
     # the process that made the run's cache removes it (xdist workers inherit it)
     if _OWN_CACHE is not None and not os.environ.get("METRICJAX_TEST_XLA_CACHE"):
         if not hasattr(config, "workerinput"):

@@ -11,7 +11,11 @@ part) the script fits every learner with **default parameters** (except
   (metricjax), the same with metric-learn's ``MLKR``.
 * classification (test accuracy, 3-NN): iris, wine, breast cancer, digits.
   Learners: Euclidean; metricjax ``NCA``, ``LMNN``, ``LFDA(k=5)``, ``Covariance``,
-  ``RCA_Supervised(n_chunks=max(d, n_train // 6), chunk_size=3)``; metric-learn's counterparts.
+  ``RCA_Supervised(n_chunks=max(d, n_train // 6), chunk_size=3)``; metric-learn's counterparts;
+  and metricjax's weakly supervised learners from labels (``ITML_Supervised``,
+  ``MMC_Supervised``, ``SDML_Supervised``, ``LSML_Supervised``, ``SCML_Supervised``, with
+  metric-learn's defaults), so every estimator of the package meets the no-metric
+  baseline here; ``bench_weak.py`` compares those with metric-learn's.
 
 Writes ``benchmarks/results/quality.md`` (mean ± std over seeds) and
 ``quality.json``; ``--quick`` (2 seeds, at most 300 rows per set, metricjax and
@@ -24,6 +28,12 @@ Full run (5 seeds, every learner, metric-learn included; long on 2 cores)::
 Quick check::
 
     python benchmarks/bench_quality.py --quick
+
+Refit only some learners (those whose name contains TEXT) and merge them into the saved
+full run, or rewrite the table from the saved JSON::
+
+    python benchmarks/bench_quality.py --only _Supervised
+    python benchmarks/bench_quality.py --render
 """
 
 from __future__ import annotations
@@ -113,6 +123,13 @@ def _clf_learners(quick, n_features, n_train):
         "LFDA(k=5)": lambda: mj.LFDA(k=5),
         "Covariance": lambda: mj.Covariance(),
         f"RCA_Supervised({chunks}x3)": lambda: mj.RCA_Supervised(n_chunks=chunks, chunk_size=3),
+        # the weakly supervised learners from labels, with metric-learn's defaults (their
+        # metric-learn counterparts are compared in bench_weak.py, on the same footing)
+        "ITML_Supervised": lambda: mj.ITML_Supervised(),
+        "MMC_Supervised": lambda: mj.MMC_Supervised(),
+        "SDML_Supervised": lambda: mj.SDML_Supervised(),
+        "LSML_Supervised": lambda: mj.LSML_Supervised(),
+        "SCML_Supervised": lambda: mj.SCML_Supervised(),
     }
     if not quick:
         from benchmarks._reference_libs import metric_learn_compat
@@ -155,9 +172,15 @@ def _one_line(text):
     return " ".join(str(text).split()).replace("|", "/")
 
 
-def run(seeds, quick, max_rows):
+def _selected(learners, only):
+    return {k: v for k, v in learners.items() if only is None or only in k}
+
+
+def run(seeds, quick, max_rows, only=None):
     rows = []
     for name, X, y in regression_sets():
+        if not _selected(_reg_learners(quick), only):
+            continue
         scores = {}
         for seed in seeds:
             Xtr, Xte, ytr, yte = _split(X, y, seed, max_rows)
@@ -165,7 +188,7 @@ def run(seeds, quick, max_rows):
             scores.setdefault("Euclidean kNN (tuned k)", []).append(
                 grid.fit(Xtr, ytr).score(Xte, yte)
             )
-            for lname, make in _reg_learners(quick).items():
+            for lname, make in _selected(_reg_learners(quick), only).items():
 
                 def one(make=make):
                     kind, est = make()
@@ -188,7 +211,7 @@ def run(seeds, quick, max_rows):
                 return KNeighborsClassifier(3).fit(ztr, ytr).score(zte, yte)
 
             scores.setdefault("Euclidean 3-NN", []).append(knn(Xtr, Xte))
-            for lname, make in _clf_learners(quick, X.shape[1], len(Xtr)).items():
+            for lname, make in _selected(_clf_learners(quick, X.shape[1], len(Xtr)), only).items():
 
                 def one(make=make):
                     est = make()
@@ -273,6 +296,9 @@ def _header(env, quick):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", metavar="TEXT",
+                    help="fit only the learners whose name contains TEXT (and the Euclidean "
+                         "baseline) and merge their scores into the saved JSON")  # fmt: skip
     ap.add_argument("--render", action="store_true",
                     help="rewrite the Markdown table from the saved JSON, without fitting")  # fmt: skip
     args = ap.parse_args()
@@ -285,7 +311,7 @@ def main():
     seeds = [0, 1] if args.quick else [0, 1, 2, 3, 4]
     max_rows = 300 if args.quick else None
     t0 = time.time()
-    rows = run(seeds, args.quick, max_rows)
+    rows = run(seeds, args.quick, max_rows, args.only)
     RESULTS.mkdir(exist_ok=True)
     from benchmarks._machine import blas_info, cpu_model
     from benchmarks._timing import env_header
@@ -296,6 +322,20 @@ def main():
         import metric_learn
 
         env["metric_learn"] = metric_learn.__version__
+    if args.only is not None:  # merge into the saved run (same splits: same seeds)
+        saved = json.loads((RESULTS / f"{stem}.json").read_text())
+        new = {(m, n): sc for m, n, sc in rows}
+        merged = []
+        for r in saved["rows"]:
+            scores = dict(r["scores"])
+            for k, v in new.get((r["metric"], r["set"]), {}).items():
+                if k.startswith("Euclidean"):
+                    assert v == scores[k], "the saved run used other splits"
+                else:
+                    scores[k] = v
+            merged.append((r["metric"], r["set"], scores))
+        rows = merged
+        env = saved["env"] | {f"merged ({args.only})": env}
     write(rows, RESULTS / f"{stem}.md", _header(env, args.quick))
     (RESULTS / f"{stem}.json").write_text(json.dumps({
         "env": env,

@@ -48,6 +48,7 @@ Run from the repository root::
     python benchmarks/bench_weak.py                         # full: results/weak.{json,md}
     python benchmarks/bench_weak.py --part speed            # results/weak_speed.*
     python benchmarks/bench_weak.py --part quality          # results/weak_quality.*
+    python benchmarks/bench_weak.py --part quality --datasets iris wine   # a subset
 """
 
 from __future__ import annotations
@@ -459,6 +460,17 @@ def render(data, out_dir, stem):
             lines.append(f"| {q['data']} | {q['algo']} | {_fmt(q['knn_acc_metricjax'], '.4f')} "
                          f"| {_fmt(q['knn_acc_metric_learn'], '.4f')} | {_fmt(q['pairs_auc_metricjax'], '.4f')} "
                          f"| {_fmt(q['pairs_auc_metric_learn'], '.4f')} |")  # fmt: skip
+        failed = {}  # (library, algo, what) -> (data sets, first message)
+        for lib, rows in data.get("raw", {}).items():
+            for r in rows.get("quality", []):
+                for key, what in (("error", "*_Supervised fit"), ("pairs_error", "pairs fit")):
+                    if key in r:
+                        sets, msg = failed.setdefault((lib, r["algo"], what), (set(), r[key]))
+                        sets.add(r["data"])
+        if failed:
+            lines += ["", "NaN: the fit failed, on the data sets named:", ""]
+            lines += [f"- {lib} {algo} {what} on {', '.join(sorted(sets))}: `{msg}`"
+                      for (lib, algo, what), (sets, msg) in sorted(failed.items())]  # fmt: skip
         lines.append("")
     if data["speed"]:
         lines += ["## Whole fit time and final objective", "",
@@ -510,12 +522,14 @@ def main():
                     help="run only the quality or only the speed part (results/weak_<part>.*)")  # fmt: skip
     ap.add_argument("--reference", metavar="SPEC", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS),
+                    help="quality part: these data sets only (the header records which)")  # fmt: skip
     args = ap.parse_args()
     if args.reference:
         reference_main(json.loads(args.reference))
         return
     parts = ["quality", "speed"] if args.part == "all" else [args.part]
-    spec = {"parts": parts, "datasets": list(DATASETS), "seeds": list(range(5)), "n_pairs": 200,
+    spec = {"parts": parts, "datasets": list(args.datasets), "seeds": list(range(5)), "n_pairs": 200,
             "max_iter": None, "sizes": list(SPEED_SIZES), "speed_max_iter": 100,
             "scml_n_basis": 200, "scml_max_iter": 10000, "scml_output_iter": 500,
             "mmc_max_proj": None}  # fmt: skip

@@ -39,7 +39,10 @@ part 3-5 minutes (metric-learn's largest cases at 20,000 constraints, timed once
 33 s, LSML 1.5 s, SCML 1.3 s, MMC 0.1 s; metricjax's first calls compile, about 2 s
 each); the quality part 1-2 hours (5 seeds at metric-learn's default iteration counts;
 MMC on digits dominates: up to 100 iterations of up to 10,000 alternating projections,
-each a 64 x 64 ``eigh``, per fit and per library).
+each a 64 x 64 ``eigh``, per fit and per library). The committed ``weak_quality.*`` merges
+two runs (``--merge``): iris, wine and breast cancer with every learner (502 s), and
+digits without MMC (626 s); MMC on digits, more than 10 minutes per metric-learn fit and
+10 fits, did not fit in the time available.
 
 Run from the repository root::
 
@@ -158,14 +161,14 @@ def knn_accuracy(Z_tr, y_tr, Z_te, y_te):
     return float(KNeighborsClassifier(3).fit(Z_tr, y_tr).score(Z_te, y_te))
 
 
-def run_quality(lib, datasets, seeds, n_pairs, max_iter, mmc_max_proj=None):
+def run_quality(lib, datasets, seeds, n_pairs, max_iter, mmc_max_proj=None, algos=SUPERVISED):
     rows = []
     for name in datasets:
         for seed in seeds:
             X_tr, X_te, y_tr, y_te = split(name, seed)
             tr_pairs, tr_y = pairs_of(X_tr, y_tr, n_pairs, seed)
             te_pairs, te_y = pairs_of(X_te, y_te, n_pairs, seed + 100)
-            for algo in SUPERVISED:
+            for algo in algos:
                 kw = {} if max_iter is None or algo == "SDML" else {"max_iter": max_iter}
                 if algo == "SCML" and max_iter is not None:
                     kw["output_iter"] = min(500, max_iter)
@@ -345,6 +348,7 @@ def reference_main(spec):
             spec["n_pairs"],
             spec["max_iter"],
             spec["mmc_max_proj"],
+            spec.get("algos", SUPERVISED),
         )
     if "speed" in spec["parts"]:
         repair_metric_learn_sdml()  # the quality part keeps metric-learn as released
@@ -355,13 +359,37 @@ def reference_main(spec):
 # ----------------------------------------------------------------------------------
 # report
 # ----------------------------------------------------------------------------------
+def merge_quality(runs):
+    """One quality table from several ``--part quality`` runs (e.g. split by data set):
+    their rows in order, the first run's header with each run's spec, date and time."""
+    env = dict(runs[0]["env"])
+    env["spec"] = dict(env["spec"])
+    for key in ("datasets", "algos"):
+        seen = [v for r in runs for v in r["env"]["spec"].get(key, SUPERVISED)]
+        env["spec"][key] = list(dict.fromkeys(seen))
+    env["total benchmark time s"] = sum(r["env"]["total benchmark time s"] for r in runs)
+    env["merged runs"] = [
+        {k: r["env"].get(k) for k in ("date", "total benchmark time s")}
+        | {"datasets": r["env"]["spec"]["datasets"],
+           "algos": r["env"]["spec"].get("algos", list(SUPERVISED))}
+        for r in runs
+    ]
+    return {
+        "env": env,
+        "quality": [q for r in runs for q in r["quality"]],
+        "speed": [],
+        "raw": {lib: {"quality": [row for r in runs for row in r["raw"][lib]["quality"]], "speed": []}
+                for lib in ("metricjax", "metric_learn")},
+    }
+
+
 def summarise_quality(ours, ref):
     def mean(rows, data, algo, key):
         return float(np.mean([r[key] for r in rows if r["data"] == data and r["algo"] == algo]))
 
     qual = []
     for data in sorted({r["data"] for r in ours}):
-        for algo in SUPERVISED:
+        for algo in [a for a in SUPERVISED if any(r["algo"] == a and r["data"] == data for r in ours)]:
             qual.append({
                 "data": data, "algo": algo,
                 "knn_acc_metricjax": mean(ours, data, algo, "knn_acc"),
@@ -452,6 +480,9 @@ def render(data, out_dir, stem):
         "```",
         "",
     ]
+    if "merged runs" in env:
+        lines += ["Merged from separate runs on this machine (same code, same spec but for the "
+                  "data sets and learners): " + json.dumps(env["merged runs"]), ""]  # fmt: skip
     if data["quality"]:
         lines += ["## Quality (mean over seeds)", "",
                   "| data | algo | 3-NN acc metricjax | 3-NN acc metric-learn | pairs AUC metricjax | pairs AUC metric-learn |",
@@ -460,6 +491,11 @@ def render(data, out_dir, stem):
             lines.append(f"| {q['data']} | {q['algo']} | {_fmt(q['knn_acc_metricjax'], '.4f')} "
                          f"| {_fmt(q['knn_acc_metric_learn'], '.4f')} | {_fmt(q['pairs_auc_metricjax'], '.4f')} "
                          f"| {_fmt(q['pairs_auc_metric_learn'], '.4f')} |")  # fmt: skip
+        have = {(q["data"], q["algo"]) for q in data["quality"]}
+        missing = [f"{a} on {d}" for d in env["spec"]["datasets"] for a in SUPERVISED
+                   if (d, a) not in have]  # fmt: skip
+        if missing:
+            lines += ["", f"Not run: {', '.join(missing)} (see the script's docstring).", ""]
         failed = {}  # (library, algo, what) -> (data sets, first message)
         for lib, rows in data.get("raw", {}).items():
             for r in rows.get("quality", []):
@@ -524,7 +560,15 @@ def main():
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS),
                     help="quality part: these data sets only (the header records which)")  # fmt: skip
+    ap.add_argument("--algos", nargs="+", choices=SUPERVISED, default=list(SUPERVISED),
+                    help="quality part: these learners only (the header records which)")  # fmt: skip
+    ap.add_argument("--merge", nargs="+", metavar="JSON",
+                    help="write one quality table from the JSON files of several quality runs")  # fmt: skip
     args = ap.parse_args()
+    if args.merge:
+        render(merge_quality([json.loads(pathlib.Path(f).read_text()) for f in args.merge]),
+               args.out, "weak_quality")  # fmt: skip
+        return
     if args.reference:
         reference_main(json.loads(args.reference))
         return
@@ -532,7 +576,7 @@ def main():
     spec = {"parts": parts, "datasets": list(args.datasets), "seeds": list(range(5)), "n_pairs": 200,
             "max_iter": None, "sizes": list(SPEED_SIZES), "speed_max_iter": 100,
             "scml_n_basis": 200, "scml_max_iter": 10000, "scml_output_iter": 500,
-            "mmc_max_proj": None}  # fmt: skip
+            "mmc_max_proj": None, "algos": list(args.algos)}  # fmt: skip
     if args.quick:
         spec.update(seeds=[0], n_pairs=50, max_iter=50, sizes=[400], speed_max_iter=10,
                     scml_max_iter=1000, scml_output_iter=100, mmc_max_proj=1000)  # fmt: skip
@@ -562,6 +606,7 @@ def main():
             spec["n_pairs"],
             spec["max_iter"],
             spec["mmc_max_proj"],
+            spec.get("algos", SUPERVISED),
         )
     if "speed" in parts:
         with jax.enable_x64(True):

@@ -34,16 +34,11 @@ processes.
 Durations on this project's 2 shared cores, with ``OPENBLAS_NUM_THREADS=1`` (on a loaded
 2-core machine OpenBLAS's default 2 threads made NumPy's 64 x 64 ``eigh`` 25 ms instead
 of 0.7 ms, so metric-learn's MMC on digits took over 15 minutes per fit; the header
-records the thread settings): ``--quick`` took 224 s. Estimates, not measured: the speed
-part 3-5 minutes (metric-learn's largest cases at 20,000 constraints, timed once: ITML
-33 s, LSML 1.5 s, SCML 1.3 s, MMC 0.1 s; metricjax's first calls compile, about 2 s
-each); the quality part 1-2 hours (5 seeds at metric-learn's default iteration counts;
-MMC on digits dominates: up to 100 iterations of up to 10,000 alternating projections,
-each a 64 x 64 ``eigh``, per fit and per library). The committed ``weak_quality.*`` merges
-two runs (``--merge``): iris, wine and breast cancer with every learner (502 s), and
-digits without MMC (626 s). MMC on digits was left out: at up to 100 x 10,000
-projections of 0.7 ms each, a metric-learn fit can take up to about 12 minutes, and the
-table needs 10 of them.
+records the thread settings): ``--quick`` took 224 s; the speed part 106 s (metric-learn's
+largest case: ITML at 20,000 constraints, 26 s). The committed ``weak_quality.*`` merges
+three quality runs (``--merge``): iris, wine and breast cancer with every learner (502 s),
+digits without MMC (626 s) and MMC on digits (1,095 s; one metric-learn ``MMC_Supervised``
+fit there took 15 s, far below its bound of 100 iterations x 10,000 projections).
 
 Run from the repository root::
 

@@ -306,17 +306,14 @@ def sdml_objective(metric, pairs, labels, balance_param, sparsity_param=0.01):
 
 
 def repair_metric_learn_sdml():
-    """metric-learn 0.7's SDML passes ``cov_init`` to scikit-learn's ``graphical_lasso``,
-    which dropped it in 1.5, so its ``fit`` always fails there; call the private
-    ``_graphical_lasso`` that still takes it (as ``tests/test_sdml.py`` does). Without the
-    repair there is no metric-learn SDML to time."""
+    """Put :func:`graphical_lasso_with_cov_init` in metric-learn's SDML: as released, its
+    ``fit`` always fails on scikit-learn >= 1.5 (``_reference_libs``), and there would be
+    no metric-learn SDML to time."""
     import metric_learn.sdml as ml_sdml
-    from sklearn.covariance._graph_lasso import _graphical_lasso
 
-    def with_cov_init(emp_cov, alpha, *, verbose=False, cov_init=None, **kw):
-        return _graphical_lasso(emp_cov, alpha, cov_init=cov_init, verbose=verbose, **kw)[:2]
+    from benchmarks._reference_libs import graphical_lasso_with_cov_init
 
-    ml_sdml.graphical_lasso = with_cov_init
+    ml_sdml.graphical_lasso = graphical_lasso_with_cov_init
 
 
 def speed_bounds(n):

@@ -10,19 +10,15 @@ from _typecheck import unchecked
 
 from metricjax.solvers._sdml import SDMLWarning, graphical_lasso, sdml_solve
 
-ml = pytest.importorskip("benchmarks._reference_libs").metric_learn_compat()
+_reference_libs = pytest.importorskip("benchmarks._reference_libs")
+ml = _reference_libs.metric_learn_compat()
 import metric_learn.sdml as ml_sdml  # noqa: E402  (after the compatibility shim)
 from sklearn.covariance import graphical_lasso as sk_graphical_lasso  # noqa: E402
-from sklearn.covariance._graph_lasso import (  # noqa: E402
-    _graphical_lasso as sk_graphical_lasso_impl,
-)
 from sklearn.datasets import load_breast_cancer, load_iris, load_wine  # noqa: E402
 
-
-def _with_cov_init(emp_cov, alpha, *, verbose=False, cov_init=None, **kw):
-    """scikit-learn's graphical lasso as metric-learn 0.7 calls it (``cov_init`` was removed
-    from the public function in scikit-learn 1.5; the private one still takes it)."""
-    return sk_graphical_lasso_impl(emp_cov, alpha, cov_init=cov_init, verbose=verbose, **kw)[:2]
+# scikit-learn's graphical lasso as metric-learn 0.7 calls it (``cov_init`` was removed
+# from the public function in scikit-learn 1.5; the private one still takes it)
+_with_cov_init = _reference_libs.graphical_lasso_with_cov_init
 
 
 @pytest.fixture

@@ -245,10 +245,11 @@ def worse_than_no_metric(scores):
     the seeds. A learner that failed on the set counts as worse. Returns
     ``{learner: mean difference}`` (negative: worse), the failures as ``nan``.
     """
-    base = np.asarray(scores[_baseline(scores)], float)
+    baseline = _baseline(scores)
+    base = np.asarray(scores[baseline], float)
     out = {}
     for name, v in scores.items():
-        if name == _baseline(scores):
+        if name == baseline:
             continue
         if not all(isinstance(x, float) for x in v):
             out[name] = float("nan")
@@ -263,17 +264,18 @@ def write(rows, path, header):
     lines = [header, ""]
     flagged = []
     for metric, name, scores in rows:
-        base = np.mean(scores[_baseline(scores)])
+        baseline = _baseline(scores)
+        base = np.mean(scores[baseline])
         worse = worse_than_no_metric(scores)
         lines += [f"### {name} ({metric})", "",
                   "| learner | score | − no metric | worse by > 1 std |", "|---|---|---|---|"]  # fmt: skip
         for k, v in scores.items():
             nums = [x for x in v if isinstance(x, float)]
             delta = f"{np.mean(nums) - base:+.3f}" if len(nums) == len(v) else "—"
-            mark = "" if k == _baseline(scores) else ("**yes**" if k in worse else "no")
+            mark = "" if k == baseline else ("**yes**" if k in worse else "no")
             lines.append(f"| {k} | {_fmt(v)} | {delta} | {mark} |")
             if k in worse:
-                flagged.append(f"- {name}: {k} ({_fmt(v)} against {_fmt(scores[_baseline(scores)])})")
+                flagged.append(f"- {name}: {k} ({_fmt(v)} against {_fmt(scores[baseline])})")
         lines.append("")
     lines += ["### Worse than no metric by more than one standard deviation", ""]
     lines += flagged or ["None: every learner matches or beats the no-metric k-NN on every set."]
@@ -313,11 +315,10 @@ def main():
     t0 = time.time()
     rows = run(seeds, args.quick, max_rows, args.only)
     RESULTS.mkdir(exist_ok=True)
-    from benchmarks._machine import blas_info, cpu_model
     from benchmarks._timing import env_header
 
-    env = env_header()
-    env.update(cpu=cpu_model(), blas=blas_info(), seconds=round(time.time() - t0))
+    env = env_header()  # date, versions, CPU model, BLAS kernels
+    env["seconds"] = round(time.time() - t0)
     if not args.quick:
         import metric_learn
 

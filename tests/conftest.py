@@ -207,9 +207,9 @@ def pytest_unconfigure(config):
         import atexit
 
         atexit.register(_exit_now)
+        return
     # the process that made the run's cache removes it (xdist workers inherit it)
     if _OWN_CACHE is not None and not os.environ.get("METRICJAX_TEST_XLA_CACHE"):
-        if not hasattr(config, "workerinput"):
-            import shutil
+        import shutil
 
-            shutil.rmtree(_OWN_CACHE, ignore_errors=True)
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)

@@ -355,18 +355,17 @@ def reference_main(spec):
 def merge_quality(runs):
     """One quality table from several ``--part quality`` runs (e.g. split by data set):
     their rows in order, the first run's header with each run's spec, date and time."""
+    # runs from before --algos fitted every learner
+    each = [{"date": r["env"]["date"],
+             "total benchmark time s": r["env"]["total benchmark time s"],
+             "datasets": r["env"]["spec"]["datasets"],
+             "algos": r["env"]["spec"].get("algos", list(SUPERVISED))} for r in runs]  # fmt: skip
     env = dict(runs[0]["env"])
     env["spec"] = dict(env["spec"])
     for key in ("datasets", "algos"):
-        seen = [v for r in runs for v in r["env"]["spec"].get(key, SUPERVISED)]
-        env["spec"][key] = list(dict.fromkeys(seen))
-    env["total benchmark time s"] = sum(r["env"]["total benchmark time s"] for r in runs)
-    env["merged runs"] = [
-        {k: r["env"].get(k) for k in ("date", "total benchmark time s")}
-        | {"datasets": r["env"]["spec"]["datasets"],
-           "algos": r["env"]["spec"].get("algos", list(SUPERVISED))}
-        for r in runs
-    ]
+        env["spec"][key] = list(dict.fromkeys(v for e in each for v in e[key]))
+    env["total benchmark time s"] = sum(e["total benchmark time s"] for e in each)
+    env["merged runs"] = each
     return {
         "env": env,
         "quality": [q for r in runs for q in r["quality"]],

@@ -9,7 +9,8 @@ threads made NumPy's small ``eigh`` 35x slower; see ``bench_weak.py``). At the e
 writes ``results/regenerate.md``: the environment header, and for every benchmark its
 command, exit status and wall time (a failing benchmark is recorded, the run goes on).
 
-Expect several hours on 2 cores (the weakly supervised quality part alone 1-2 h).
+Expect a few hours on 2 cores (measured separately: ``bench_quality.py`` 35 minutes,
+``bench_weak.py``'s quality part 37 minutes, its speed part 2 minutes).
 Run from the repository root::
 
     python benchmarks/regenerate_all.py                  # everything

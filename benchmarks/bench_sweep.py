@@ -5,10 +5,14 @@ dimensionless ridge ``alpha`` (:class:`metricjax.MLKR`, default settings: L-BFGS
 ``max_iter=1000``, ``tol=1e-6``), at ``n = 1000``, ``d = 10``; every fit has the same
 initial map, ridge weight and training rows in the three rows of the table:
 
-* **vmapped**: the compiled grid of :class:`metricjax.MLKRCV`,
-  ``jax.jit(jax.vmap(jax.vmap(mj.fit)))`` over strengths and fold weight vectors (plus
-  each fold's held-out R²), one program; compilation timed separately
+* **vmapped**: ``jax.jit(jax.vmap(jax.vmap(mj.fit)))`` over strengths and fold weight
+  vectors, one program, its fits run member by member (``mj.fit``'s
+  ``vmap_method="auto"`` on a CPU); compilation timed separately
   (``lower().compile()``) and included in the end-to-end time;
+* **batched loop**: the same program with ``vmap_method="batched"`` (the default on
+  an accelerator): all 16 members step together in one batched ``while_loop``;
+* **MLKRCV program**: the compiled grid of :class:`metricjax.MLKRCV`, the same fits
+  plus each fold's held-out R² (what ``GridSearchCV`` computes);
 * **sequential**: the same 16 fits as 16 calls of ``mj.fit`` (the loop compiled once,
   on the first call, included);
 * **GridSearchCV**: ``GridSearchCV(mj.MLKR(), {"alpha": ...}, cv=KFold(4),
@@ -17,21 +21,20 @@ initial map, ridge weight and training rows in the three rows of the table:
 
 float32 and float64, CPU, same run. Writes ``benchmarks/results/sweep.md`` (or
 ``sweep_quick.md``). ``python benchmarks/bench_sweep.py`` (full size: 16 fits at
-n = 1000 three times per dtype; expect 15-30 minutes on a loaded 2-core machine) or
+n = 1000 four times per dtype; a few minutes on 2 cores) or
 ``--quick`` (n = 200).
 
-Why the vmapped program can lose on a CPU: a batched ``while_loop`` runs its body for
-every member until the *slowest* member has converged (finished members are carried
+Why the batched loop loses on a CPU: a batched ``while_loop`` runs its body for every
+member until the *slowest* member has converged (finished members are carried
 unchanged, but computed), and so does the batched line search inside each L-BFGS
-step; each member also computes its held-out rows (weight 0). The work is about
-``16 * max(n_iter) * cost(n)`` against ``sum(n_iter) * cost(n_train)`` one by one.
-With iteration counts that differ several-fold between strengths, that is several
-times the work; it pays off where the per-fit overhead dominates (compilation of
-many fold shapes in GridSearchCV, dispatch, small n) or on an accelerator that runs
-the batch at the cost of one member.
+step; its ``(16, n, n)`` blocks also leave the caches. Member by member, each fit does
+its own iterations on ``(n, n)`` blocks, as one by one, without the per-fit dispatch
+and with one compilation; the batched form pays off on an accelerator that runs the
+batch side by side.
 """
 
 import argparse
+import copy
 import os
 import pathlib
 import sys
@@ -53,26 +56,32 @@ def reading(rows) -> str:
     """What the table says, from its own numbers: iteration counts and the targets."""
     out = []
     for r in rows:
-        it = np.asarray(r["iters"])
-        total = r["compile"] + r["vmap"]
-        seq_ok = total <= r["seq"]
-        grid_ok = r["grid"] / total >= 5
+        it = np.asarray(r["sequential"]["iters"])
+        total = r["sequential"]["compile"] + r["sequential"]["run"]
+        bat = r["batched"]["compile"] + r["batched"]["run"]
+        cv_total = r["mlkrcv"]["compile"] + r["mlkrcv"]["run"]
         out.append(
-            f"{r['dtype']}: the batched loop runs all {it.size} members until the slowest "
-            f"has converged ({it.max()} iterations; {it.min()} for the quickest), "
-            f"{it.size} x {it.max()} = {it.size * it.max()} member iterations against "
-            f"{it.sum()} one by one, line searches included; target vmapped <= sequential "
-            f"{'met' if seq_ok else 'missed'} ({total:.2f} s vs {r['seq']:.2f} s), "
-            f">= 5x faster than GridSearchCV {'met' if grid_ok else 'missed'} "
-            f"({r['grid'] / total:.2f}x)."
+            f"{r['dtype']}: vmapped (members one after another, the CPU default) "
+            f"{total:.2f} s end to end against {r['seq']:.2f} s for the 16 fits one by one: "
+            f"target vmapped <= sequential {'met' if total <= r['seq'] else 'missed'}; "
+            f"MLKRCV's program (the fits and their held-out R²) {cv_total:.2f} s, "
+            f"{r['grid'] / cv_total:.2f}x faster than GridSearchCV: target >= 5x "
+            f"{'met' if r['grid'] / cv_total >= 5 else 'missed'}. The batched loop "
+            f"(vmap_method='batched') took {bat:.2f} s: it runs all {it.size} members "
+            f"until the slowest has converged ({it.max()} iterations; {it.min()} for the "
+            f"quickest), {it.size} x {it.max()} = {it.size * it.max()} member iterations "
+            f"against {it.sum()} member by member. Each run (vmapped / sequential, s): "
+            + ", ".join(f"{a:.2f} / {b:.2f}" for a, b in
+                        zip(r["sequential"]["end_to_end"], r["seq_all"]))  # fmt: skip
+            + "."
         )
     out.append(
-        "Why and what could fix it: the members' iteration counts differ with alpha, and "
-        "the batched program's compilation costs several times one fit's loop; batching "
-        "members of similar iteration counts (MLKRCV(batch='folds'), the default: one call "
-        "per alpha, vmapped over its folds) or dropping converged members between chunks "
-        "of iterations reduces the waste; the batched form pays off on an accelerator, "
-        "where the members run side by side."
+        "Where the time goes: compiling the program (one L-BFGS loop with its line search "
+        "and the MLKR pass, plus the held-out score) costs seconds, the 16 fits themselves "
+        "a fraction of a second; the sequential fits compile the same loop once (equal "
+        "fold shapes: weights, not row subsets) and GridSearchCV compiles it once per "
+        "shape, so every column pays about one compilation and the 5x target is out of "
+        "reach on this CPU."
     )
     return "Reading: " + "\n\n".join(out)
 
@@ -90,29 +99,43 @@ def data(n, d, seed=0):
 def run(n, d, dtype):
     from sklearn.model_selection import GridSearchCV, KFold
 
+    from metricjax.estimators._mlkr_cv import _cv_program
+
     x, y = data(n, d)
     x, y = x.astype(dtype), y.astype(dtype)
     cv = KFold(FOLDS)
     est = mj.MLKRCV(alphas=ALPHAS, cv=cv)
     grid = est._grid(x, y, None)  # the inputs MLKRCV.fit builds: per-fold L0, ridge, weights
     L0, ridge, W, _, xj, yj = grid["args"]
+    timed = {}
+    opts = dict(grid["options"]) or None
     with jax.enable_x64(dtype == "float64"):
-        t0 = time.perf_counter()
-        compiled = grid["program"].lower(*grid["args"]).compile()
-        t_compile = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        params, scores, iters, _, _ = jax.block_until_ready(compiled(*grid["args"]))
-        t_vmap = time.perf_counter() - t0
-        # MLKRCV(batch="folds"): the same program over one alpha at a time
-        rest = grid["args"][2:]
-        t0 = time.perf_counter()
-        per_alpha = grid["program"].lower(L0, ridge[:1], *rest).compile()
-        t_compile_folds = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for a in range(len(ALPHAS)):
-            jax.block_until_ready(per_alpha(L0, ridge[a : a + 1], *rest))
-        t_folds = time.perf_counter() - t0
+        # the 16 fits as one program, run member by member (the CPU default) and as
+        # one batched loop (vmap_method="batched", the accelerator default); then
+        # MLKRCV's grid program: the same fits plus each fold's held-out R²
+        for method in ("sequential", "batched", "mlkrcv"):
+            if method == "mlkrcv":
+                program = _cv_program(grid["loss"], grid["optimizer"], grid["max_iter"],
+                                      grid["tol"], grid["options"])  # fmt: skip
+            else:
+                def one(L0, r, w, x, y, method=method):
+                    res = mj.fit(grid["loss"], L0, x, y, w, r, max_iter=grid["max_iter"],
+                                 tol=grid["tol"], vmap_method=method)  # fmt: skip
+                    return res.params, res.num_iter
 
+                folds = jax.vmap(one, in_axes=(0, 0, 0, None, None))
+                program = jax.jit(jax.vmap(folds, in_axes=(None, 0, None, None, None)),
+                                  compiler_options=opts)  # fmt: skip
+            args = grid["args"] if method == "mlkrcv" else (L0, ridge, W, xj, yj)
+            jax.clear_caches()  # every column compiles from scratch
+            t0 = time.perf_counter()
+            compiled = program.lower(*args).compile()
+            t_compile = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            out = jax.block_until_ready(compiled(*args))
+            timed[method] = (t_compile, time.perf_counter() - t0, out)
+
+        jax.clear_caches()
         t0 = time.perf_counter()
         seq_iters, seq_params = [], []
         for a in range(len(ALPHAS)):
@@ -123,30 +146,52 @@ def run(n, d, dtype):
                 seq_params.append(np.asarray(r.params))
         t_seq = time.perf_counter() - t0
 
+    jax.clear_caches()
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         search = GridSearchCV(mj.MLKR(), {"alpha": list(ALPHAS)}, cv=cv, refit=False).fit(x, y)
     t_grid = time.perf_counter() - t0
     ref = np.stack([search.cv_results_[f"split{i}_test_score"] for i in range(FOLDS)], axis=1)
-    iters = np.asarray(iters).ravel().tolist()
-    diff = np.max(np.abs(np.asarray(params).reshape(len(seq_params), *seq_params[0].shape)
-                         - np.stack(seq_params)))  # fmt: skip
-    return dict(
-        dtype=dtype, compile=t_compile, vmap=t_vmap, seq=t_seq,
-        folds=t_compile_folds + t_folds, folds_run=t_folds, grid=t_grid, iters=iters,
-        same_iters=iters == seq_iters, param_diff=float(diff),
-        score_diff=float(np.max(np.abs(np.asarray(scores) - ref))),
-    )  # fmt: skip
+    row = dict(dtype=dtype, seq=t_seq, grid=t_grid)
+    for method, (t_compile, t_run, out) in timed.items():
+        params, iters = out[0], np.asarray(out[-3 if method == "mlkrcv" else 1]).ravel().tolist()
+        diff = np.max(np.abs(np.asarray(params).reshape(len(seq_params), *seq_params[0].shape)
+                             - np.stack(seq_params)))  # fmt: skip
+        row[method] = dict(
+            compile=t_compile, run=t_run, iters=iters, same_iters=iters == seq_iters,
+            param_diff=float(diff),
+        )  # fmt: skip
+        if method == "mlkrcv":
+            row[method]["score_diff"] = float(np.max(np.abs(np.asarray(out[1]) - ref)))
+    return row
+
+
+def median_run(n, d, dtype, repeat):
+    """:func:`run` ``repeat`` times (caches cleared before every column): median times."""
+    runs = [run(n, d, dtype) for _ in range(repeat)]
+    row = copy.deepcopy(runs[-1])
+    med = lambda get: float(np.median([get(r) for r in runs]))
+    row["seq"] = med(lambda r: r["seq"])
+    row["grid"] = med(lambda r: r["grid"])
+    for m in ("sequential", "batched", "mlkrcv"):
+        for key in ("compile", "run"):
+            row[m][key] = med(lambda r: r[m][key])
+        row[m]["end_to_end"] = [r[m]["compile"] + r[m]["run"] for r in runs]
+    row["seq_all"] = [r["seq"] for r in runs]
+    row["repeat"] = repeat
+    return row
 
 
 def main():
     load_before = " ".join(f"{v:.1f}" for v in os.getloadavg())
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per dtype; medians reported")
     args = ap.parse_args()
     n, d = (200, 10) if args.quick else (1000, 10)
-    rows = [run(n, d, dt) for dt in ("float32", "float64")]
+    jax.jit(lambda a: a + 1)(np.float32(0))  # the process's first compilation, for no column
+    rows = [median_run(n, d, dt, args.repeat) for dt in ("float32", "float64")]
     lines = [
         "# Sweep: 16 MLKR fits (4 alphas x 4 folds) as one compiled program",
         "",
@@ -154,23 +199,28 @@ def main():
         f"- CPU: {cpu_model()}; load average before the run: {load_before}",
         "",
         f"n = {n}, d = {d}, MLKR's objective (ridge alpha in {list(ALPHAS)}), KFold(4), "
-        "L-BFGS, max_iter = 1000, tol = 1e-6" + (" (--quick)" if args.quick else ""),
+        "L-BFGS, max_iter = 1000, tol = 1e-6" + (" (--quick)" if args.quick else "")
+        + f"; times are medians of {args.repeat} runs, every column compiling from scratch "
+        "(jax.clear_caches() before each)",
         "",
         "| dtype | vmapped compile (s) | vmapped run (s) | vmapped end to end (s) | "
-        "batch='folds': 4 calls, compile + run (s) | "
-        "sequential mj.fit (s) | GridSearchCV(mj.MLKR) (s) | sequential / vmapped | "
-        "GridSearchCV / vmapped | iterations per fit | same iterations | "
-        "max param diff | max score diff vs GridSearchCV |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "batched loop: compile + run (s) | sequential mj.fit (s) | sequential / vmapped | "
+        "MLKRCV program (+ held-out R²): compile + run (s) | GridSearchCV(mj.MLKR) (s) | "
+        "GridSearchCV / MLKRCV program | iterations per fit | same iterations (vmapped, "
+        "batched) | max param diff (vmapped, batched) | max score diff vs GridSearchCV |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        total = r["compile"] + r["vmap"]
+        v, b, c = r["sequential"], r["batched"], r["mlkrcv"]
+        total = v["compile"] + v["run"]
+        cv_total = c["compile"] + c["run"]
         lines.append(
-            f"| {r['dtype']} | {r['compile']:.2f} | {r['vmap']:.2f} | {total:.2f} | "
-            f"{r['folds']:.2f} (run {r['folds_run']:.2f}) | "
-            f"{r['seq']:.2f} | {r['grid']:.2f} | {r['seq'] / total:.2f}x | "
-            f"{r['grid'] / total:.2f}x | {r['iters']} | {r['same_iters']} | "
-            f"{r['param_diff']:.1e} | {r['score_diff']:.1e} |"
+            f"| {r['dtype']} | {v['compile']:.2f} | {v['run']:.2f} | {total:.2f} | "
+            f"{b['compile']:.2f} + {b['run']:.2f} | {r['seq']:.2f} | {r['seq'] / total:.2f}x | "
+            f"{c['compile']:.2f} + {c['run']:.2f} | {r['grid']:.2f} | "
+            f"{r['grid'] / cv_total:.2f}x | {v['iters']} | "
+            f"{v['same_iters']}, {b['same_iters']} | {v['param_diff']:.1e}, "
+            f"{b['param_diff']:.1e} | {c['score_diff']:.1e} |"
         )
     lines += ["", reading(rows)]
     text = "\n".join(lines) + "\n"

@@ -90,7 +90,7 @@ def test_mlkrcv_float32_and_api():
         ({"alphas": [np.nan]}, ValueError, "`alphas` must be finite and >= 0"),
         ({"alphas": ["a"]}, TypeError, "`alphas` must be a sequence of real numbers"),
         ({"cv": 1}, ValueError, "`cv` must be >= 2"),
-        ({"batch": "alphas"}, ValueError, "`batch` must be 'grid' or 'folds'"),
+        ({"batch": "alphas"}, ValueError, "`batch` must be 'auto', 'grid' or 'folds'"),
     ],
 )
 def test_mlkrcv_bad_parameters(kw, exc, match):

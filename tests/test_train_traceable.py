@@ -54,10 +54,11 @@ def test_jit_of_fit_compiles_and_matches_eager(x64):
     assert float(out.grad_norm) == pytest.approx(ref.grad_norm, rel=1e-8)
 
 
-def test_vmap_over_initial_parameters(x64):
+@pytest.mark.parametrize("method", ["sequential", "batched"])
+def test_vmap_over_initial_parameters(x64, method):
     x, y = _regression()
     L0s = jnp.stack([jnp.eye(4) * s for s in (0.1, 0.3, 1.0, 3.0)])
-    fit = lambda L: mj.fit(_ridge_mlkr, L, x, y, 0.3, max_iter=300)
+    fit = lambda L: mj.fit(_ridge_mlkr, L, x, y, 0.3, max_iter=300, vmap_method=method)
     batched = jax.jit(jax.vmap(fit))(L0s)
     sequential = [fit(L) for L in L0s]
     # the members really stop at different iterations: the freezing is exercised
@@ -110,10 +111,11 @@ def test_first_order_optimizer_under_vmap(x64):
     _assert_same(jax.vmap(fit)(L0s), [fit(L) for L in L0s])
 
 
-def test_fit_minibatch_under_vmap_and_jit(x64):
+@pytest.mark.parametrize("method", ["sequential", "batched"])
+def test_fit_minibatch_under_vmap_and_jit(x64, method):
     x, y = _regression()
     fit = lambda L: mj.fit_minibatch(mlkr_loss, L, x, y, batch_size=10, key=jax.random.key(3),
-                                     num_steps=15, eval_every=5)
+                                     num_steps=15, eval_every=5, vmap_method=method)
     L0s = jnp.stack([jnp.eye(4) * s for s in (0.5, 1.0)])
     batched = jax.jit(jax.vmap(fit))(L0s)
     for i, L in enumerate(L0s):
@@ -122,6 +124,67 @@ def test_fit_minibatch_under_vmap_and_jit(x64):
         np.testing.assert_allclose(np.asarray(batched.params[i]), np.asarray(ref.params), rtol=1e-8)
         np.testing.assert_allclose(np.asarray(batched.loss_history[i]), ref.loss_history, rtol=1e-8)
         np.testing.assert_allclose(np.asarray(batched.eval_history[i]), ref.eval_history, rtol=1e-8)
+
+
+def _counting(loss, counter):
+    """``loss`` that counts its evaluations in ``counter`` (one per member under vmap)."""
+
+    def counted(L, *args):
+        value = loss(L, *args)
+        jax.debug.callback(lambda v: counter.append(np.size(v)), value)
+        return value
+
+    return counted
+
+
+def test_sequential_vmap_does_each_members_own_work_only(x64):
+    """``vmap_method="sequential"`` (the CPU default) evaluates the loss exactly as often
+    as the fits one by one; the batched loop evaluates every member until the slowest
+    has converged."""
+    x, y = _regression()
+    L0 = 0.5 * jnp.eye(4)
+    alphas = jnp.asarray([0.03, 0.3, 3.0])
+    one_by_one, seq, bat = [], [], []
+    runs = [mj.fit(_counting(_ridge_mlkr, one_by_one), L0, x, y, a, max_iter=60) for a in alphas]
+    assert len({r.num_iter for r in runs}) == 3
+    for method, counter in (("auto", seq), ("batched", bat)):
+        loss = _counting(_ridge_mlkr, counter)
+        fit = lambda a, loss=loss, method=method: mj.fit(loss, L0, x, y, a, max_iter=60,
+                                                         vmap_method=method)
+        out = jax.vmap(fit)(alphas)
+        jax.block_until_ready(out.params)
+        _assert_same(out, runs)
+    assert sum(seq) == sum(one_by_one)
+    assert sum(bat) > sum(one_by_one)  # finished members evaluated until the last is done
+    # the program: a map over the members (scan) around one unbatched fit
+    names = lambda m: {e.primitive.name for e in jax.make_jaxpr(
+        jax.vmap(lambda a: mj.fit(_ridge_mlkr, L0, x, y, a, max_iter=60, vmap_method=m).params)
+    )(alphas).eqns}  # fmt: skip
+    assert "scan" in names("sequential") and "scan" not in names("batched")
+
+
+def test_vmap_over_a_hyperparameter_the_loss_closes_over(x64):
+    """A loss closing over the vmapped value (not an argument of ``fit``) runs member by
+    member too, float and int values alike."""
+    x, y = _regression()
+    L0 = 0.5 * jnp.eye(4)
+    alphas, powers = jnp.asarray([0.3, 3.0]), jnp.asarray([1, 2])
+
+    def fit(a, p):
+        loss = lambda L, x, y: mlkr_loss(L, x, y) + a * jnp.asarray(p, L.dtype) * jnp.sum(L**2)
+        return mj.fit(loss, L0, x, y, max_iter=60)
+
+    batched = jax.vmap(fit)(alphas, powers)
+    assert "scan" in {e.primitive.name for e in jax.make_jaxpr(jax.vmap(fit))(alphas, powers).eqns}
+    _assert_same(batched, [fit(float(a), int(p)) for a, p in zip(alphas, powers)])
+
+
+def test_bad_vmap_method_is_refused_by_name():
+    x, y = _regression()
+    with pytest.raises(ValueError, match="`vmap_method` must be one of"):
+        mj.fit(mlkr_loss, jnp.eye(4), x, y, vmap_method="parallel")
+    with pytest.raises(ValueError, match="`vmap_method` must be one of"):
+        mj.fit_minibatch(mlkr_loss, jnp.eye(4), x, y, batch_size=8, key=0, vmap_method="Sequential")
 
 
 @pytest.mark.parametrize("kw", [{"verbose": True}, {"callback": lambda *a: None}])

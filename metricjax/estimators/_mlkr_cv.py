@@ -29,7 +29,7 @@ from metricjax.losses import kernel_regression
 #: Default grid of :class:`MLKRCV`: 8 strengths, about half a decade apart, from 0.003
 #: to 10 (MLKR's default ``alpha = 0.01`` among them). Smaller strengths are the nearly
 #: unregularised regime where MLKR overfits small data; there the fits need up to ten
-#: times the iterations, and the batched loop waits for its slowest member.
+#: times the iterations (which a batched loop on an accelerator waits for).
 DEFAULT_ALPHAS = (0.003, DEFAULT_ALPHA, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 
@@ -49,16 +49,17 @@ def _held_out_r2(L, x, y, train_weight, test):
 
 
 @functools.cache
-def _cv_program(loss, optimizer, max_iter: int, tol: float, options: tuple):
+def _cv_program(loss, optimizer, max_iter: int, tol: float, options: tuple, vmap_method="auto"):
     """The compiled grid: ``jit(vmap over alphas (vmap over folds (fit + score)))``.
 
     One per (loss, optimizer, max_iter, tol, XLA options: those :func:`metricjax.fit`
-    uses for one member); ``jax.jit`` adds one per data shape and dtype.
+    uses for one member, ``vmap_method`` of the fits); ``jax.jit`` adds one per data
+    shape and dtype.
     """
 
     def one(L0, ridge, train_weight, test, x, y):
         res = _fit(loss, L0, x, y, train_weight, ridge, optimizer=optimizer, max_iter=max_iter,
-                   tol=tol)  # fmt: skip
+                   tol=tol, vmap_method=vmap_method)  # fmt: skip
         score = _held_out_r2(res.params, x, y, train_weight, test)
         return res.params, score, res.num_iter, res.converged, res.loss_history[0]
 
@@ -87,17 +88,15 @@ class MLKRCV(MLKR):
     **Cost.** One compilation instead of one per fold shape, and no per-fit dispatch.
     Each of the ``len(alphas) * n_splits`` members does the work of one MLKR fit on
     all ``n`` rows per iteration (the held-out rows are weighted 0, not removed: about
-    ``n / n_train`` times the work of the fold's own fit), and the batched
-    ``while_loop`` runs until the *slowest* member has converged (finished members
-    are carried unchanged, but still computed): the work is about
-    ``n_members * max(n_iter) * cost(n)`` against ``sum(n_iter) * cost(n_train)``
-    for the fits one by one, and the memory that of ``n_members`` fits at once.
-    It wins where compilation and dispatch dominate (small and medium ``n``, many
-    members, an accelerator); on a CPU with very unequal iteration counts the
-    sequential fits can be faster (``benchmarks/results/sweep.md``);
-    ``batch="folds"`` batches only the folds of one ``alpha`` at a time (diabetes,
-    8 alphas x 5 folds on a 2-core CPU, compilation included: 24 s against 67 s for
-    ``batch="grid"`` and 25 s for ``GridSearchCV``; ``examples/07_sweep.py``).""",
+    ``n / n_train`` times the work of the fold's own fit). On a CPU the members run
+    one after another inside the program (:func:`metricjax.fit`'s
+    ``vmap_method="auto"``), each for its own iterations: the work is
+    ``sum(n_iter) * cost(n)``. On an accelerator they run side by side in one batched
+    loop, which runs until the *slowest* member has converged (finished members are
+    carried unchanged, but still computed): ``n_members * max(n_iter) * cost(n)``,
+    at the memory of ``n_members`` fits at once; ``batch="folds"`` then batches only
+    the folds of one ``alpha`` at a time, which converge in similar numbers of
+    iterations (``benchmarks/results/sweep.md``, ``examples/07_sweep.py``).""",
         args=r"""
         alphas: the candidate ridge strengths (see :class:`MLKR`'s ``alpha``), a
             non-empty sequence of reals ``>= 0``; the default :data:`DEFAULT_ALPHAS`
@@ -106,13 +105,12 @@ class MLKRCV(MLKR):
         cv: number of folds (``KFold(cv)``, as ``GridSearchCV``; at least 2) or a
             scikit-learn splitter or iterable of ``(train, test)`` index arrays.
             Default 5.
-        batch: ``"folds"`` (default): the compiled program (one compilation) is
-            called once per ``alpha``, batching that strength's folds, which converge
-            in similar numbers of iterations. ``"grid"``: one call runs all
-            ``len(alphas) * n_splits`` fits at once, and waits for the slowest (see
-            **Cost**). Same results either way; ``"folds"`` was 2.8x faster on a
-            2-core CPU (below), ``"grid"`` suits an accelerator with room for the
-            whole grid."""
+        batch: ``"grid"``: one call of the compiled program runs all
+            ``len(alphas) * n_splits`` fits. ``"folds"``: the program (one
+            compilation) is called once per ``alpha``, batching that strength's
+            folds, so that a batched loop waits only for them (see **Cost**).
+            ``"auto"`` (default): ``"grid"`` on a CPU, where the fits run one after
+            another anyway, ``"folds"`` on an accelerator. Same results either way."""
         + COMMON_ARGS.replace(
             "        verbose: show a ``tqdm`` progress bar with the current loss.\n",
             "        verbose: a ``tqdm`` progress bar for the final refit (the grid is one\n"
@@ -156,7 +154,7 @@ class MLKRCV(MLKR):
         *,
         alphas=DEFAULT_ALPHAS,
         cv=5,
-        batch="folds",
+        batch="auto",
         init="auto",
         max_iter=1000,
         tol=None,
@@ -207,8 +205,11 @@ class MLKRCV(MLKR):
         return self._fit_atomic(self._fit_cv, X, y, sample_weight)
 
     def _fit_cv(self, X, y, sample_weight):
-        if not (isinstance(self.batch, str) and self.batch in ("grid", "folds")):
-            raise ValueError(f"`batch` must be 'grid' or 'folds', got {self.batch!r}")
+        if not (isinstance(self.batch, str) and self.batch in ("auto", "grid", "folds")):
+            raise ValueError(f"`batch` must be 'auto', 'grid' or 'folds', got {self.batch!r}")
+        batch = self.batch
+        if batch == "auto":
+            batch = "grid" if jax.default_backend() == "cpu" else "folds"
         refuse_complex(X, "X")
         y = _numeric_targets(y, type(self).__name__)
         X, y = self._points(X, y, reset=True, ensure_min_samples=2, y_numeric=True)
@@ -217,7 +218,7 @@ class MLKRCV(MLKR):
         alphas, max_iter, tol = grid["alphas"], grid["max_iter"], grid["tol"]
         program, (L0, ridge, *rest) = grid["program"], grid["args"]
         with jax.enable_x64(X.dtype == np.float64):
-            if self.batch == "grid":
+            if batch == "grid":
                 out = [np.asarray(a) for a in program(L0, ridge, *rest)]
             else:  # one alpha per call: the batch waits only for that alpha's folds
                 parts = [program(L0, ridge[a : a + 1], *rest) for a in range(len(alphas))]
@@ -262,8 +263,8 @@ class MLKRCV(MLKR):
 
         A dict: ``program`` (``_cv_program``), ``args`` (initial maps ``(F, k, d)``,
         ridge weights ``(A, F)``, training weights ``(F, n)``, held-out weights
-        ``(F, n)``, ``X``, ``y``), and the ``loss``, ``optimizer``, ``max_iter``,
-        ``tol`` and ``alphas`` it was built with (``benchmarks/bench_sweep.py`` times
+        ``(F, n)``, ``X``, ``y``), and the ``loss``, XLA ``options``, ``optimizer``,
+        ``max_iter``, ``tol`` and ``alphas`` it was built with (``benchmarks/bench_sweep.py`` times
         the same fits one by one from them).
         """
         alphas = self._check_alphas()
@@ -310,6 +311,7 @@ class MLKRCV(MLKR):
             "program": _cv_program(loss, optimizer, max_iter, tol, options),
             "args": args,
             "loss": loss,
+            "options": options,
             "optimizer": optimizer,
             "max_iter": max_iter,
             "tol": tol,

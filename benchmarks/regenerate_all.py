@@ -36,6 +36,7 @@ PLAN = {
     "pairwise": ("bench_pairwise.py", []),
     "losses": ("bench_losses.py", []),
     "scale": ("bench_scale.py", []),
+    "scaling": ("bench_scaling.py", []),
     "lmnn": ("bench_lmnn.py", []),
     "lmnn_weights": ("bench_lmnn_weights.py", []),
     "comm": ("bench_comm.py", []),

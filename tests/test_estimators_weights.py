@@ -165,14 +165,16 @@ def test_bad_sample_weight_names_it_and_changes_nothing(cls, weight, exc, match)
 
 
 @pytest.mark.slow  # whole fits
-def test_unequal_weights_with_a_mesh_are_refused():
-    x, y = regression()
-    mesh = mj.row_mesh()
-    with pytest.raises(ValueError, match="`sample_weight` .* not supported together with `mesh`"):
-        MLKR(mesh=mesh).fit(x, y, sample_weight=_weights(len(x)))
-    # equal weights are no weights: fine with a mesh
+@pytest.mark.parametrize("cls", [MLKR, NCA])
+def test_unequal_weights_with_a_mesh_fit_as_without(cls):
+    """The row-sharded MLKR / NCA losses take the sample weights (split with the rows)."""
+    x, y = _data(cls)
+    w = _weights(len(x))
     with no_convergence_warnings():
-        MLKR(mesh=mesh, max_iter=3).fit(x, y, sample_weight=np.ones(len(x)))
+        a = cls(mesh=mj.row_mesh(), max_iter=15).fit(x, y, sample_weight=w)
+        b = cls(max_iter=15).fit(x, y, sample_weight=w)
+    assert a.n_iter_ == b.n_iter_
+    np.testing.assert_allclose(a.components_, b.components_, rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.slow  # whole fits

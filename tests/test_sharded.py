@@ -55,6 +55,17 @@ SCRIPT = textwrap.dedent(
         errs += [rel(a, b) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want))]
         errs.append(rel(jax.grad(sharded_nca_loss)(L, x, labels, block_size=block), want[1][0]))
         out[f"n={n}"] = max(errs)
+        # sample weights (some zero), split with the rows: MLKR wrt (L, x, y), NCA wrt (L, x)
+        w = rng.uniform(size=n) * (rng.uniform(size=n) > 0.3)
+        want = jax.value_and_grad(mlkr_loss, argnums=(0, 1, 2))(L, x, y, sample_weight=w)
+        got = jax.value_and_grad(sharded_mlkr_loss, argnums=(0, 1, 2))(
+            L, x, y, sample_weight=w, mesh=mesh, block_size=block)
+        errs = [rel(a, b) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want))]
+        want = jax.value_and_grad(nca_loss, argnums=(0, 1))(L, x, labels, sample_weight=w)
+        got = jax.value_and_grad(sharded_nca_loss, argnums=(0, 1))(
+            L, x, labels, sample_weight=w, block_size=block)
+        errs += [rel(a, b) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want))]
+        out[f"weighted n={n}"] = max(errs)
 
     # LMNN: loss and gradients (L, x), padded n, and explicit padding with n_valid
     from metricjax.losses import lmnn_loss, lmnn_target_neighbors, sharded_lmnn_loss
@@ -110,6 +121,7 @@ def test_four_devices_match_one_device():
     out = run_on_cpu_devices(SCRIPT)
     for n in (48, 50, 23, 33):  # 50, 23 and 33 are padded to a multiple of 4
         assert out[f"n={n}"] < 1e-10, out
+        assert out[f"weighted n={n}"] < 1e-10, out
     assert out["lmnn_and_n_valid"] < 1e-10, out
     assert out["x_sharding"] == ["rows"]
     assert out["jit"] < 1e-10 and out["jit_nca"] < 1e-10, out
@@ -132,6 +144,14 @@ def test_one_device_mesh_equals_unsharded():
     np.testing.assert_allclose(
         sharded_nca_loss(L, x, labels, mesh=mj.row_mesh()), nca_loss(L, x, labels), rtol=1e-12
     )
+    # weight 0 is a dropped point in the sharded losses too
+    w = np.r_[np.zeros(5), rng.uniform(0.5, 2.0, 16)]
+    got = jax.value_and_grad(sharded_mlkr_loss)(L, x, y, sample_weight=w, block_size=4)
+    kept = jax.value_and_grad(mlkr_loss)(L, x[5:], y[5:], sample_weight=w[5:])
+    for a, b in zip(got, kept):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="`sample_weight` must be finite"):
+        sharded_nca_loss(L, x, labels, sample_weight=-np.ones(21))
 
 
 def test_float32_and_errors():

@@ -163,11 +163,11 @@ def drop_zero_weights(X, y, sample_weight):
 
 
 def refuse_weights_with_mesh(mesh) -> None:
-    """The row-sharded losses take no sample weights: a clear error instead."""
+    """The row-sharded LMNN loss takes no sample weights: a clear error instead."""
     if mesh is not None:
         raise ValueError(
             "`sample_weight` (with unequal weights) is not supported together with `mesh`: "
-            "the row-sharded losses take no sample weights; fit without `mesh`, or drop "
+            "the row-sharded LMNN loss takes no sample weights; fit without `mesh`, or drop "
             "the samples of weight 0 and pass no weights"
         )
 

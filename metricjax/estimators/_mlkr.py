@@ -18,7 +18,6 @@ from metricjax.estimators._base import (
     check_real,
     class_doc,
     median_sq_distance,
-    refuse_weights_with_mesh,
 )
 from metricjax.losses import kernel_regression, mlkr_ridge_loss, sharded_mlkr_loss
 from metricjax.losses._mlkr import ridge_penalty
@@ -38,16 +37,22 @@ def _mlkr_objective(block_size, mesh=None):
     return functools.partial(mlkr_ridge_loss, block_size=block_size)
 
 
-def _weighted_mlkr_ridge(transform, x, y, sample_weight, weight, *, block_size):
-    """:func:`metricjax.losses.mlkr_ridge_loss` with the sample weights as a data argument."""
+def _weighted_mlkr_ridge(transform, x, y, sample_weight, weight, *, block_size, mesh=None):
+    """:func:`metricjax.losses.mlkr_ridge_loss` (or its row-sharded version on ``mesh``)
+    with the sample weights as a data argument."""
+    if mesh is not None:
+        loss = sharded_mlkr_loss(transform, x, y, sample_weight=sample_weight,
+                                 block_size=block_size, mesh=mesh)  # fmt: skip
+        return loss + ridge_penalty(transform, weight)
     return mlkr_ridge_loss(transform, x, y, weight, sample_weight=sample_weight,
                            block_size=block_size)  # fmt: skip
 
 
 @functools.cache
-def _weighted_mlkr_objective(block_size):
-    """One weighted loss object per block size (refits and sweeps reuse the compiled loop)."""
-    return functools.partial(_weighted_mlkr_ridge, block_size=block_size)
+def _weighted_mlkr_objective(block_size, mesh=None):
+    """One weighted loss object per block size and mesh (refits and sweeps reuse the
+    compiled loop)."""
+    return functools.partial(_weighted_mlkr_ridge, block_size=block_size, mesh=mesh)
 
 
 def ridge_weight(X, y, alpha: float, k: int, sample_weight=None) -> float:
@@ -169,9 +174,8 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
         }
         if sample_weight is None:
             return _mlkr_objective(block_size, mesh), (y, weight), fitted
-        refuse_weights_with_mesh(mesh)
         sw = np.asarray(sample_weight, X.dtype)
-        return _weighted_mlkr_objective(block_size), (y, sw, weight), fitted
+        return _weighted_mlkr_objective(block_size, mesh), (y, sw, weight), fitted
 
     def predict(self, X):
         r"""Kernel-regression prediction with the learned metric.

@@ -11,7 +11,6 @@ from metricjax.estimators._base import (
     check_mesh,
     class_doc,
     knn_example,
-    refuse_weights_with_mesh,
 )
 from metricjax.losses import nca_loss, sharded_nca_loss
 
@@ -26,16 +25,22 @@ def _nca_objective(block_size, num_classes: int, mesh=None):
     return functools.partial(nca_loss, num_classes=num_classes, block_size=block_size)
 
 
-def _weighted_nca(transform, x, labels, sample_weight, *, num_classes, block_size):
-    """:func:`metricjax.losses.nca_loss` with the sample weights as a data argument."""
+def _weighted_nca(transform, x, labels, sample_weight, *, num_classes, block_size, mesh=None):
+    """:func:`metricjax.losses.nca_loss` (or its row-sharded version on ``mesh``) with
+    the sample weights as a data argument."""
+    if mesh is not None:
+        return sharded_nca_loss(transform, x, labels, num_classes=num_classes,
+                                sample_weight=sample_weight, block_size=block_size,
+                                mesh=mesh)  # fmt: skip
     return nca_loss(transform, x, labels, num_classes=num_classes, sample_weight=sample_weight,
                     block_size=block_size)  # fmt: skip
 
 
 @functools.cache
-def _weighted_nca_objective(block_size, num_classes: int):
+def _weighted_nca_objective(block_size, num_classes: int, mesh=None):
     """One weighted loss object per configuration (refits reuse the compiled loop)."""
-    return functools.partial(_weighted_nca, num_classes=num_classes, block_size=block_size)
+    return functools.partial(_weighted_nca, num_classes=num_classes, block_size=block_size,
+                             mesh=mesh)  # fmt: skip
 
 
 class NCA(SoftNeighbourLearner):
@@ -68,6 +73,5 @@ class NCA(SoftNeighbourLearner):
         mesh = check_mesh(self.mesh)
         if sample_weight is None:
             return _nca_objective(block_size, num_classes, mesh), (codes,), {}
-        refuse_weights_with_mesh(mesh)
-        loss = _weighted_nca_objective(block_size, num_classes)
+        loss = _weighted_nca_objective(block_size, num_classes, mesh)
         return loss, (codes, sample_weight.astype(X.dtype)), {}

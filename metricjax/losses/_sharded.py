@@ -19,7 +19,8 @@ evaluation is ``O(n (k + c + d))`` numbers, against ``O(n^2 (k + c) / p)`` flops
 
 ``n`` need not be a multiple of the device count: the rows are padded to one and
 the padded points are masked out (no neighbour of anyone, no loss, zero gradient).
-Inputs that already end in padding (e.g. from
+Sample weights (MLKR, NCA) are split with the rows: each device scales its own rows'
+losses and all-gathers the ``(n,)`` weights for the kernel. Inputs that already end in padding (e.g. from
 :func:`metricjax.distributed.global_rows`) pass ``n_valid``, the number of real rows.
 LMNN (:func:`sharded_lmnn_loss`) has the same layout with LMNN's hinge pass: it also
 all-gathers the centred ``X`` and the labels, and scatters the target neighbours'
@@ -51,6 +52,7 @@ from metricjax._typing import (
     ArrayLike,
     Labels,
     Points,
+    SampleWeight,
     Scalar,
     Shaped,
     TargetNeighbors,
@@ -171,12 +173,15 @@ def _local(cfg: _Config, with_grad: bool, need_x: bool, need_values: bool):
     """The per-device function of the shard_map."""
     axis = cfg.axis
 
-    def run(transform, x, values, targets):
+    def run(transform, x, values, targets, weight):
         d = x.shape[1]
         offset, xc, zq = _embed_own_rows(transform, x, axis, cfg.n_valid)
         z = jax.lax.all_gather(zq, axis, tiled=True)
         v = jax.lax.all_gather(values, axis, tiled=True)
-        common = dict(row_offset=offset, n_valid=cfg.n_valid, block_size=cfg.block_size)
+        # sample weights: this device's rows scale their f, all points' weights the kernel
+        wall = jax.lax.all_gather(weight, axis, tiled=True)
+        common = dict(row_offset=offset, n_valid=cfg.n_valid, block_size=cfg.block_size,
+                      qw=weight, cw=wall)  # fmt: skip
         if not with_grad:
             loss = sn.rows_pass(zq, targets, z, v, cfg.f, with_grad=False, **common)
             return jax.lax.psum(loss, axis)
@@ -206,22 +211,22 @@ def _local(cfg: _Config, with_grad: bool, need_x: bool, need_values: bool):
     return jax.shard_map(
         run,
         mesh=cfg.mesh,
-        in_specs=(P(), rows, rows, rows),
+        in_specs=(P(), rows, rows, rows, rows),
         out_specs=out_specs,
         check_vma=False,
     )
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _sharded_sn(transform, x, values, targets, cfg: _Config):
-    return _local(cfg, False, False, False)(transform, x, values, targets)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def _sharded_sn(transform, x, values, targets, weight, cfg: _Config):
+    return _local(cfg, False, False, False)(transform, x, values, targets, weight)
 
 
-def _sharded_sn_fwd(transform, x, values, targets, cfg: _Config):
+def _sharded_sn_fwd(transform, x, values, targets, weight, cfg: _Config):
     # symbolic_zeros=True: skip the x / values cotangents nobody asked for.
     need_x, need_values = x.perturbed, values.perturbed
     loss, lbar, xbar, vbar, ubar = _local(cfg, True, need_x, need_values)(
-        transform.value, x.value, values.value, targets.value
+        transform.value, x.value, values.value, targets.value, weight.value
     )
     # The gradient is complete after the forward pass: it is the residual, and the
     # backward rule only scales it (no (n, n) block is stored or recomputed).
@@ -230,7 +235,8 @@ def _sharded_sn_fwd(transform, x, values, targets, cfg: _Config):
 
 def _sharded_sn_bwd(cfg, res, g):
     del cfg
-    return tuple(None if r is None else g * r for r in res)
+    # the sample weights are data, not differentiated (as in the one-device losses)
+    return (*(None if r is None else g * r for r in res), None)
 
 
 _sharded_sn.defvjp(_sharded_sn_fwd, _sharded_sn_bwd, symbolic_zeros=True)
@@ -247,13 +253,13 @@ def _n_valid(n_valid, n: int) -> int:
     return int(n_valid)
 
 
-@functools.partial(jax.jit, static_argnums=(4, 5, 6, 7, 8))
-def _run(transform, x, values, targets, f, mesh, axis, block_size, n_valid):
+@functools.partial(jax.jit, static_argnums=(5, 6, 7, 8, 9))
+def _run(transform, x, values, targets, weight, f, mesh, axis, block_size, n_valid):
     p = mesh.shape[axis]
-    n_pad, (x, values, targets) = _pad_rows(p, x, values, targets)
+    n_pad, (x, values, targets, weight) = _pad_rows(p, x, values, targets, weight)
     b = _block_rows(block_size, n_pad // p, n_pad, x.dtype.itemsize)
     cfg = _Config(f, mesh, axis, b, n_valid)
-    return _sharded_sn(transform, x, values, targets, cfg)
+    return _sharded_sn(transform, x, values, targets, weight, cfg)
 
 
 def sharded_mlkr_loss(
@@ -261,12 +267,13 @@ def sharded_mlkr_loss(
     x: Points,
     y: Targets,
     *,
+    sample_weight: SampleWeight | None = None,
     mesh: Mesh | None = None,
     axis_name: str | None = None,
     block_size: int | str | None = "auto",
     n_valid: int | None = None,
 ) -> Scalar:
-    """:func:`metricjax.losses.mlkr_loss` with the rows split over the devices of ``mesh``.
+    r""":func:`metricjax.losses.mlkr_loss` with the rows split over the devices of ``mesh``.
 
     Same value and gradients (with respect to ``transform``, ``x`` and ``y``) as the
     one-device loss, up to summation order. Works eagerly, under ``jax.jit`` and in
@@ -276,6 +283,9 @@ def sharded_mlkr_loss(
         transform: :math:`L`, shape ``(k, d)`` (replicated on every device).
         x: ``(n, d)``; any ``n >= 2`` (padded to a multiple of the device count).
         y: ``(n,)`` or ``(n, c)``.
+        sample_weight: ``(n,)`` weights :math:`s_i \ge 0` split with the rows, as in
+            :func:`metricjax.losses.mlkr_loss` (weight 0 is exactly a dropped point;
+            ``None``: all 1). Not differentiated.
         mesh: a ``jax.sharding.Mesh``; ``None``: :func:`row_mesh` over all devices.
         axis_name: the mesh axis the rows are split over (needed for a mesh with
             several axes; the others hold replicas).
@@ -293,7 +303,8 @@ def sharded_mlkr_loss(
     axis = _axis(mesh, axis_name)
     _check_block(block_size)
     nv = _n_valid(n_valid, x.shape[0])
-    return _run(transform, x, y2, y2, _sq_error, mesh, axis, block_size, nv)
+    w = _checks.sample_weight(sample_weight, x.shape[0], x.dtype)
+    return _run(transform, x, y2, y2, w, _sq_error, mesh, axis, block_size, nv)
 
 
 def sharded_nca_loss(
@@ -302,6 +313,7 @@ def sharded_nca_loss(
     labels: Labels,
     *,
     num_classes: int | None = None,
+    sample_weight: SampleWeight | None = None,
     mesh: Mesh | None = None,
     axis_name: str | None = None,
     block_size: int | str | None = "auto",
@@ -310,15 +322,16 @@ def sharded_nca_loss(
     """:func:`metricjax.losses.nca_loss` with the rows split over the devices of ``mesh``.
 
     Same value and gradients (with respect to ``transform`` and ``x``) as the
-    one-device loss, up to summation order. Arguments as in
-    :func:`metricjax.losses.nca_loss` and :func:`sharded_mlkr_loss`.
+    one-device loss, up to summation order, ``sample_weight`` included. Arguments as
+    in :func:`metricjax.losses.nca_loss` and :func:`sharded_mlkr_loss`.
     """
     transform, x, onehot = _nca_prepare(transform, x, labels, num_classes)
     mesh = row_mesh() if mesh is None else mesh
     axis = _axis(mesh, axis_name)
     _check_block(block_size)
     nv = _n_valid(n_valid, x.shape[0])
-    return _run(transform, x, onehot, onehot, _neg_match, mesh, axis, block_size, nv)
+    w = _checks.sample_weight(sample_weight, x.shape[0], x.dtype)
+    return _run(transform, x, onehot, onehot, w, _neg_match, mesh, axis, block_size, nv)
 
 
 # ----------------------------------------------------------------------------------

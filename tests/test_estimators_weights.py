@@ -165,9 +165,9 @@ def test_bad_sample_weight_names_it_and_changes_nothing(cls, weight, exc, match)
 
 
 @pytest.mark.slow  # whole fits
-@pytest.mark.parametrize("cls", [MLKR, NCA])
+@pytest.mark.parametrize("cls", [MLKR, NCA, LMNN])
 def test_unequal_weights_with_a_mesh_fit_as_without(cls):
-    """The row-sharded MLKR / NCA losses take the sample weights (split with the rows)."""
+    """The row-sharded losses take the sample weights (split with the rows)."""
     x, y = _data(cls)
     w = _weights(len(x))
     with no_convergence_warnings():
@@ -178,11 +178,9 @@ def test_unequal_weights_with_a_mesh_fit_as_without(cls):
 
 
 @pytest.mark.slow  # whole fits
-def test_lmnn_unequal_weights_use_the_full_loss_and_refuse_a_mesh():
+def test_lmnn_unequal_weights_use_the_full_loss():
     x, y = classification()
     w = _weights(len(x))
     a = LMNN(impostor_refresh=5).fit(x, y, sample_weight=w)
     b = LMNN().fit(x, y, sample_weight=w)
     np.testing.assert_array_equal(a.components_, b.components_)
-    with pytest.raises(ValueError, match="`sample_weight` .* not supported together with `mesh`"):
-        LMNN(mesh=mj.row_mesh()).fit(x, y, sample_weight=w)

@@ -87,6 +87,19 @@ SCRIPT = textwrap.dedent(
         y = rng.standard_normal(n)
         errs.append(rel(jax.grad(mj.sharded(mlkr_loss, mesh, n_valid=n))(
             L, xp, np.append(y, 5.0)), jax.grad(mlkr_loss)(L, x, y)))
+        # sample weights, with given target neighbours and with the on-device search
+        w = rng.uniform(0.5, 2.0, n) * (np.arange(n) % 5 != 0)
+        for t in (tn, None):
+            want = jax.value_and_grad(lmnn_loss, argnums=(0, 1))(
+                L, x, labels, target_neighbors=t, n_neighbors=2, sample_weight=w)
+            got = jax.value_and_grad(sharded_lmnn_loss, argnums=(0, 1))(
+                L, x, labels, target_neighbors=t, n_neighbors=2, sample_weight=w,
+                block_size=block, mesh=mesh)
+            errs += [rel(a, b) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want))]
+        # ... and a padding row past n_valid (its weight is ignored)
+        errs.append(rel(jax.grad(mj.sharded(lmnn_loss, mesh, n_valid=n))(
+            L, xp, lp, target_neighbors=tp, sample_weight=np.append(w, 3.0)),
+            jax.grad(lmnn_loss)(L, x, labels, target_neighbors=tn, sample_weight=w)))
     out["lmnn_and_n_valid"] = max(errs)
 
     # inputs placed by rows, under jit, with the mj.sharded wrapper

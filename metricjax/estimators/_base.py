@@ -162,16 +162,6 @@ def drop_zero_weights(X, y, sample_weight):
     return X, y, sample_weight / np.mean(sample_weight)
 
 
-def refuse_weights_with_mesh(mesh) -> None:
-    """The row-sharded LMNN loss takes no sample weights: a clear error instead."""
-    if mesh is not None:
-        raise ValueError(
-            "`sample_weight` (with unequal weights) is not supported together with `mesh`: "
-            "the row-sharded LMNN loss takes no sample weights; fit without `mesh`, or drop "
-            "the samples of weight 0 and pass no weights"
-        )
-
-
 def weighted_pca(X, weight, k: int):
     """The leading ``k`` principal axes ``(k, d)`` of ``X`` with positive row ``weight``.
 

@@ -19,7 +19,6 @@ from metricjax.estimators._base import (
     check_real,
     class_doc,
     knn_example,
-    refuse_weights_with_mesh,
 )
 from metricjax.losses import (
     lmnn_impostors,
@@ -207,8 +206,7 @@ class LMNN(SupervisedLearner):
             return _lmnn_objective(block_size, margin, push_weight, mesh), (codes, tn), fitted
         # the zero weights are dropped already: the target neighbours above are the
         # ones of the kept samples, and the weights scale pull and hinge terms
-        refuse_weights_with_mesh(mesh)
-        loss = _weighted_lmnn_objective(block_size, margin, push_weight)
+        loss = _weighted_lmnn_objective(block_size, margin, push_weight, mesh)
         return loss, (codes, tn, np.asarray(sample_weight, X.dtype)), fitted
 
     def _active_settings(self):
@@ -371,20 +369,23 @@ def _lmnn_with_targets(
 
 
 def _weighted_lmnn(
-    transform, x, codes, target_neighbors, sample_weight, *, push_weight, margin, block_size
-):
-    """:func:`metricjax.losses.lmnn_loss` with target neighbours and sample weights as data."""
-    return lmnn_loss(
+    transform, x, codes, target_neighbors, sample_weight, *, push_weight, margin, block_size,
+    mesh=None,
+):  # fmt: skip
+    """:func:`metricjax.losses.lmnn_loss` (row-sharded over ``mesh`` if given) with target
+    neighbours and sample weights as data."""
+    loss = lmnn_loss if mesh is None else functools.partial(sharded_lmnn_loss, mesh=mesh)
+    return loss(
         transform, x, codes, target_neighbors=target_neighbors, push_weight=push_weight,
         margin=margin, sample_weight=sample_weight, block_size=block_size,
     )  # fmt: skip
 
 
 @functools.cache
-def _weighted_lmnn_objective(block_size, margin: float, push_weight: float):
+def _weighted_lmnn_objective(block_size, margin: float, push_weight: float, mesh=None):
     """One weighted loss object per configuration, so refits reuse the compiled loop."""
     return functools.partial(
-        _weighted_lmnn, push_weight=push_weight, margin=margin, block_size=block_size
+        _weighted_lmnn, push_weight=push_weight, margin=margin, block_size=block_size, mesh=mesh
     )
 
 

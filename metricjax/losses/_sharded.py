@@ -62,6 +62,7 @@ from metricjax._typing import (
 from metricjax.losses import _engine as sn
 from metricjax.losses import _lmnn
 from metricjax.losses._lmnn import lmnn_loss, lmnn_rows
+from metricjax.losses._lmnn_active import primal_value
 from metricjax.losses._mlkr import _prepare, _sq_error, mlkr_loss
 from metricjax.losses._nca import _neg_match, nca_loss
 from metricjax.losses._nca import _prepare as _nca_prepare
@@ -344,6 +345,7 @@ class _LmnnConfig(NamedTuple):
     margin: float
     block_size: int
     n_valid: int
+    weighted: bool = False
 
 
 def _lmnn_local(cfg: _LmnnConfig, with_grad: bool, need_x: bool):
@@ -355,13 +357,15 @@ def _lmnn_local(cfg: _LmnnConfig, with_grad: bool, need_x: bool):
     """
     axis = cfg.axis
 
-    def run(transform, x, codes, tn):
+    def run(transform, x, codes, tn, *weights):
         offset, xq, zq = _embed_own_rows(transform, x, axis, cfg.n_valid)
         xall = jax.lax.all_gather(xq, axis, tiled=True)
         z = jax.lax.all_gather(zq, axis, tiled=True)
         call = jax.lax.all_gather(codes, axis, tiled=True)
         args = (xq, zq, codes, tn, xall, z, call, cfg.push_weight, cfg.margin, cfg.block_size)
         common = dict(row_offset=offset, n_valid=cfg.n_valid)
+        if cfg.weighted:  # own rows' target-pair weights, all points' weights
+            common.update(aq=weights[0], w=jax.lax.all_gather(weights[1], axis, tiled=True))
         if not with_grad:
             return jax.lax.psum(lmnn_rows(*args, with_grad=False, **common), axis)
         loss, part, colsum, gtz, zcol, zrow = lmnn_rows(
@@ -380,21 +384,21 @@ def _lmnn_local(cfg: _LmnnConfig, with_grad: bool, need_x: bool):
     return jax.shard_map(
         run,
         mesh=cfg.mesh,
-        in_specs=(P(), rows, rows, rows),
+        in_specs=(P(), rows, rows, rows) + ((rows, rows) if cfg.weighted else ()),
         out_specs=P() if not with_grad else (P(), P(), rows),
         check_vma=False,
     )
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _sharded_lmnn(transform, x, codes, tn, cfg: _LmnnConfig):
-    return _lmnn_local(cfg, False, False)(transform, x, codes, tn)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def _sharded_lmnn(transform, x, codes, tn, weights, cfg: _LmnnConfig):
+    return _lmnn_local(cfg, False, False)(transform, x, codes, tn, *(weights or ()))
 
 
-def _sharded_lmnn_fwd(transform, x, codes, tn, cfg: _LmnnConfig):
+def _sharded_lmnn_fwd(transform, x, codes, tn, weights, cfg: _LmnnConfig):
     need_x = x.perturbed
     loss, lbar, xbar = _lmnn_local(cfg, True, need_x)(
-        transform.value, x.value, codes.value, tn.value
+        transform.value, x.value, codes.value, tn.value, *(primal_value(weights) or ())
     )
     return loss, (lbar, xbar if need_x else None)
 
@@ -402,19 +406,21 @@ def _sharded_lmnn_fwd(transform, x, codes, tn, cfg: _LmnnConfig):
 def _sharded_lmnn_bwd(cfg, res, g):
     del cfg
     lbar, xbar = res
-    return g * lbar, None if xbar is None else g * xbar, None, None
+    # the weights are data, not differentiated (as in the one-device loss)
+    return g * lbar, None if xbar is None else g * xbar, None, None, None
 
 
 _sharded_lmnn.defvjp(_sharded_lmnn_fwd, _sharded_lmnn_bwd, symbolic_zeros=True)
 
 
-@functools.partial(jax.jit, static_argnums=(4, 5, 6, 7, 8, 9))
-def _run_lmnn(transform, x, codes, tn, mesh, axis, push_weight, margin, block_size, n_valid):
+@functools.partial(jax.jit, static_argnums=(5, 6, 7, 8, 9, 10))
+def _run_lmnn(transform, x, codes, tn, weights, mesh, axis, push_weight, margin, block_size,
+              n_valid):  # fmt: skip
     p = mesh.shape[axis]
-    n_pad, (x, codes, tn) = _pad_rows(p, x, codes, tn)
+    n_pad, (x, codes, tn, *weights) = _pad_rows(p, x, codes, tn, *(weights or ()))
     b = _lmnn._block_rows(block_size, n_pad, tn.shape[1], x.dtype.itemsize, m=n_pad // p)
-    cfg = _LmnnConfig(mesh, axis, push_weight, margin, b, n_valid)
-    return _sharded_lmnn(transform, x, codes, tn, cfg)
+    cfg = _LmnnConfig(mesh, axis, push_weight, margin, b, n_valid, bool(weights))
+    return _sharded_lmnn(transform, x, codes, tn, tuple(weights) or None, cfg)
 
 
 def sharded_lmnn_loss(
@@ -426,6 +432,7 @@ def sharded_lmnn_loss(
     n_neighbors: int = 3,
     push_weight: float = 0.5,
     margin: float = 1.0,
+    sample_weight: SampleWeight | None = None,
     mesh: Mesh | None = None,
     axis_name: str | None = None,
     block_size: int | str | None = "auto",
@@ -443,7 +450,11 @@ def sharded_lmnn_loss(
     Arguments as in :func:`metricjax.losses.lmnn_loss` and :func:`sharded_mlkr_loss`.
     Under ``jax.jit`` or with global arrays spanning several processes pass
     ``target_neighbors`` (global indices) and integer ``labels``; with ``n_valid``
-    the padding rows may hold any in-range indices.
+    the padding rows may hold any in-range indices. ``sample_weight`` (``(n,)``, as in
+    :func:`metricjax.losses.lmnn_loss`: pull terms weighted :math:`s_i s_j`, hinges
+    :math:`s_i s_j s_l`) is split with the rows; without ``target_neighbors`` they are
+    searched among the points of positive weight (on the device, traceable), and
+    rows at or past ``n_valid`` get weight 0.
     """
     x = _checks.points(x, "x")
     transform = _checks.transform_matrix(transform, x.shape[1])
@@ -458,6 +469,20 @@ def sharded_lmnn_loss(
     mesh = row_mesh() if mesh is None else mesh
     axis = _axis(mesh, axis_name)
     _check_block(block_size)
+    dt = _checks.compute_dtype(x, transform)
+    if sample_weight is not None:
+        w = _checks.sample_weight(sample_weight, n, dt)
+        w = jnp.where(jnp.arange(n) < nv, w, 0)  # padding rows: no neighbour, no loss
+        if target_neighbors is not None and nv != n:  # padding rows: any in-range index
+            codes, tn, ok = _lmnn._label_codes(labels, n)[0], target_neighbors, None
+        else:
+            codes, tn, ok = _lmnn._codes_and_targets(x, labels, target_neighbors, n_neighbors, w)
+        tn = jnp.asarray(tn, jnp.int32)
+        weights = (_lmnn._pair_weights(w, tn, ok), w)
+        return _run_lmnn(
+            jnp.asarray(transform, dt), jnp.asarray(x, dt), codes, tn, weights, mesh, axis,
+            mu, mg, block_size, nv,
+        )
     codes, host_codes = _lmnn._label_codes(labels, n)
     if target_neighbors is None:
         if nv != n or _checks._is_traced(x) or host_codes is None:
@@ -470,9 +495,8 @@ def sharded_lmnn_loss(
         tn = jnp.asarray(target_neighbors, jnp.int32)  # padding rows: any in-range index
     else:
         tn = _lmnn._check_target_neighbors(target_neighbors, n, host_codes)
-    dt = _checks.compute_dtype(x, transform)
     return _run_lmnn(
-        jnp.asarray(transform, dt), jnp.asarray(x, dt), codes, tn, mesh, axis, mu, mg,
+        jnp.asarray(transform, dt), jnp.asarray(x, dt), codes, tn, None, mesh, axis, mu, mg,
         block_size, nv,
     )
 

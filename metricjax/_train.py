@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from metricjax import _linesearch
 from metricjax._typing import PyTree
 
 
@@ -228,8 +229,8 @@ def named_optimizer(name: str) -> optax.GradientTransformation:
     (:data:`NAMED_LEARNING_RATE`); build ``optax.adam(...)`` yourself for other
     settings. One instance per name, so fits with the same name share compiled loops.
     """
-    if name == "lbfgs":
-        return optax.lbfgs()
+    if name == "lbfgs":  # optax.lbfgs(), its line search compiling the loss once
+        return _linesearch.lbfgs()
     if name in _FIRST_ORDER:
         return getattr(optax, name)(NAMED_LEARNING_RATE)
     raise ValueError(

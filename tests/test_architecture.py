@@ -17,7 +17,8 @@ LAYERS = [
     ("metricjax._distances", "metricjax.reference"),
     ("metricjax.jacobians",),
     ("metricjax.losses",),
-    ("metricjax.solvers", "metricjax._train", "metricjax._persist", "metricjax.constraints"),
+    ("metricjax.solvers", "metricjax._linesearch", "metricjax._train", "metricjax._persist",
+     "metricjax.constraints"),
     ("metricjax.distributed",),
     ("metricjax.estimators", "metricjax.nn", "metricjax.plot"),
 ]

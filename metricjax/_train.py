@@ -471,8 +471,8 @@ def fit(
     ``vmap_method="sequential"`` the program maps the one-member fit over the batch
     (``jax.custom_batching.sequential_vmap``): every member does only its own
     iterations, the fastest form on a CPU, where batching the members' arithmetic
-    gains nothing (measured on 2 cores: 16 MLKR fits at n = 1000 ran 7-8x faster
-    than in the batched form once compiled, 3x compilation included,
+    gains nothing (measured on 2 cores: 16 MLKR fits at n = 1000 ran 5x faster
+    than in the batched form once compiled, 2.5-3x compilation included,
     ``benchmarks/results/sweep.md``). With ``"batched"`` the members
     step together in one batched ``while_loop``, which runs until the slowest
     member has converged (a finished member's carry is kept unchanged, but still

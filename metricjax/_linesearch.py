@@ -10,8 +10,8 @@ evaluations per line-search step.
 :func:`lbfgs` builds ``optax.lbfgs`` with the same line search, whose step runs each
 branch in three parts instead:
 
-1. both branches are traced with a stand-in ``value_and_grad`` that records the trial
-   step they would evaluate (their other outputs are dead code);
+1. both branches are traced up to their evaluation with a stand-in ``value_and_grad``
+   that records the trial step and stops the branch (an exception, caught);
 2. the trial step of the branch that ``interval_found`` selects is evaluated once;
 3. ``lax.cond`` runs the selected branch again, its ``value_and_grad`` returning the
    evaluation of step 2, which is the evaluation at its own trial step.
@@ -35,6 +35,14 @@ import optax
 _ZOOM_SETTINGS = dict(max_linesearch_steps=20, initial_guess_strategy="one")
 
 
+class _Recorded(Exception):
+    """Raised by the stand-in evaluation once the trial step is recorded."""
+
+
+class _Unexpected(Exception):
+    """A branch returned without evaluating the loss (an optax laid out otherwise)."""
+
+
 def _branches(step_fn):
     """optax's ``(search, zoom, try_safe)`` functions from its ``step_fn`` closure, or ``None``."""
     try:
@@ -55,15 +63,23 @@ def _one_evaluation(step_fn):
     def new_step_fn(state, *, value_and_grad_fn, fn_kwargs):
         trial = {}
 
-        def recorder(name):
+        def record(branch, name):
             def stand_in(step, **kwargs):
                 trial[name] = step
-                return state.value, state.grad  # placeholders of the right types
+                raise _Recorded  # the rest of the branch is not needed (nor traced)
 
-            return stand_in
+            try:
+                branch(state, value_and_grad_fn=stand_in, fn_kwargs=fn_kwargs)
+            except _Recorded:
+                pass
+            if name not in trial:  # the branch did not evaluate: keep optax's step
+                raise _Unexpected
 
-        search(state, value_and_grad_fn=recorder("search"), fn_kwargs=fn_kwargs)
-        zoom(state, value_and_grad_fn=recorder("zoom"), fn_kwargs=fn_kwargs)
+        try:
+            record(search, "search")
+            record(zoom, "zoom")
+        except _Unexpected:
+            return step_fn(state, value_and_grad_fn=value_and_grad_fn, fn_kwargs=fn_kwargs)
         step = jax.tree.map(
             lambda z, s: jnp.where(state.interval_found, z, s), trial["zoom"], trial["search"]
         )

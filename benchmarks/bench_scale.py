@@ -71,9 +71,10 @@ def regression_data(n, d=20, informative=5, seed=0, noise=0.1):
     return x, y
 
 
-def _child(args: list[str], env=None, timeout=1800) -> dict:
-    """Run this script with ``args`` in a fresh process; return its last JSON line."""
-    cmd = [sys.executable, __file__, *args]
+def _child(args: list[str], env=None, timeout=1800, script=__file__) -> dict:
+    """Run ``script`` (this one by default) with ``args`` in a fresh process; return its
+    last JSON line."""
+    cmd = [sys.executable, script, *args]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{out.stderr[-3000:]}")

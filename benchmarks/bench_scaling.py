@@ -35,12 +35,12 @@ import argparse
 import json
 import os
 import pathlib
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from bench_scale import _child as _run_child  # noqa: E402
 from bench_scale import _peak_rss_bytes, _powerlaw, regression_data  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).parent / "results"
@@ -50,13 +50,9 @@ D = K = 20
 TARGETS = 3  # LMNN target neighbours per point
 
 
-def _child(args: list[str], timeout=3600) -> dict:
-    """Run this script with ``args`` in a fresh process; return its last JSON line."""
-    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
-                         timeout=timeout)  # fmt: skip
-    if out.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def _child(args: list[str]) -> dict:
+    """This script with ``args`` in a fresh process (its last JSON line)."""
+    return _run_child(args, timeout=3600, script=__file__)
 
 
 def _data(n: int):

@@ -79,6 +79,19 @@ def _check_vmap_method(vmap_method) -> str:
     return vmap_method
 
 
+def _tracing(tree) -> bool:
+    """Whether a fit is traced: traced inputs, or a caller under a transformation."""
+    return _traced(tree) or _under_a_transformation()
+
+
+def _call(fn: Callable, method: str, tracing: bool, *args):
+    """``fn(*args)``; under a transformation with ``method == "sequential"``, through
+    :func:`_member_by_member` (a ``jax.vmap`` of it runs one member at a time)."""
+    if tracing and method == "sequential":
+        return _member_by_member(fn, *args)
+    return fn(*args)
+
+
 def _member_by_member(fn: Callable, *args):
     """``fn(*args)``, such that ``jax.vmap`` of it runs the batch members one after another.
 
@@ -500,15 +513,12 @@ def fit(
     optimizer = resolve_optimizer(optimizer, "lbfgs")
     max_iter = int(max_iter)
     capacity = _history_capacity(max_iter)
-    traced = _traced((params, args, opt_state)) or _under_a_transformation()
+    traced = _tracing((params, args, opt_state))
     # compiler options are for a top-level jit only: none when the fit is traced
     options = () if traced else _compile_options(params, args)
     start, chunk, oneshot = _fit_loop(loss_fn, optimizer, capacity, tol, gtol, options)
     if callback is None and not verbose:
-        if traced and method == "sequential":  # one member at a time under vmap
-            carry = _member_by_member(oneshot, params, opt_state, jnp.int32(max_iter), *args)
-        else:
-            carry = oneshot(params, opt_state, jnp.int32(max_iter), *args)
+        carry = _call(oneshot, method, traced, params, opt_state, jnp.int32(max_iter), *args)
         if _traced(carry):  # inside jit / vmap: the arrays themselves, no host reads
             return FitResult(
                 carry.params,
@@ -812,10 +822,7 @@ def fit_minibatch(
     if callback is None and not verbose:
         oneshot = lambda p, k, s, stop, *d: run(init(p, k, *d, opt_state=s), stop, *d)
         args = (params, key, opt_state, jnp.int32(num_steps), *data)
-        if method == "sequential" and (_traced(args) or _under_a_transformation()):
-            carry = _member_by_member(oneshot, *args)  # one member at a time under vmap
-        else:
-            carry = oneshot(*args)
+        carry = _call(oneshot, method, _tracing(args), *args)
         if _traced(carry):  # inside jit / vmap: the arrays themselves, no host reads
             ev_steps = np.asarray(
                 [*range(0, num_steps, eval_every), num_steps] if eval_every else [], np.int64

@@ -23,9 +23,10 @@ from metricjax.losses import kernel_regression, mlkr_ridge_loss, sharded_mlkr_lo
 from metricjax.losses._mlkr import ridge_penalty
 
 
-def _sharded_mlkr_ridge(transform, x, y, weight, *, block_size, mesh):
+def _sharded_mlkr_ridge(transform, x, y, weight, *, block_size, mesh, sample_weight=None):
     """:func:`metricjax.losses.mlkr_ridge_loss` with the rows split over ``mesh``."""
-    loss = sharded_mlkr_loss(transform, x, y, block_size=block_size, mesh=mesh)
+    loss = sharded_mlkr_loss(transform, x, y, sample_weight=sample_weight,
+                             block_size=block_size, mesh=mesh)  # fmt: skip
     return loss + ridge_penalty(transform, weight)
 
 
@@ -41,9 +42,8 @@ def _weighted_mlkr_ridge(transform, x, y, sample_weight, weight, *, block_size, 
     """:func:`metricjax.losses.mlkr_ridge_loss` (or its row-sharded version on ``mesh``)
     with the sample weights as a data argument."""
     if mesh is not None:
-        loss = sharded_mlkr_loss(transform, x, y, sample_weight=sample_weight,
-                                 block_size=block_size, mesh=mesh)  # fmt: skip
-        return loss + ridge_penalty(transform, weight)
+        return _sharded_mlkr_ridge(transform, x, y, weight, block_size=block_size, mesh=mesh,
+                                   sample_weight=sample_weight)  # fmt: skip
     return mlkr_ridge_loss(transform, x, y, weight, sample_weight=sample_weight,
                            block_size=block_size)  # fmt: skip
 

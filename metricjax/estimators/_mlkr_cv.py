@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import check_cv
 
-from metricjax._train import _compile_options, resolve_optimizer
+from metricjax._train import _check_vmap_method, _compile_options, resolve_optimizer
 from metricjax._train import fit as _fit
 from metricjax.estimators._base import (
     COMMON_ARGS,
@@ -208,8 +208,8 @@ class MLKRCV(MLKR):
         if not (isinstance(self.batch, str) and self.batch in ("auto", "grid", "folds")):
             raise ValueError(f"`batch` must be 'auto', 'grid' or 'folds', got {self.batch!r}")
         batch = self.batch
-        if batch == "auto":
-            batch = "grid" if jax.default_backend() == "cpu" else "folds"
+        if batch == "auto":  # one call where the fits run member by member anyway
+            batch = "grid" if _check_vmap_method("auto") == "sequential" else "folds"
         refuse_complex(X, "X")
         y = _numeric_targets(y, type(self).__name__)
         X, y = self._points(X, y, reset=True, ensure_min_samples=2, y_numeric=True)

@@ -19,8 +19,8 @@ evaluation is ``O(n (k + c + d))`` numbers, against ``O(n^2 (k + c) / p)`` flops
 
 ``n`` need not be a multiple of the device count: the rows are padded to one and
 the padded points are masked out (no neighbour of anyone, no loss, zero gradient).
-Sample weights (MLKR, NCA) are split with the rows: each device scales its own rows'
-losses and all-gathers the ``(n,)`` weights for the kernel. Inputs that already end in padding (e.g. from
+Sample weights are split with the rows: each device scales its own rows' losses and
+all-gathers the ``(n,)`` weights for the kernel (MLKR, NCA) or the hinges (LMNN). Inputs that already end in padding (e.g. from
 :func:`metricjax.distributed.global_rows`) pass ``n_valid``, the number of real rows.
 LMNN (:func:`sharded_lmnn_loss`) has the same layout with LMNN's hinge pass: it also
 all-gathers the centred ``X`` and the labels, and scatters the target neighbours'

@@ -3,7 +3,7 @@ r"""SDML estimators: Sparse Determinant Metric Learning (Qi et al., 2009)."""
 from metricjax.estimators import _tuples
 from metricjax.estimators._base import class_doc
 from metricjax.estimators._tuples import PairsLearner, SupervisedTuplesLearner, fit_solver
-from metricjax.solvers import sdml_solve
+from metricjax.solvers._sdml import _sdml_checked
 
 _SDML_ARGS = _tuples.tuples_args(
     r"""
@@ -37,7 +37,8 @@ class _BaseSDML:
 
     def _fit_tuples(self, pairs, y):
         return fit_solver(
-            self, ("n_iter", "converged"), sdml_solve, pairs, y.astype(pairs.dtype),
+            # the pairs and labels are validated already: the solver's core, not sdml_solve
+            self, ("n_iter", "converged"), _sdml_checked, pairs, y.astype(pairs.dtype),
             balance_param=self.balance_param, sparsity_param=self.sparsity_param,
             prior=self.prior, random_state=self.random_state,
         )  # fmt: skip

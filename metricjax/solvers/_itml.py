@@ -291,16 +291,10 @@ def itml_solve(
     bhat = np.where(sign < 0, bnd[1], bnd[0])
     gamma_proj = 1.0 if math.isinf(gamma) else gamma / (gamma + 1.0)
     inv_gamma = 0.0 if math.isinf(gamma) else 1.0 / gamma
-    with on_device(device):
+    with on_device(device):  # NumPy arguments: the compiled loop transfers them itself
         metric, it, stop = _itml_loop(
-            jnp.asarray(vv, dt),
-            jnp.asarray(sign, dt),
-            jnp.asarray(bhat, dt),
-            jnp.asarray(m0, dt),
-            jnp.asarray(gamma_proj, dt),
-            jnp.asarray(inv_gamma, dt),
-            jnp.asarray(tol, dt),
-            jnp.asarray(max_iter, jnp.int32),
+            *(np.asarray(a, dt) for a in (vv, sign, bhat, m0, gamma_proj, inv_gamma, tol)),
+            np.int32(max_iter),
         )
         bnd = jnp.asarray(bnd, dt)
     return ITMLResult(metric, it, stop, bnd)

@@ -425,6 +425,33 @@ def sdml_solve(
         the graphical lasso, Biostatistics 9(3), 2008.
     """
     pairs, y = check_pairs(pairs, y)
+    dt = _checks.float_dtype(pairs)
+    res = _sdml_checked(
+        np.asarray(pairs, dtype=dt), np.asarray(y, dtype=dt),
+        balance_param=balance_param, sparsity_param=sparsity_param, prior=prior,
+        random_state=random_state, eig_floor=eig_floor, tol=tol, max_iter=max_iter,
+        stacklevel=3,
+    )  # fmt: skip
+    # on the default device
+    return res._replace(metric=jnp.asarray(res.metric), emp_cov=jnp.asarray(res.emp_cov))
+
+
+def _sdml_checked(
+    pairs: np.ndarray,
+    y: np.ndarray,
+    *,
+    balance_param,
+    sparsity_param,
+    prior,
+    random_state,
+    eig_floor=0.1,
+    tol=1e-10,
+    max_iter=100,
+    stacklevel=2,
+) -> SDMLResult:
+    """:func:`sdml_solve` of pairs and labels already validated (``check_pairs``), as NumPy
+    arrays of one floating dtype: the estimators' path, which validated them once already.
+    Checks the hyperparameters; returns NumPy ``metric`` and ``emp_cov``."""
     eta = _checks.nonnegative_float(balance_param, "balance_param")
     lam = _checks.nonnegative_float(sparsity_param, "sparsity_param")
     floor = _checks.nonnegative_float(eig_floor, "eig_floor")
@@ -433,33 +460,35 @@ def sdml_solve(
     tol = _checks.nonnegative_float(tol, "tol")
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
         raise ValueError(f"`max_iter` must be an integer >= 1, got {max_iter!r}")
-    dt = _checks.float_dtype(pairs)
-    d = np.shape(pairs)[2]
+    dt = pairs.dtype
+    d = pairs.shape[2]
     # the prior reads the data only for "covariance" (a pass over all pairs otherwise saved)
     uses_data = isinstance(prior, str) and prior == "covariance"
     _, prior_inv = initial_metric(
-        np.asarray(pairs) if uses_data else np.zeros((1, d)),
+        pairs if uses_data else np.zeros((1, d)),
         prior,
         random_state=random_state,
         strict_pd=True,
         return_inverse=True,
         matrix_name="prior",
     )
-    eps = floor * np.linalg.eigvalsh(np.asarray(prior_inv, dtype=np.float64)).min()
-    tol_eff = max(tol, 10 * float(jnp.finfo(dt).eps))
-    host = functools.partial(np.asarray, dtype=np.dtype(dt))  # numpy in: one transfer per call
+    prior_inv = np.asarray(prior_inv, dtype=np.float64)
+    eps = floor * np.linalg.eigvalsh(prior_inv).min()
+    tol_eff = max(tol, 10 * float(np.finfo(dt).eps))
+    # NumPy in (one transfer per argument), NumPy out (one transfer back)
     with _on_cpu():
-        out, s, projected, sound, lam_min, lam_max = _sdml_core(
-            _pair_scatter(host(pairs), host(y)),
-            host(prior_inv),
-            host(eta),
-            host(lam),
-            host(tol_eff),
-            host(eps),
+        out = _sdml_core(
+            _pair_scatter(pairs, y),
+            prior_inv.astype(dt),
+            dt.type(eta),
+            dt.type(lam),
+            dt.type(tol_eff),
+            dt.type(eps),
             max_iter=int(max_iter),
         )
+        out, s, projected, sound, lam_min, lam_max = jax.device_get(out)
     res = GraphicalLassoResult(*out)
-    theta, projected, converged = np.asarray(res.precision), bool(projected), bool(res.converged)
+    theta, projected, converged = res.precision, bool(projected), bool(res.converged)
     if projected:
         warnings.warn(
             "SDML: the matrix S = prior^-1 + balance_param * (pair scatter) is not positive "
@@ -468,7 +497,7 @@ def sdml_solve(
             f"{{S >= {eps:.3g} I}} (eig_floor * smallest eigenvalue of prior^-1). Decrease "
             "`balance_param` or use fewer dissimilar pairs for the unprojected problem.",
             SDMLWarning,
-            stacklevel=2,
+            stacklevel=stacklevel,
         )
     if not bool(sound):
         raise RuntimeError(
@@ -481,12 +510,16 @@ def sdml_solve(
             f"gap {float(res.dual_gap):.3g}); the last iterate, positive definite, is returned. "
             "Increase `max_iter`, or standardise the features.",
             SDMLWarning,
-            stacklevel=2,
+            stacklevel=stacklevel,
         )
+    try:  # theta is symmetric positive definite (``sound``): components_from_metric's L
+        components = np.linalg.cholesky(theta).T
+    except np.linalg.LinAlgError:  # pragma: no cover - rounding at the edge of the cone
+        components = components_from_metric(theta)
     return SDMLResult(
-        jnp.asarray(theta),  # on the default device
-        components_from_metric(theta),
-        jnp.asarray(np.asarray(s)),
+        theta,
+        components,
+        s,
         projected,
         int(res.n_iter),
         converged,

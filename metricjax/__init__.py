@@ -11,6 +11,7 @@ at coincident points).
 
 from metricjax import constraints as constraints
 from metricjax import distributed as distributed
+from metricjax import exceptions as exceptions
 from metricjax import jacobians as jacobians
 from metricjax import losses as losses
 from metricjax import reference as reference

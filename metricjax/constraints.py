@@ -377,7 +377,8 @@ class Constraints:
 
         Raises:
             ValueError: ``X`` has the wrong shape or non-finite values, fewer than two
-                labelled classes, or ``k_genuine``/``k_impostor`` below 1.
+                labelled classes, or ``k_genuine``/``k_impostor`` not an int or below 1
+                (a ``ValueError``, as metric-learn's ``SCML_Supervised`` raises).
 
         References:
             G. Shi, Y. Wu, J. Liu, S. Wan, W. Wang, T. Lu, `Sparse Compositional Metric
@@ -385,6 +386,10 @@ class Constraints:
         """
         from sklearn.neighbors import NearestNeighbors
 
+        for name, k in (("k_genuine", k_genuine), ("k_impostor", k_impostor)):
+            if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+                # metric-learn's SCML_Supervised's error, word for word
+                raise ValueError(f"{name} should be an integer, instead it is of type {type(k)}")
         k_genuine = _count(k_genuine, "k_genuine", 1)
         k_impostor = _count(k_impostor, "k_impostor", 1)
         X = np.asarray(X)

@@ -51,6 +51,45 @@ def test_pair_distance_and_score_match_the_definition(iris):
         np.testing.assert_allclose(est.score_pairs(pairs), want, rtol=1e-12)
 
 
+def test_transformers_are_the_learners_metric_learn_makes_transformers():
+    # metric-learn's tuples learners are not scikit-learn transformers (a fit_transform of
+    # pairs could not work); the learners fitted on points are, with fit_transform
+    from sklearn.base import TransformerMixin
+
+    from benchmarks._reference_libs import metric_learn_compat
+
+    ml = metric_learn_compat()
+    for name in ("ITML", "MMC", "SDML", "LSML", "SCML", "ITML_Supervised", "MMC_Supervised",
+                 "SDML_Supervised", "LSML_Supervised", "SCML_Supervised", "NCA", "LMNN",
+                 "MLKR", "Covariance", "LFDA", "RCA", "RCA_Supervised"):  # fmt: skip
+        ours = getattr(mj.estimators, name)
+        want = issubclass(getattr(ml, name), TransformerMixin)
+        assert issubclass(ours, TransformerMixin) == want, name
+        assert hasattr(ours, "fit_transform") == want, name
+        assert issubclass(ours, MahalanobisLearner) and hasattr(ours, "transform"), name
+
+
+def test_get_metric_squeezes_its_points_as_metric_learn():
+    # metric-learn's metric_fun squeezes u and v (scipy's validate_vector): a (1, d) row is
+    # a point, and with one feature so is a scalar; two rows are refused
+    from benchmarks._reference_libs import metric_learn_compat
+
+    ml = metric_learn_compat()
+    X, _ = load_iris(return_X_y=True)
+    ours, theirs = mj.estimators.Covariance().fit(X), ml.Covariance().fit(X)
+    f, g = ours.get_metric(), theirs.get_metric()
+    want = f(X[0], X[1])
+    assert f(X[0][None], X[1][None]) == want
+    assert f(X[0][None], X[1]) == want
+    np.testing.assert_allclose(want, g(X[0][None], X[1][None]), rtol=1e-12)
+    with pytest.raises(ValueError, match="u and v must be"):
+        f(X[:2], X[2:4])
+    ours.components_, theirs.components_ = np.array([[3.1]]), np.array([3.1])
+    np.testing.assert_allclose(ours.get_metric()(5, 6.7), 3.1 * 1.7, rtol=1e-12)
+    np.testing.assert_allclose(ours.get_metric()(5, 6.7), theirs.get_metric()(5, 6.7), rtol=1e-12)
+    np.testing.assert_allclose(ours.get_metric()([5], [[6.7]], squared=True), (3.1 * 1.7) ** 2)
+
+
 def test_pair_distance_equals_metric_learns(iris):
     from benchmarks._reference_libs import metric_learn_compat
 

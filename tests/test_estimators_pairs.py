@@ -152,6 +152,21 @@ def test_calibrate_threshold_matches_metric_learn(params):
     np.testing.assert_allclose(fitted.threshold_, ref_fit.threshold_, rtol=RTOL)
 
 
+@pytest.mark.parametrize("learner", [ITML, MMC, mj.estimators.SDML])
+def test_fit_calibrates_like_calibrate_threshold_on_the_training_pairs(learner):
+    # fit scores its own validated pairs directly; an explicit calibrate_threshold on the
+    # same pairs (here indices through a preprocessor) must give the same threshold
+    X, _, pairs, y = _iris_pairs()
+    idx = np.arange(2 * len(pairs)).reshape(-1, 2)
+    points = pairs.reshape(-1, X.shape[1])
+    kw = {"balance_param": 1e-3} if learner is mj.estimators.SDML else {}
+    for params in ({}, {"strategy": "f_beta", "beta": 0.5},
+                   {"strategy": "max_tpr", "min_rate": 0.7}, {"strategy": "max_tnr", "min_rate": 0.7}):  # fmt: skip
+        est = learner(preprocessor=points, **kw).fit(idx, y, calibration_params=params)
+        fitted = est.threshold_
+        assert est.calibrate_threshold(idx, y, **params).threshold_ == fitted
+
+
 def test_accuracy_threshold_is_optimal_and_can_reject_everything():
     _, _, pairs, y = _iris_pairs()
     est = ITML(random_state=0).fit(pairs, y)

@@ -5,6 +5,7 @@ import warnings
 import jax
 import numpy as np
 import pytest
+from _typecheck import unchecked_calls
 from sklearn.datasets import load_wine
 from sklearn.model_selection import cross_val_score
 from sklearn.preprocessing import StandardScaler
@@ -89,3 +90,25 @@ def test_lda_basis_with_one_cluster_per_class_does_not_warn():
         warnings.simplefilter("ignore")
         ref = ml.SCML_Supervised(n_basis=4, random_state=0)._generate_bases_LDA(X, Y)[0]
     np.testing.assert_allclose(basis, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_metric_learn_conventions_dimension_reduction_warning_and_int_checks():
+    # metric-learn warns when fewer bases than features stay active (its toy example),
+    # and refuses non-integer k_genuine / k_impostor with a ValueError
+    triplets = np.array([[[0, 1], [2, 1], [0, 0]], [[2, 1], [0, 1], [2, 0]],
+                         [[0, 0], [2, 0], [0, 1]], [[2, 0], [0, 0], [2, 1]]], dtype=float)  # fmt: skip
+    ref = ml.SCML(n_basis=2, random_state=0)
+    with pytest.warns(UserWarning, match="reduces the dimension to 1"):
+        ref.fit(triplets)
+    with pytest.warns(UserWarning, match="reduces the dimension to 1"):
+        ours = SCML(n_basis=2, random_state=0).fit(triplets)
+    assert ours.components_.shape == ref.components_.shape == (1, 2)
+    X, y = np.array([[0.0, 0], [1, 1], [3, 3], [4, 4]]), np.array([1, 1, 0, 0])
+    for arg in ("k_genuine", "k_impostor"):
+        with pytest.raises(ValueError) as err, unchecked_calls():
+            SCML_Supervised(n_basis=2, **{arg: 1.0}).fit(X, y)
+        assert str(err.value) == f"{arg} should be an integer, instead it is of type <class 'float'>"
+    for arg in ("max_iter", "output_iter", "batch_size", "n_basis"):
+        with pytest.raises(ValueError) as err, unchecked_calls():
+            SCML(**{arg: 1.0}).fit(triplets)
+        assert str(err.value) == f"{arg} should be an integer, instead it is of type <class 'float'>"

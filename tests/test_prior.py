@@ -62,6 +62,23 @@ def test_initial_metric_array_and_random_state_objects():
         np.testing.assert_allclose(sinv, ml_init(X, s, return_inverse=True)[1], atol=1e-10)
 
 
+@pytest.mark.parametrize("name", ["MMC_Supervised", "ITML_Supervised", "LSML_Supervised"])
+def test_a_non_psd_init_raises_nonpsderror_as_metric_learn(name):
+    # metric-learn raises its NonPSDError (a LinAlgError) for a matrix with a negative
+    # eigenvalue; metricjax's NonPSDError is one too, and names the matrix
+    import metricjax as mj
+    from metricjax.exceptions import NonPSDError
+
+    X, y = load_iris(return_X_y=True)
+    m = np.diag([1.0, 1.0, 1.0, -10.0])
+    arg = "init" if name == "MMC_Supervised" else "prior"
+    est = getattr(mj.estimators, name)(**{arg: m}, random_state=0)
+    with pytest.raises(NonPSDError, match=f"`{arg}` is not positive semi-definite") as err:
+        est.fit(X, y)
+    assert isinstance(err.value, np.linalg.LinAlgError) and isinstance(err.value, ValueError)
+    assert str(NonPSDError()) == str(ml.exceptions.NonPSDError())
+
+
 def test_initial_metric_errors_name_the_argument():
     with pytest.raises(ValueError, match="`prior` must be 'identity'"):
         initial_metric(X, "pca")

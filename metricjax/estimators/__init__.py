@@ -7,6 +7,7 @@ and ``pair_score``. ``pip install "metricjax[sklearn]"`` installs scikit-learn.
 
 from metricjax.estimators._base import DEFAULT_TOL as DEFAULT_TOL
 from metricjax.estimators._base import MahalanobisLearner as MahalanobisLearner
+from metricjax.estimators._base import PointsTransformer as PointsTransformer
 from metricjax.estimators._covariance import Covariance as Covariance
 from metricjax.estimators._itml import ITML as ITML
 from metricjax.estimators._itml import ITML_Supervised as ITML_Supervised
@@ -45,6 +46,7 @@ __all__ = [
     "SDML",
     "SDML_Supervised",
     "MahalanobisLearner",
+    "PointsTransformer",
     "PairsLearner",
     "TripletsLearner",
     "QuadrupletsLearner",

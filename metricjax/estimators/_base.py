@@ -332,13 +332,23 @@ def _apply_preprocessor(preprocessor, indices, what: str):
 # ----------------------------------------------------------------------------------
 # the Mahalanobis base class
 # ----------------------------------------------------------------------------------
-class MahalanobisLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+def pair_distances(pairs: np.ndarray, components: np.ndarray) -> np.ndarray:
+    r""":math:`\lVert L(b_p - a_p)\rVert` of validated ``(n_pairs, 2, d)`` pairs, ``L`` = ``components``."""
+    diff = (pairs[:, 1, :] - pairs[:, 0, :]) @ components.T.astype(pairs.dtype)
+    return np.sqrt(np.einsum("ij,ij->i", diff, diff))
+
+
+class MahalanobisLearner(BaseEstimator):
     r"""Base of every metricjax estimator: a learned linear map and metric-learn's API.
 
     Subclasses set ``components_`` (``(n_components, n_features)``) in ``fit`` and store
     their hyperparameters in ``__init__``, including ``preprocessor`` (``None``, an
     array of points — tuples and points may then be given as indices into it — or a
-    callable from an array of indices to the points).
+    callable from an array of indices to the points). Every learner can ``transform``;
+    those fitted on points (``fit(X, y)``) are scikit-learn transformers as well
+    (:class:`PointsTransformer`: ``fit_transform``, ``set_output``,
+    ``get_feature_names_out``), the weakly supervised ones fitted on tuples (ITML, MMC,
+    SDML, LSML, SCML) are not, as in metric-learn.
     """
 
     preprocessor = None  # subclasses store their own in __init__
@@ -379,11 +389,6 @@ class MahalanobisLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         if tags.transformer_tags is not None:
             tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
-
-    @property
-    def _n_features_out(self):
-        # For get_feature_names_out: "<classname><i>" for i < n_components.
-        return self.components_.shape[0]
 
     # -- inputs ----------------------------------------------------------------------
     def _points(self, X, *args, reset: bool, **kwargs):
@@ -488,18 +493,20 @@ class MahalanobisLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         estimators, e.g. ``KNeighborsClassifier(metric=est.get_metric())``.
 
         Returns:
-            ``metric_fun(u, v, squared=False)``: for 1-D arrays ``u`` and ``v`` of length
-            ``n_features``, :math:`\lVert L(u - v)\rVert` (its square with
-            ``squared=True``) as a float.
+            ``metric_fun(u, v, squared=False)``: for points ``u`` and ``v`` of
+            ``n_features`` values, :math:`\lVert L(u - v)\rVert` (its square with
+            ``squared=True``) as a float. As in metric-learn (scipy's ``validate_vector``),
+            the points are squeezed first: a ``(1, n_features)`` row or, with one feature, a
+            scalar is a point too.
         """
         check_is_fitted(self, "components_")
         components_t = self.components_.T.copy()
         n_features = components_t.shape[0]
 
         def metric_fun(u, v, squared=False):
-            """Learned distance between the points ``u`` and ``v`` (1-D, n_features)."""
-            u = np.asarray(u, dtype=np.float64)
-            v = np.asarray(v, dtype=np.float64)
+            """Learned distance between the points ``u`` and ``v`` (n_features values each)."""
+            u = np.atleast_1d(np.asarray(u, dtype=np.float64).squeeze())
+            v = np.atleast_1d(np.asarray(v, dtype=np.float64).squeeze())
             if u.ndim != 1 or v.ndim != 1 or u.shape != (n_features,) or v.shape != u.shape:
                 raise ValueError(
                     f"u and v must be 1-D arrays of length {n_features}, got shapes "
@@ -524,9 +531,7 @@ class MahalanobisLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             Array of shape ``(n_pairs,)``.
         """
         check_is_fitted(self, "components_")
-        pairs = self._tuples(pairs, 2, name="pairs")
-        diff = (pairs[:, 1, :] - pairs[:, 0, :]) @ self.components_.T.astype(pairs.dtype)
-        return np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        return pair_distances(self._tuples(pairs, 2, name="pairs"), self.components_)
 
     def pair_score(self, pairs):
         """Similarity of each pair: ``-pair_distance(pairs)`` (larger is more similar).
@@ -555,10 +560,25 @@ class MahalanobisLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         return self.pair_distance(pairs)
 
 
+class PointsTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, MahalanobisLearner):
+    """Base of the learners fitted on points, ``fit(X, y)``: scikit-learn transformers.
+
+    Adds scikit-learn's ``fit_transform``, ``set_output`` and ``get_feature_names_out``
+    (``"<classname><i>"`` for each learned component). The tuples learners (ITML, MMC,
+    SDML, LSML, SCML, whose ``fit`` takes pairs, triplets or quadruplets) are not
+    transformers, as in metric-learn 0.7.0 (its ``MahalanobisMixin`` is not scikit-learn's
+    ``TransformerMixin``; its ``*_Supervised`` learners and the others are).
+    """
+
+    @property
+    def _n_features_out(self):
+        return self.components_.shape[0]
+
+
 # ----------------------------------------------------------------------------------
 # supervised learners: fit(X, y) by minimising a loss of metricjax.losses
 # ----------------------------------------------------------------------------------
-class SupervisedLearner(MahalanobisLearner):
+class SupervisedLearner(PointsTransformer):
     """``fit(X, y)`` for the learners that minimise a loss of :mod:`metricjax.losses`.
 
     Subclasses define ``__init__`` (storing hyperparameters only), ``_classification``

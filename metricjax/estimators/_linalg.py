@@ -10,10 +10,10 @@ runs the jit-compiled solver in the precision of the data (``float32`` in
 import jax
 import numpy as np
 
-from metricjax.estimators._base import MahalanobisLearner
+from metricjax.estimators._base import PointsTransformer
 
 
-class ClosedFormLearner(MahalanobisLearner):
+class ClosedFormLearner(PointsTransformer):
     """Base of the learners whose ``components_`` come from one solver call."""
 
     _needs_y = False  # LFDA and RCA_Supervised learn from labels

@@ -37,7 +37,12 @@ from sklearn.utils.validation import check_is_fitted
 
 from metricjax._checks import check_pairs
 from metricjax.constraints import Constraints, default_n_constraints, wrap_pairs
-from metricjax.estimators._base import MahalanobisLearner, restore_on_failure
+from metricjax.estimators._base import (
+    MahalanobisLearner,
+    PointsTransformer,
+    pair_distances,
+    restore_on_failure,
+)
 from metricjax.solvers import components_from_metric
 
 _STRATEGIES = ("accuracy", "f_beta", "max_tpr", "max_tnr")
@@ -224,7 +229,11 @@ class PairsLearner(_TuplesLearner):
         self._validate_calibration_params(**calibration_params)
 
         def calibrate(valid_pairs, valid_y):
-            self.calibrate_threshold(valid_pairs, valid_y, **calibration_params)
+            # the training pairs and labels, validated by the fit: scored directly
+            params = {"strategy": "accuracy", "min_rate": None, "beta": 1.0}
+            params.update(calibration_params)
+            scores = -pair_distances(valid_pairs, self.components_)
+            self._threshold_from_scores(scores, valid_y, **params)
 
         return self._fit_and_set(pairs, y, fit_args, after=calibrate)
 
@@ -351,6 +360,10 @@ class PairsLearner(_TuplesLearner):
         self._validate_calibration_params(strategy, min_rate, beta)
         scores = self.decision_function(pairs_valid)
         y_valid = self._check_labels(y_valid, len(scores), require_both=False)
+        return self._threshold_from_scores(scores, y_valid, strategy, min_rate, beta)
+
+    def _threshold_from_scores(self, scores, y_valid, strategy, min_rate, beta):
+        """:meth:`calibrate_threshold`'s rule on validated scores and ``{-1, +1}`` labels."""
         n_samples = len(scores)
         if strategy == "accuracy":
             order = np.argsort(scores)[::-1]
@@ -492,7 +505,7 @@ def constraint_labels(y, estimator: str) -> np.ndarray:
     return labels
 
 
-class SupervisedTuplesLearner(MahalanobisLearner):
+class SupervisedTuplesLearner(PointsTransformer):
     """Base of the ``*_Supervised`` learners: ``fit(X, y)`` from class labels.
 
     Subclasses may override ``_draw(X, labels, n_constraints, random_state)``, which

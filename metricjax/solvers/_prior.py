@@ -3,9 +3,10 @@ r"""Priors and initialisations of a Mahalanobis matrix, and ``L`` from ``M = L^T
 Host-side helpers (float64 NumPy/SciPy), run once per fit before the compiled solver
 starts. They port metric-learn 0.7.0's ``_initialize_metric_mahalanobis`` and
 ``components_from_metric`` (``metric_learn/_util.py``) to the same numbers, with error
-messages that name the offending argument. ``numpy.linalg.LinAlgError`` (raised for a
-matrix that is not positive (semi-)definite, as metric-learn does) is a subclass of
-``ValueError``.
+messages that name the offending argument. A matrix that is not positive semi-definite
+raises :class:`metricjax.exceptions.NonPSDError`, one that is not strictly definite where
+that is needed ``numpy.linalg.LinAlgError``, as metric-learn does; both are subclasses of
+``numpy.linalg.LinAlgError``, itself a ``ValueError``.
 """
 
 
@@ -17,6 +18,8 @@ import jax
 import numpy as np
 import scipy.linalg
 from jaxtyping import ArrayLike, Float
+
+from metricjax.exceptions import NonPSDError
 
 _INITS = ("identity", "covariance", "random")
 
@@ -55,7 +58,7 @@ def _is_definite(w: np.ndarray, name: str, tol=None) -> bool:
     """metric-learn's ``_check_sdp_from_eigen``: raise if not PSD, return whether PD."""
     tol = _eig_tol(w, tol)
     if np.any(w < -tol):
-        raise np.linalg.LinAlgError(
+        raise NonPSDError(
             f"`{name}` is not positive semi-definite: its smallest eigenvalue is "
             f"{w.min():.6g} < -{tol:.3g}"
         )

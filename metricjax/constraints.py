@@ -337,10 +337,9 @@ class Constraints:
         all_inds = [set(np.where(lookup == c)[0]) for c in range(len(uniq)) if uniq[c] >= 0]
         max_chunks = int(sum(len(s) // chunk_size for s in all_inds))
         if max_chunks < n_chunks:
-            raise ValueError(
-                f"not enough points for n_chunks={n_chunks} chunklets of chunk_size={chunk_size}"
-                f" same-class points: the classes of `partial_labels` hold at most "
-                f"{max_chunks}; lower `n_chunks` or `chunk_size`"
+            raise ValueError(  # metric-learn's message
+                f"Not enough possible chunks of {chunk_size} elements in each class to form "
+                f"expected {n_chunks} chunks - maximum number of chunks is {max_chunks}"
             )
         idx = 0
         while idx < n_chunks and all_inds:

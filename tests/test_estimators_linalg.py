@@ -146,7 +146,7 @@ def test_lfda_degenerate_input(wine):
         LFDA().fit(x, np.zeros(len(x)))
     with pytest.raises(ValueError, match="`embedding_type` must be one of"):
         LFDA(embedding_type="whitened").fit(x, y)
-    with pytest.raises(ValueError, match=r"`n_components` must be in \[1, 13\]"):
+    with pytest.raises(ValueError, match=r"Invalid n_components, must be in \[1, 13\]"):
         LFDA(n_components=14).fit(x, y)
     xs = x.copy()
     xs[:, 3] = 1.0  # rank deficiency: metric-learn returns complex/NaN components

@@ -221,7 +221,7 @@ def test_scml_bad_input():
         unchecked(scml_solve)(T, basis="pca")
     with pytest.raises(ValueError, match="labels"):
         unchecked(scml_solve)(T, basis="lda")
-    with pytest.raises(ValueError, match="basis"):
+    with pytest.raises(ValueError, match=r"dimensionality \(4\) of the provided bases"):
         unchecked(scml_solve)(T, basis=np.eye(4))
     with pytest.raises(ValueError, match="n_basis"):
         unchecked(scml_solve)(T, basis=np.eye(13), n_basis=12)

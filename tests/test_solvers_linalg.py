@@ -368,7 +368,7 @@ def test_lfda_bad_arguments(multimodal):
     with pytest.raises(ValueError, match="Invalid embedding_type"):
         ml.LFDA(embedding_type="whitened")
     for bad in (0, 6):
-        with pytest.raises(ValueError, match=r"`n_components` must be in \[1, 5\]"):
+        with pytest.raises(ValueError, match=r"Invalid n_components, must be in \[1, 5\]"):
             unchecked(lfda_components)(x, y, n_components=bad)
         with pytest.raises(ValueError, match="Invalid n_components"):
             ml_lfda_components(x, y, n_components=bad)
@@ -518,7 +518,7 @@ def test_rca_bad_input(wine):
         unchecked(rca_components)(x, np.zeros(10, int))
     with pytest.raises(ValueError, match="integer chunklet ids"):
         unchecked(rca_components)(x, np.full(len(x), 0.5))
-    with pytest.raises(ValueError, match=r"`n_components` must be in \[1, 13\]"):
+    with pytest.raises(ValueError, match=r"Invalid n_components, must be in \[1, 13\]"):
         unchecked(rca_components)(x, np.zeros(len(x), int), n_components=14)
     with pytest.raises(ValueError, match="Invalid n_components"):
         ml.RCA(n_components=14).fit(x, Constraints(y).chunks(40, chunk_size=3, random_state=0))

@@ -727,11 +727,8 @@ class SupervisedLearner(PointsTransformer):
         if n_components is not None:
             if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral):
                 raise TypeError(f"`n_components` must be an int or None, got {n_components!r}")
-            if not 1 <= n_components <= n_features:
-                raise ValueError(
-                    f"`n_components` must lie in [1, n_features] = [1, {n_features}], "
-                    f"got {n_components}"
-                )
+            if not 1 <= n_components <= n_features:  # metric-learn's message
+                raise ValueError(f"Invalid n_components, must be in [1, {n_features}]")
             n_components = int(n_components)
 
         if not isinstance(init, str):
@@ -743,16 +740,29 @@ class SupervisedLearner(PointsTransformer):
                     f"(n_components, n_features) = {want}, got "
                     f"{'shape ' + str(arr.shape) if arr.dtype.kind in 'biuf' else repr(init)}"
                 )
-            rows_ok = (
-                1 <= arr.shape[0] <= n_features
-                if n_components is None
-                else arr.shape[0] == n_components
-            )
-            if arr.shape[1] != n_features or not rows_ok:
+            # metric-learn's three checks and messages, in its order
+            if arr.shape[1] != n_features:
                 raise ValueError(
-                    f"`init` must have shape (n_components, n_features) = {want}"
-                    + (" with n_components <= n_features" if n_components is None else "")
-                    + f", got {arr.shape}"
+                    f"The input dimensionality ({arr.shape[1]}) of the given linear "
+                    "transformation `init` must match the dimensionality of the given inputs "
+                    f"`X` ({n_features})."
+                )
+            if arr.shape[0] > arr.shape[1]:
+                raise ValueError(
+                    f"The output dimensionality ({arr.shape[0]}) of the given linear "
+                    "transformation `init` cannot be greater than its input dimensionality "
+                    f"({arr.shape[1]})."
+                )
+            if n_components is not None and n_components != arr.shape[0]:
+                raise ValueError(
+                    "The preferred dimensionality of the projected space `n_components` "
+                    f"({n_components}) does not match the output dimensionality of the given "
+                    f"linear transformation `init` ({arr.shape[0]})!"
+                )
+            if arr.shape[0] < 1:
+                raise ValueError(
+                    f"`init` must have shape (n_components, n_features) = {want} with "
+                    f"n_components >= 1, got {arr.shape}"
                 )
             if not np.all(np.isfinite(arr)):
                 raise ValueError("`init` contains NaN or inf")

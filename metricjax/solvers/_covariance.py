@@ -46,7 +46,7 @@ def check_n_components(n_components, d: int) -> int:
         raise TypeError(f"`n_components` must be None or an int, got {n_components!r}")
     if not 0 < n_components <= d:
         raise ValueError(
-            f"`n_components` must be in [1, {d}] (the number of features), got {n_components}"
+            f"Invalid n_components, must be in [1, {d}]"  # metric-learn's message
         )
     return int(n_components)
 

@@ -377,10 +377,7 @@ def scml_solve(
     output_iter = _check_int(output_iter, "output_iter")
     batch_size = _check_int(batch_size, "batch_size")
     if output_iter > max_iter:
-        raise ValueError(
-            f"The value of output_iter ({output_iter}) must be equal or smaller than max_iter "
-            f"({max_iter})."
-        )
+        raise ValueError("The value of output_iter must be equal or smaller than max_iter.")
     b = check_beta(beta)
     try:
         g = float(gamma)
@@ -404,10 +401,14 @@ def scml_solve(
             )
     else:
         basis_arr = _checks._asarray(basis, "basis")
-        if np.ndim(basis_arr) != 2 or np.shape(basis_arr)[1] != d or np.shape(basis_arr)[0] < 1:
+        if np.ndim(basis_arr) != 2 or np.shape(basis_arr)[0] < 1:
             raise ValueError(
-                f"The dimensionality of the provided `basis` {np.shape(basis_arr)} must be "
-                f"(n_basis, {d}) to match the triplets' {d} features"
+                f"`basis` must be an array of shape (n_basis, {d}), got {np.shape(basis_arr)}"
+            )
+        if np.shape(basis_arr)[1] != d:  # metric-learn's message
+            raise ValueError(
+                f"The dimensionality ({np.shape(basis_arr)[1]}) of the provided bases must "
+                f"match the dimensionality of the data ({d})."
             )
         if not np.all(np.isfinite(np.asarray(basis_arr))):
             raise ValueError("`basis` contains NaN or inf")

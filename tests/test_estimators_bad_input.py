@@ -57,8 +57,9 @@ def fit_with(X_=None, y_=None, **params):
 
 est_row("fit-X-nan", ALL, fit_with(_nan(XE)), ValueError, r"Input X contains NaN")
 est_row("fit-X-inf", ALL, fit_with(_inf(XE)), ValueError, r"Input X contains infinity")
-est_row("fit-X-rank1", ALL, fit_with(XE[:, 0]), ValueError, r"Expected 2D array, got 1D array")
-est_row("fit-X-rank3", ALL, fit_with(XE[:, :, None]), ValueError, r"Found array with dim 3")
+# metric-learn's messages for input of the wrong dimension
+est_row("fit-X-rank1", ALL, fit_with(XE[:, 0]), ValueError, r"2D array of formed points expected by \w+\. Found 1D array instead")
+est_row("fit-X-rank3", ALL, fit_with(XE[:, :, None]), ValueError, r"2D array of formed points expected by \w+\. Found 3D array")
 est_row(
     "fit-X-empty", ALL, fit_with(XE[:0], np.zeros(0)), ValueError, r"Found array with 0 sample\(s\)"
 )
@@ -266,7 +267,7 @@ est_row(
     r"X has 2 features, but \w+ is expecting 3 features",
 )
 est_row("transform-nan", ALL, use("transform", _nan(XE)), ValueError, r"Input X contains NaN")
-est_row("transform-rank1", ALL, use("transform", XE[0]), ValueError, r"Expected 2D array")
+est_row("transform-rank1", ALL, use("transform", XE[0]), ValueError, r"Found 1D array instead:\ninput=\[.*\]\. Reshape your data and/or use a preprocessor\.")
 est_row(
     "transform-empty", ALL, use("transform", XE[:0]), ValueError, r"Found array with 0 sample\(s\)"
 )

@@ -79,7 +79,7 @@ def test_bad_input_and_failed_fit_leaves_estimator_unchanged():
     q = X[np.column_stack(Constraints(y).quadruplets(60, random_state=0))]
     est = LSML().fit(q)
     comp = est.components_.copy()
-    with pytest.raises(ValueError, match="`quadruplets` must hold tuples of 4 points"):
+    with pytest.raises(ValueError, match=r"Tuples of 4 element\(s\) expected by LSML"):
         est.fit(q[:, :3])
     bad = q.copy()
     bad[0, 0, 0] = np.nan

@@ -299,9 +299,9 @@ def test_bad_input_names_the_argument(cls):
     X, idx, y = _idx_pairs()
     pairs = X[idx]
     est = cls()
-    with pytest.raises(ValueError, match=r"`pairs` must hold tuples of 2 points"):
+    with pytest.raises(ValueError, match=r"Tuples of 2 element\(s\) expected by \w+\. Got tuples of 3"):
         est.fit(pairs[:, [0, 1, 1]], y)
-    with pytest.raises(ValueError, match=r"`pairs` must be a 3D array"):
+    with pytest.raises(ValueError, match=r"3D array of formed tuples expected by \w+\. Found 2D"):
         est.fit(pairs[:, 0], y)
     with pytest.raises(ValueError, match=r"`y` must hold \+1"):
         est.fit(pairs, np.where(y > 0, 1, 0))

@@ -61,7 +61,7 @@ def test_preprocessor_cv_float32_and_bad_input():
     assert np.all(scores > 0.8)
     assert _quiet(SCML(**KW).fit, T.astype(np.float32)).components_.dtype == np.float32
     comp = b.components_.copy()
-    with pytest.raises(ValueError, match="`triplets` must hold tuples of 3 points"):
+    with pytest.raises(ValueError, match=r"Tuples of 3 element\(s\) expected by SCML"):
         b.fit(T[:, :2])
     bad = T.copy()
     bad[1, 2, 0] = np.inf

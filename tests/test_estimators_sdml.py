@@ -48,7 +48,7 @@ def test_bad_input_leaves_the_estimator_unchanged():
     comp = est.components_.copy()
     with pytest.raises(ValueError, match="`y` must hold"):
         est.fit(PAIRS, np.zeros_like(YP))
-    with pytest.raises(ValueError, match="`pairs` must hold tuples of 2 points"):
+    with pytest.raises(ValueError, match=r"Tuples of 2 element\(s\) expected by SDML"):
         est.fit(PAIRS[:, :1], YP)
     np.testing.assert_array_equal(est.components_, comp)
 

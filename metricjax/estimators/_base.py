@@ -321,6 +321,30 @@ def resolve_preprocessor(preprocessor):
     )
 
 
+_EXPECTED = {
+    "1": "2D array of formed points",
+    "2": "3D array of formed tuples",
+    "3": "1D array of indicators or 2D array of formed points",
+    "4": "2D array of indicators or 3D array of formed tuples",
+}
+_WHEN = {"0": "", "1": " after the preprocessor has been applied", "2": " when using a preprocessor"}
+
+
+def input_dimension_error(code: str, data, estimator) -> ValueError:
+    """metric-learn 0.7.0's error for input of the wrong dimension, word for word.
+
+    ``code`` is metric-learn's ``make_error_input`` code (digits: what was expected,
+    preprocessor context, whether to suggest a preprocessor), e.g. ``"101"`` for 1D points
+    without a preprocessor, ``"201"`` for 2D tuples without one.
+    """
+    data = np.asarray(data)
+    return ValueError(
+        f"{_EXPECTED[code[0]]} expected by {type(estimator).__name__}{_WHEN[code[1]]}. Found "
+        f"{data.ndim}D array instead:\ninput={data}. Reshape your data"
+        f"{' and/or use a preprocessor' if code[2] == '1' else ''}.\n"
+    )
+
+
 def _apply_preprocessor(preprocessor, indices, what: str):
     try:
         out = preprocessor(indices)
@@ -398,8 +422,16 @@ class MahalanobisLearner(BaseEstimator):
         ``validate_data``.
         """
         prep = resolve_preprocessor(self.preprocessor)
-        if prep is not None and np.ndim(X) == 1:
+        # not np.ndim: it is a NumPy function, which array-likes may refuse (__array_function__)
+        ndim = X.ndim if hasattr(X, "ndim") else np.asarray(X).ndim
+        if ndim != 2:  # metric-learn's check_input_classic and its messages
+            if prep is None:
+                raise input_dimension_error("101" if ndim == 1 else "100", X, self)
+            if ndim != 1:
+                raise input_dimension_error("320", X, self)
             X = _apply_preprocessor(prep, X, "points")
+            if X.ndim != 2:
+                raise input_dimension_error("111", X, self)
         return _validate_data(self, X, *args, reset=reset, dtype=list(FLOAT_DTYPES), **kwargs)
 
     def _tuples(self, tuples, tuple_size: int, *, name: str = "pairs", reset: bool = False):
@@ -410,23 +442,20 @@ class MahalanobisLearner(BaseEstimator):
         refuse_complex(tuples, name)
         arr = np.asarray(tuples)
         prep = resolve_preprocessor(self.preprocessor)
+        # metric-learn's check_input_tuples and its messages
         if arr.ndim == 2:
             if prep is None:
-                raise ValueError(
-                    f"`{name}` must be a 3D array of formed tuples (n_tuples, {tuple_size}, "
-                    f"n_features), or 2D indices with a `preprocessor`; got shape {arr.shape}"
-                )
+                raise input_dimension_error("201", arr, self)
             n_tuples, size = arr.shape
             arr = _apply_preprocessor(prep, arr.reshape(-1), name)
             arr = arr.reshape(n_tuples, size, -1)
-        if arr.ndim != 3:
-            raise ValueError(
-                f"`{name}` must have shape (n_tuples, {tuple_size}, n_features), got {arr.shape}"
-            )
+        elif arr.ndim != 3:
+            raise input_dimension_error("420" if prep is not None else "200", arr, self)
         if arr.shape[1] != tuple_size:
             raise ValueError(
-                f"`{name}` must hold tuples of {tuple_size} points, got tuples of {arr.shape[1]} "
-                f"(shape {arr.shape})"
+                f"Tuples of {tuple_size} element(s) expected by {type(self).__name__}. Got "
+                f"tuples of {arr.shape[1]} element(s) instead (shape={arr.shape}):\n"
+                f"input={arr}.\n"
             )
         if arr.shape[0] < 1:
             raise ValueError(f"`{name}` is empty")
@@ -551,9 +580,9 @@ class MahalanobisLearner(BaseEstimator):
         .. deprecated:: 0.1
             Use :meth:`pair_distance` (distances) or :meth:`pair_score` (similarities).
         """
-        warnings.warn(
-            "score_pairs is deprecated (as in metric-learn 0.7); use pair_distance for "
-            "distances or pair_score for similarities",
+        warnings.warn(  # metric-learn 0.7.0's message, word for word
+            "score_pairs will be deprecated in release 0.7.0. Use pair_score to compute "
+            "similarity scores, or pair_distances to compute distances.",
             FutureWarning,
             stacklevel=2,
         )

@@ -416,14 +416,16 @@ class Constraints:
                 warnings.warn(
                     f"The class {labels[i]} has {count} elements, which is not sufficient to "
                     f"generate {k_genuine} genuine neighbors as specified by k_genuine. Will "
-                    f"generate {k_gen[i]} genuine neighbors instead.",
+                    # metric-learn's text (its trailing newline too); metric-learn says
+                    # k_genuine + 1 here, counting the point itself: the count is k_genuine
+                    f"generate {k_gen[i]} genuine neighbors instead.\n",
                     stacklevel=2,
                 )
             if k_imp[i] < k_impostor:
                 warnings.warn(
                     f"The class {labels[i]} has {k_imp[i]} elements of other classes, which is "
                     f"not sufficient to generate {k_impostor} impostor neighbors as specified "
-                    f"by k_impostor. Will generate {k_imp[i]} impostor neighbors instead.",
+                    f"by k_impostor. Will generate {k_imp[i]} impostor neighbors instead.\n",
                     stacklevel=2,
                 )
         neigh = NearestNeighbors()

@@ -88,6 +88,9 @@ def test_get_metric_squeezes_its_points_as_metric_learn():
     np.testing.assert_allclose(ours.get_metric()(5, 6.7), 3.1 * 1.7, rtol=1e-12)
     np.testing.assert_allclose(ours.get_metric()(5, 6.7), theirs.get_metric()(5, 6.7), rtol=1e-12)
     np.testing.assert_allclose(ours.get_metric()([5], [[6.7]], squared=True), (3.1 * 1.7) ** 2)
+    ours.components_ = np.array([3.1])  # 1-D, as metric-learn's own test sets it
+    for u, v in [(5, 6.7), ([5], [6.7]), ([[5]], [[6.7]])]:
+        np.testing.assert_allclose(ours.get_metric()(u, v), theirs.get_metric()(u, v), rtol=1e-12)
 
 
 def test_pair_distance_equals_metric_learns(iris):

@@ -541,8 +541,9 @@ class MahalanobisLearner(BaseEstimator):
                     f"u and v must be 1-D arrays of length {n_features}, got shapes "
                     f"{u.shape} and {v.shape}"
                 )
-            diff = (u - v) @ components_t
-            dist = float(diff @ diff)
+            # np.dot: with a 1-D components_ (metric-learn allows one) diff is a scalar
+            diff = np.dot(u - v, components_t)
+            dist = float(np.dot(diff, diff))
             return dist if squared else float(np.sqrt(dist))
 
         return metric_fun

@@ -208,9 +208,11 @@ def initial_metric(
             )
         if not definite:
             warnings.warn(
-                "The covariance matrix is not invertible: using the pseudo-inverse instead. "
-                "To make it invertible, remove linearly dependent features or reduce the "
-                "dimension of the input (e.g. with PCA).",
+                # metric-learn's text, word for word (its missing space included)
+                "The covariance matrix is not invertible: using the pseudo-inverse instead."
+                "To make the covariance matrix invertible you can remove any linearly "
+                "dependent features and/or reduce the dimensionality of your input, for "
+                "instance using `sklearn.decomposition.PCA` as a preprocessing step.",
                 stacklevel=2,
             )
         m = _pinv_from_eig(w, v)

@@ -122,10 +122,9 @@ def scml_triplet_diffs_basis(triplets, *, n_basis=None, random_state=None) -> np
     n, _, d = t.shape
     k = _check_n_basis(n_basis, 80 * d, "80 * n_features")
     if d > n:
-        raise ValueError(
-            f"Number of features ({d}) is greater than the number of triplets ({n}): the "
-            "'triplet_diffs' basis draws d triplets at a time. Reduce the dimension (e.g. "
-            "PCA) or pass an explicit `basis`."
+        raise ValueError(  # metric-learn's message, word for word
+            f"Number of features ({d}) is greater than the number of triplets({n}).\n"
+            "Consider using dimensionality reduction or using another basis generation scheme."
         )
     pos, neg = t[:, 0] - t[:, 1], t[:, 0] - t[:, 2]
     if not (np.any(pos) or np.any(neg)):

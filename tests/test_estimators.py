@@ -178,7 +178,7 @@ def test_init_array_is_used_and_not_modified():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"init": "bogus"}, "`init` must be one of"),
+        ({"init": "bogus"}, "`init` must be 'auto', 'pca', 'identity', 'random', 'lda' or"),
         ({"init": np.eye(3)}, r"The input dimensionality \(3\) of the given linear"),
         ({"init": np.eye(D), "n_components": 2}, r"`n_components` \(2\) does not match.*\(4\)!"),
         ({"init": np.ones((5, D))}, r"The output dimensionality \(5\).*cannot be greater"),

@@ -199,13 +199,15 @@ est_row(
     FloatingPointError,
     r"the loss at the initial transformation is not finite",
 )
-est_row("init-unknown", ALL, fit_with(init="svd"), ValueError, r"`init` must be one of")
+est_row("init-unknown", ALL, fit_with(init="svd"), ValueError, r"`init` must be 'auto', 'pca'")
+est_row("init-scalar", ALL, fit_with(init=1), ValueError, r"`init` must be 'auto', 'pca'")
 est_row(
     "init-lda-regression",
     ("MLKR",),
     fit_with(init="lda"),
     ValueError,
-    r"`init` must be one of \('auto', 'pca', 'identity', 'random'\)",
+    r"`init` must be 'auto', 'pca', 'identity', 'random' or a numpy array of shape "
+    r"\(n_components, n_features\)\.$",
 )
 est_row("max_iter-0", ALL, fit_with(max_iter=0), ValueError, r"`max_iter` must be >= 1, got 0")
 est_row("tol-negative", ALL, fit_with(tol=-1.0), ValueError, r"`tol` must lie in \[0.0, inf\]")

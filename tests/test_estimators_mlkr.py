@@ -57,7 +57,7 @@ def test_mlkr_held_out_error_beats_euclidean():
 
 def test_type_errors_and_mlkr_refuses_lda():
     x, y = regression()
-    with pytest.raises(ValueError, match="`init` must be one of"):
+    with pytest.raises(ValueError, match="`init` must be 'auto', 'pca', 'identity', 'random' or"):
         MLKR(init="lda").fit(x, y)
     with pytest.raises(TypeError, match="`n_components` must be an int"):
         MLKR(n_components=1.5).fit(x, y)

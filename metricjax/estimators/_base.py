@@ -761,6 +761,15 @@ class SupervisedLearner(PointsTransformer):
                 raise ValueError(f"Invalid n_components, must be in [1, {n_features}]")
             n_components = int(n_components)
 
+        allowed = [o for o in ("auto", "pca", "identity", "random", "lda")
+                   if self._classification or o != "lda"]  # fmt: skip
+        if (isinstance(init, str) and init not in allowed) or (
+            not isinstance(init, str) and np.ndim(init) == 0
+        ):
+            raise ValueError(  # metric-learn's message, word for word
+                "`init` must be '" + "', '".join(allowed) + "' or a numpy array of shape "
+                "(n_components, n_features)."
+            )
         if not isinstance(init, str):
             arr = np.asarray(init)
             want = f"({'n_components' if n_components is None else n_components}, {n_features})"
@@ -798,12 +807,6 @@ class SupervisedLearner(PointsTransformer):
                 raise ValueError("`init` contains NaN or inf")
             return np.array(arr, dtype=X.dtype)
 
-        if init not in _INIT_OPTIONS or (init == "lda" and not self._classification):
-            allowed = [o for o in _INIT_OPTIONS if self._classification or o != "lda"]
-            raise ValueError(
-                f"`init` must be one of {tuple(allowed)} or an array of shape "
-                f"(n_components, n_features), got {init!r}"
-            )
         k = n_features if n_components is None else n_components
         n_classes = int(target.max()) + 1 if self._classification else 0
         if init == "auto":

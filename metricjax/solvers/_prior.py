@@ -146,13 +146,14 @@ def initial_metric(
     """
     arr = _host_inputs(x)
     d = arr.shape[-1]
-    if isinstance(init, str):
-        if init not in _INITS:
-            raise ValueError(
-                f"`{matrix_name}` must be 'identity', 'covariance', 'random' or an array of "
-                f"shape (n_features, n_features) = ({d}, {d}), got {init!r}"
-            )
-    else:
+    if (isinstance(init, str) and init not in _INITS) or (
+        not isinstance(init, str) and np.ndim(init) == 0
+    ):
+        raise ValueError(  # metric-learn's message, word for word
+            f"`{matrix_name}` must be 'identity', 'covariance', 'random' or a numpy array of "
+            "shape (n_features, n_features)."
+        )
+    if not isinstance(init, str):
         try:
             m = np.array(init, dtype=np.float64)  # a copy: updating M never touches init
         except (TypeError, ValueError) as err:

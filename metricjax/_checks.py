@@ -214,6 +214,20 @@ def nonnegative_float(value, name: str) -> float:
     return v
 
 
+def integer(value, name: str, minimum: int = 1) -> int:
+    """A count hyperparameter ``value`` as a Python int ``>= minimum``.
+
+    Raises:
+        ValueError: ``value`` is not an int (booleans included: metric-learn's message,
+            word for word, which its SCML checks) or is below ``minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} should be an integer, instead it is of type {type(value)}")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be at least {minimum}, got {value}")
+    return int(value)
+
+
 def _is_traced(a) -> bool:
     return isinstance(a, jax.core.Tracer)
 

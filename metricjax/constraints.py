@@ -39,6 +39,8 @@ import warnings
 
 import numpy as np
 
+from metricjax import _checks
+
 __all__ = [
     "Constraints",
     "default_n_constraints",
@@ -385,12 +387,9 @@ class Constraints:
         """
         from sklearn.neighbors import NearestNeighbors
 
-        for name, k in (("k_genuine", k_genuine), ("k_impostor", k_impostor)):
-            if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-                # metric-learn's SCML_Supervised's error, word for word
-                raise ValueError(f"{name} should be an integer, instead it is of type {type(k)}")
-        k_genuine = _count(k_genuine, "k_genuine", 1)
-        k_impostor = _count(k_impostor, "k_impostor", 1)
+        # ValueError with metric-learn's words for a non-integer (its SCML_Supervised's check)
+        k_genuine = _checks.integer(k_genuine, "k_genuine")
+        k_impostor = _checks.integer(k_impostor, "k_impostor")
         X = np.asarray(X)
         n = len(self.partial_labels)
         if X.ndim != 2 or X.shape[0] != n:

@@ -66,7 +66,7 @@ from metricjax._train import resolve_optimizer
 #: Relative loss-change tolerance used when an estimator has ``tol=None``.
 DEFAULT_TOL = 1e-6
 
-_INIT_OPTIONS = ("auto", "pca", "lda", "identity", "random")
+_INIT_OPTIONS = ("auto", "pca", "identity", "random", "lda")  # metric-learn's order
 FLOAT_DTYPES = (np.float64, np.float32)
 
 
@@ -761,8 +761,7 @@ class SupervisedLearner(PointsTransformer):
                 raise ValueError(f"Invalid n_components, must be in [1, {n_features}]")
             n_components = int(n_components)
 
-        allowed = [o for o in ("auto", "pca", "identity", "random", "lda")
-                   if self._classification or o != "lda"]  # fmt: skip
+        allowed = [o for o in _INIT_OPTIONS if self._classification or o != "lda"]
         if (isinstance(init, str) and init not in allowed) or (
             not isinstance(init, str) and np.ndim(init) == 0
         ):

@@ -230,10 +230,8 @@ class PairsLearner(_TuplesLearner):
 
         def calibrate(valid_pairs, valid_y):
             # the training pairs and labels, validated by the fit: scored directly
-            params = {"strategy": "accuracy", "min_rate": None, "beta": 1.0}
-            params.update(calibration_params)
             scores = -pair_distances(valid_pairs, self.components_)
-            self._threshold_from_scores(scores, valid_y, **params)
+            self._threshold_from_scores(scores, valid_y, **calibration_params)
 
         return self._fit_and_set(pairs, y, fit_args, after=calibrate)
 
@@ -362,7 +360,7 @@ class PairsLearner(_TuplesLearner):
         y_valid = self._check_labels(y_valid, len(scores), require_both=False)
         return self._threshold_from_scores(scores, y_valid, strategy, min_rate, beta)
 
-    def _threshold_from_scores(self, scores, y_valid, strategy, min_rate, beta):
+    def _threshold_from_scores(self, scores, y_valid, strategy="accuracy", min_rate=None, beta=1.0):
         """:meth:`calibrate_threshold`'s rule on validated scores and ``{-1, +1}`` labels."""
         n_samples = len(scores)
         if strategy == "accuracy":

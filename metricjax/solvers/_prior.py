@@ -65,6 +65,12 @@ def _is_definite(w: np.ndarray, name: str, tol=None) -> bool:
     return not np.any(np.abs(w) < tol)
 
 
+def _symmetric(m: np.ndarray) -> bool:
+    """``np.allclose(m, m.T)`` for a finite ``m`` (rtol 1e-5, atol 1e-8), without its
+    overhead (about 40 of the 70 us of :func:`components_from_metric` on a 10 x 10 matrix)."""
+    return bool(np.all(np.abs(m - m.T) <= 1e-8 + 1e-5 * np.abs(m.T)))
+
+
 def _pinv_from_eig(w: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Moore-Penrose pseudo-inverse ``V diag(1/w) V^T`` of a symmetric matrix from its EVD."""
     tol = np.amax(w) * np.max(w.shape) * np.finfo(w.dtype).eps
@@ -168,7 +174,7 @@ def initial_metric(
             )
         if not np.all(np.isfinite(m)):
             raise ValueError(f"`{matrix_name}` contains NaN or inf")
-        if not np.allclose(m, m.T):
+        if not _symmetric(m):
             raise ValueError(f"`{matrix_name}` is not symmetric.")
         w, v = scipy.linalg.eigh(m, check_finite=False)
         definite = _is_definite(w, matrix_name)
@@ -256,7 +262,7 @@ def components_from_metric(metric: Float[ArrayLike, "d d"], tol=None) -> np.ndar
         raise ValueError(f"`metric` must be a square (d, d) matrix, got shape {m.shape}")
     if not np.all(np.isfinite(m)):
         raise ValueError("`metric` contains NaN or inf")
-    if not np.allclose(m, m.T):
+    if not _symmetric(m):
         raise ValueError("The input `metric` should be symmetric.")
     if np.array_equal(m, np.diag(np.diag(m))):
         _is_definite(np.diag(m), "metric", tol)

@@ -61,15 +61,6 @@ class SCMLResult(NamedTuple):
     components: np.ndarray
 
 
-def _check_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        # metric-learn's message, word for word
-        raise ValueError(f"{name} should be an integer, instead it is of type {type(value)}")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be at least {minimum}, got {value}")
-    return int(value)
-
-
 def _check_n_basis(n_basis, default: int, how: str) -> int:
     if n_basis is None:
         warnings.warn(
@@ -78,7 +69,7 @@ def _check_n_basis(n_basis, default: int, how: str) -> int:
             stacklevel=3,
         )
         return default
-    return _check_int(n_basis, "n_basis")
+    return _checks.integer(n_basis, "n_basis")
 
 
 # ----------------------------------------------------------------------------------
@@ -372,9 +363,9 @@ def scml_solve(
     """
     t = check_tuples(triplets, "triplets", 3)
     n, _, d = np.shape(t)
-    max_iter = _check_int(max_iter, "max_iter")
-    output_iter = _check_int(output_iter, "output_iter")
-    batch_size = _check_int(batch_size, "batch_size")
+    max_iter = _checks.integer(max_iter, "max_iter")
+    output_iter = _checks.integer(output_iter, "output_iter")
+    batch_size = _checks.integer(batch_size, "batch_size")
     if output_iter > max_iter:
         raise ValueError("The value of output_iter must be equal or smaller than max_iter.")
     b = check_beta(beta)
@@ -411,7 +402,7 @@ def scml_solve(
             )
         if not np.all(np.isfinite(np.asarray(basis_arr))):
             raise ValueError("`basis` contains NaN or inf")
-        if n_basis is not None and _check_int(n_basis, "n_basis") != np.shape(basis_arr)[0]:
+        if n_basis is not None and _checks.integer(n_basis, "n_basis") != np.shape(basis_arr)[0]:
             raise ValueError(
                 f"`n_basis`={n_basis} does not match the {np.shape(basis_arr)[0]} rows of `basis`"
             )

@@ -512,13 +512,9 @@ def _sdml_checked(
             SDMLWarning,
             stacklevel=stacklevel,
         )
-    try:  # theta is symmetric positive definite (``sound``): components_from_metric's L
-        components = np.linalg.cholesky(theta).T
-    except np.linalg.LinAlgError:  # pragma: no cover - rounding at the edge of the cone
-        components = components_from_metric(theta)
     return SDMLResult(
         theta,
-        components,
+        components_from_metric(theta),
         s,
         projected,
         int(res.n_iter),

@@ -93,6 +93,17 @@ def test_mmc_solve_float32_is_finite():
         np.testing.assert_allclose(ratio(res.metric, pairs, y), ratio(ref, pairs, y), rtol=1e-2)
 
 
+def test_mmc_solve_integer_pairs_are_differenced_in_float():
+    """uint8 points (pixels): a - b must not wrap around (3 - 5 is -2, not 254)."""
+    rng = np.random.default_rng(0)
+    pairs = rng.integers(0, 256, size=(60, 2, 5)).astype(np.uint8)
+    y = np.where(np.arange(60) % 2 == 0, 1, -1)
+    with jax.enable_x64(True):
+        got = unchecked(mmc_solve)(pairs, y, max_iter=20).metric  # (annotated Float)
+        want = mmc_solve(pairs.astype(np.float64), y, max_iter=20).metric
+    np.testing.assert_array_equal(got, want)
+
+
 # ----------------------------------------------------------------------------------
 # degenerate and bad input
 # ----------------------------------------------------------------------------------

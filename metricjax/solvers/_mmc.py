@@ -226,10 +226,14 @@ def _mmc_diag_loop(pos_diff, neg_diff, neg_mask, w0, c, tol, max_iter):
 # ----------------------------------------------------------------------------------
 # public solver
 # ----------------------------------------------------------------------------------
-def _padded(rows):
-    """``rows`` followed by zero rows up to :func:`padded_size` (one compiled loop per bucket)."""
-    pad = padded_size(rows.shape[0]) - rows.shape[0]
-    return np.concatenate([rows, np.zeros((pad, rows.shape[1]))])
+def _padded_differences(pairs, mask, dtype):
+    """``a - b`` of the pairs where ``mask`` holds, in ``dtype``, followed by zero rows up to
+    :func:`padded_size` (one compiled loop per bucket)."""
+    n = int(np.count_nonzero(mask))
+    out = np.zeros((padded_size(n), pairs.shape[2]), dtype)
+    chosen = pairs[mask]
+    np.subtract(chosen[:, 0], chosen[:, 1], out=out[:n], casting="unsafe")
+    return out
 
 
 def _positive_int(value, name):
@@ -324,21 +328,25 @@ def mmc_solve(
     tol = _non_negative(tol, "tol")
     c = _non_negative(diagonal_c, "diagonal_c")
     dt = _checks.compute_dtype(pairs)
-    host = np.asarray(pairs, dtype=np.float64)
-    yy = np.asarray(y)
-    diff = host[:, 0] - host[:, 1]
-    for label, kind in ((1, "similar"), (-1, "dissimilar")):
-        if not np.any(diff[yy == label] != 0):
+    host = np.asarray(pairs)
+    if host.dtype.kind != "f":  # integer differences could wrap around
+        host = host.astype(np.float64)
+    similar = np.asarray(y) == 1
+    # the differences of each class, written straight into the padded arrays the loop
+    # takes, in its dtype (a - b rounded once to float32 equals the float64 difference
+    # rounded to float32): one pass over the pairs, no further copies
+    pos, neg = (_padded_differences(host, mask, dt) for mask in (similar, ~similar))
+    for rows, label, kind in ((pos, 1, "similar"), (neg, -1, "dissimilar")):
+        if not rows.any():  # the padding is zero: any non-zero entry is a distinct pair
             raise ValueError(
                 f"`pairs`: every {kind} pair (y == {label}) is made of two identical points; "
                 "MMC needs at least one with distinct points"
             )
     m0 = initial_metric(host, init, random_state=random_state, matrix_name="init")
-    pos, neg = _padded(diff[yy == 1]), _padded(diff[yy == -1])
-    neg_mask = np.arange(neg.shape[0]) < np.count_nonzero(yy == -1)
+    neg_mask = np.arange(neg.shape[0]) < np.count_nonzero(~similar)
     # NumPy arguments: the compiled loop transfers them itself (jnp.asarray would cost a
     # dispatch of its own for each, about 0.1 ms apiece on a CPU)
-    pos, neg, m0 = pos.astype(dt), neg.astype(dt), np.asarray(m0, dtype=dt)
+    m0 = np.asarray(m0, dtype=dt)
     tol, max_iter = np.asarray(tol, dt), np.int32(max_iter)
     with on_device(device):
         if diagonal:

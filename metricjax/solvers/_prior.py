@@ -92,14 +92,14 @@ def _host_real(a, name: str) -> np.ndarray:
 
 
 def _host_inputs(x) -> np.ndarray:
-    """``x`` as a float64 NumPy array of points ``(n, d)`` or tuples ``(n, t, d)``."""
+    """``x`` as a NumPy array of points ``(n, d)`` or tuples ``(n, t, d)``, finite (not copied)."""
     arr = _host_real(x, "x")
     if arr.ndim not in (2, 3) or arr.size == 0:
         raise ValueError(
             f"`x` must be points (n, d) or tuples (n_tuples, tuple_size, d), got shape {arr.shape}"
         )
-    arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
+    # a finite sum proves every entry finite (one pass, no temporary); otherwise look closer
+    if arr.dtype.kind == "f" and not np.isfinite(arr.sum()) and not np.isfinite(arr).all():
         raise ValueError("`x` contains NaN or inf")
     return arr
 
@@ -198,6 +198,7 @@ def initial_metric(
         return (m, m.copy()) if return_inverse else m
 
     if init == "covariance":
+        arr = arr.astype(np.float64, copy=False)
         pts = np.unique(arr.reshape(-1, d), axis=0) if arr.ndim == 3 else arr
         if pts.shape[0] < 2:
             raise ValueError(

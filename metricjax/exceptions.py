@@ -6,6 +6,9 @@ import numpy as np
 
 __all__ = ["NonPSDError"]
 
+#: metric-learn 0.7.0's ``NonPSDError`` message, word for word.
+NON_PSD_MESSAGE = "Matrix is not positive semidefinite (PSD)."
+
 
 class NonPSDError(np.linalg.LinAlgError):
     """A matrix that must be positive semi-definite (an ``init``, a ``prior``, a learned
@@ -13,9 +16,21 @@ class NonPSDError(np.linalg.LinAlgError):
 
     A subclass of ``numpy.linalg.LinAlgError`` (itself a ``ValueError``), as metric-learn
     0.7.0's ``NonPSDError``: ``except NonPSDError``, ``except LinAlgError`` and
-    ``except ValueError`` all catch it. The message names the matrix and its smallest
-    eigenvalue; without one it is metric-learn's.
+    ``except ValueError`` all catch it. ``str(err)`` is metric-learn's message, word for
+    word (code and tests ported from metric-learn compare it); ``detail`` names the
+    matrix and its smallest eigenvalue, and is attached as a note, so tracebacks show it
+    (Python >= 3.11; on 3.10, which has no notes, it is appended to the message).
+
+    Args:
+        detail: what is not PSD, e.g. "`prior` is not positive semi-definite: its
+            smallest eigenvalue is -10 < -1e-15".
     """
 
-    def __init__(self, message: str | None = None):
-        super().__init__("Matrix is not positive semidefinite (PSD)." if message is None else message)
+    def __init__(self, detail: str | None = None):
+        self.detail = detail
+        if detail is None or hasattr(BaseException, "add_note"):
+            super().__init__(NON_PSD_MESSAGE)
+            if detail is not None:
+                self.add_note(detail)
+        else:  # pragma: no cover - Python 3.10
+            super().__init__(f"{NON_PSD_MESSAGE} {detail}")

@@ -198,6 +198,20 @@ def test_rca_supervised_matches_metric_learn(wine, dtype):
     assert rel(metric(got), ref.get_mahalanobis_matrix()) < tol
 
 
+def test_rca_supervised_string_labels_and_one_class(wine):
+    """String labels are encoded as the other supervised learners encode them (metric-learn
+    casts them to int and fails); chunklets need only one class."""
+    x, y = wine
+    names = np.array(["class_0", "class_1", "class_2"])[y]  # sorted as y: same draws
+    want = RCA_Supervised(n_chunks=40, chunk_size=3, random_state=1).fit(x, y).components_
+    got = RCA_Supervised(n_chunks=40, chunk_size=3, random_state=1).fit(x, names).components_
+    np.testing.assert_array_equal(got, want)
+    one = RCA_Supervised(n_chunks=20, chunk_size=4, random_state=0).fit(x, np.zeros(len(x), int))
+    assert np.all(np.isfinite(one.components_))
+    with pytest.raises(ValueError, match="at least 1 class in `y`"):
+        RCA_Supervised(n_chunks=20, random_state=0).fit(x, -np.ones(len(x), int))
+
+
 def test_rca_degenerate_input(wine):
     x, y = wine
     # fewer chunklets than the classes hold / asked for

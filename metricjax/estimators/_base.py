@@ -353,6 +353,32 @@ def _apply_preprocessor(preprocessor, indices, what: str):
     return np.asarray(out)
 
 
+def constraint_labels(y, estimator: str, *, min_classes: int = 2) -> np.ndarray:
+    """Class labels for :class:`metricjax.constraints.Constraints`.
+
+    Integer labels are kept as they are (a negative label marks an unlabelled point, as
+    in metric-learn, and the draws are metric-learn's); other labels (strings, floats
+    that are not integers) are encoded as ``0 .. n_classes - 1`` in sorted order, as
+    scikit-learn's classifiers accept them. At least ``min_classes`` known classes are
+    required (two to draw dissimilar constraints; RCA's chunklets need one).
+    """
+    check_classification_targets(y)
+    y = np.asarray(y)
+    if y.dtype.kind in "iu" or (
+        y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))
+    ):
+        labels = y.astype(np.int64)
+    else:
+        labels = np.unique(y, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    n_known = len(np.unique(labels[labels >= 0]))
+    if n_known < min_classes:
+        raise ValueError(
+            f"{estimator} needs samples of at least {min_classes} class"
+            f"{'es' if min_classes > 1 else ''} in `y` to draw constraints; got {n_known}"
+        )
+    return labels
+
+
 # ----------------------------------------------------------------------------------
 # the Mahalanobis base class
 # ----------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 import numpy as np
 
 from metricjax.constraints import Constraints
-from metricjax.estimators._base import check_int
+from metricjax.estimators._base import check_int, constraint_labels
 from metricjax.estimators._linalg import ClosedFormLearner
 from metricjax.solvers import rca_components
 
@@ -136,7 +136,8 @@ class RCA_Supervised(RCA):  # noqa: N801  (metric-learn's name)
         n_chunks = check_int(self._renamed("n_chunks", "num_chunks"), "n_chunks", 1)
         chunk_size = check_int(self.chunk_size, "chunk_size", 2)
         X, y = self._points(X, y, reset=True, ensure_min_samples=2)
-        chunks = Constraints(y).chunks(
+        labels = constraint_labels(y, "RCA_Supervised", min_classes=1)
+        chunks = Constraints(labels).chunks(
             n_chunks, chunk_size=chunk_size, random_state=self.random_state
         )
         if n_chunks * (chunk_size - 1) < X.shape[1]:

@@ -32,7 +32,6 @@ import jax
 import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from metricjax._checks import check_pairs
@@ -40,6 +39,7 @@ from metricjax.constraints import Constraints, default_n_constraints, wrap_pairs
 from metricjax.estimators._base import (
     MahalanobisLearner,
     PointsTransformer,
+    constraint_labels,
     pair_distances,
     restore_on_failure,
 )
@@ -478,31 +478,6 @@ class QuadrupletsLearner(_TuplesLearner):
 # ----------------------------------------------------------------------------------
 # supervised versions: constraints drawn from class labels
 # ----------------------------------------------------------------------------------
-def constraint_labels(y, estimator: str) -> np.ndarray:
-    """Class labels for :class:`metricjax.constraints.Constraints`.
-
-    Integer labels are kept as they are (a negative label marks an unlabelled point, as
-    in metric-learn, and the draws are metric-learn's); other labels (strings, floats
-    that are not integers) are encoded as ``0 .. n_classes - 1`` in sorted order. At
-    least two known classes are required.
-    """
-    check_classification_targets(y)
-    y = np.asarray(y)
-    if y.dtype.kind in "iu" or (
-        y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))
-    ):
-        labels = y.astype(np.int64)
-    else:
-        labels = np.unique(y, return_inverse=True)[1].reshape(-1).astype(np.int64)
-    n_known = len(np.unique(labels[labels >= 0]))
-    if n_known < 2:
-        raise ValueError(
-            f"{estimator} needs samples of at least 2 classes in `y` to draw constraints; "
-            f"got {n_known}"
-        )
-    return labels
-
-
 class SupervisedTuplesLearner(PointsTransformer):
     """Base of the ``*_Supervised`` learners: ``fit(X, y)`` from class labels.
 

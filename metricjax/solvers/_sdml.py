@@ -297,11 +297,21 @@ def graphical_lasso(
 # ----------------------------------------------------------------------------------
 # SDML
 # ----------------------------------------------------------------------------------
-@jax.jit
-def _pair_scatter(pairs, y):
-    r""":math:`\sum_p y_p u_p u_p^\top = U^\top \mathrm{diag}(y) U`, :math:`u_p = a_p - b_p`."""
+def _pair_scatter(pairs: np.ndarray, y: np.ndarray) -> np.ndarray:
+    r""":math:`\sum_p y_p u_p u_p^\top = U^\top U - 2\,U_-^\top U_-`, :math:`u_p = a_p - b_p`
+    (:math:`U_-`: the dissimilar pairs' rows), for :math:`y_p \in \{-1, +1\}`.
+
+    NumPy on the host arrays, in their dtype: two symmetric rank-k products (BLAS
+    ``syrk``) and no ``(n, d)`` scaled copy; 1.0 ms against 3.0 ms for
+    :math:`(U^\top \mathrm{diag}(y)) U` (metric-learn's form) at 20,000 pairs of 10
+    features. The error is of the order of :math:`\epsilon \lVert U_-^\top U_-\rVert`,
+    as for the direct difference of the two classes' scatters. Not compiled: no
+    compilation per number of pairs.
+    """
+    pairs, y = np.asarray(pairs), np.asarray(y)
     diff = pairs[:, 0] - pairs[:, 1]
-    return mm(diff.T, y[:, None] * diff)
+    neg = diff[y < 0]
+    return diff.T @ diff - 2 * (neg.T @ neg)
 
 
 @functools.partial(jax.jit, static_argnames=("max_iter",))

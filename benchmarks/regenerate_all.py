@@ -10,7 +10,7 @@ writes ``results/regenerate.md``: the environment header, and for every benchmar
 command, exit status and wall time (a failing benchmark is recorded, the run goes on).
 
 Expect a few hours on 2 cores (measured separately: ``bench_quality.py`` 35 minutes,
-``bench_weak.py``'s quality part 37 minutes, its speed part 4 minutes).
+``bench_weak.py``'s quality part 37 minutes, its speed part 8.5 minutes).
 Run from the repository root::
 
     python benchmarks/regenerate_all.py                  # everything

@@ -171,6 +171,11 @@ def _itml_loop(vv, sign, bhat, metric, gamma_proj, inv_gamma, tol, max_iter):
         M \leftarrow M + \beta (M v)(M v)^T.
     """
     zero = jnp.zeros((), vv.dtype)
+    # Steps per loop iteration. Measured on a CPU (4,000 pairs, same results bit for bit):
+    # for d <= 4 the one-step loop is about 10x faster than unrolled ones (50 ns a step:
+    # XLA keeps the small M in registers); from d = 5, unrolling 4 steps is 1.6-1.9x faster
+    # (d = 5-16), 1.3x (d = 32) and 1.1x (d = 64-128), for about 0.2 s more compilation.
+    unroll = 1 if vv.shape[1] <= 4 else 4
 
     def project(a, xs):
         v, s, lam, b = xs
@@ -187,7 +192,7 @@ def _itml_loop(vv, sign, bhat, metric, gamma_proj, inv_gamma, tol, max_iter):
 
     def sweep(state):
         a, lam, lamold, b, it, _, _ = state
-        a, (lam, b) = jax.lax.scan(project, a, (vv, sign, lam, b))  # unroll=1 fuses best on CPU
+        a, (lam, b) = jax.lax.scan(project, a, (vv, sign, lam, b), unroll=unroll)
         normsum = jnp.linalg.norm(lam) + jnp.linalg.norm(lamold)
         empty = normsum == 0
         conv = jnp.where(

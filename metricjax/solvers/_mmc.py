@@ -232,7 +232,7 @@ def _padded_differences(pairs, mask, dtype):
     n = int(np.count_nonzero(mask))
     out = np.zeros((padded_size(n), pairs.shape[2]), dtype)
     chosen = pairs[mask]
-    np.subtract(chosen[:, 0], chosen[:, 1], out=out[:n], casting="unsafe")
+    np.subtract(chosen[:, 0], chosen[:, 1], out=out[:n])  # float64 -> float32: same_kind
     return out
 
 
@@ -334,7 +334,8 @@ def mmc_solve(
     similar = np.asarray(y) == 1
     # the differences of each class, written straight into the padded arrays the loop
     # takes, in its dtype (a - b rounded once to float32 equals the float64 difference
-    # rounded to float32): one pass over the pairs, no further copies
+    # rounded to float32): one copy of each class's pairs and one subtraction, no float64
+    # copy, no padding or cast copies
     pos, neg = (_padded_differences(host, mask, dt) for mask in (similar, ~similar))
     for rows, label, kind in ((pos, 1, "similar"), (neg, -1, "dissimilar")):
         if not rows.any():  # the padding is zero: any non-zero entry is a distinct pair

@@ -308,7 +308,6 @@ def _pair_scatter(pairs: np.ndarray, y: np.ndarray) -> np.ndarray:
     as for the direct difference of the two classes' scatters. Not compiled: no
     compilation per number of pairs.
     """
-    pairs, y = np.asarray(pairs), np.asarray(y)
     diff = pairs[:, 0] - pairs[:, 1]
     neg = diff[y < 0]
     return diff.T @ diff - 2 * (neg.T @ neg)

@@ -2,8 +2,10 @@
 
 Pairwise squared distances D(X), D(M), D(A) with closed-form derivative rules and
 their full Jacobians; MLKR, NCA and LMNN losses with closed-form gradients; a
-jit-compiled optax training loop; scikit-learn estimators (``metricjax.MLKR``,
-``metricjax.NCA``, ``metricjax.LMNN``, needing the ``sklearn`` extra). Rows of ``x``
+jit-compiled optax training loop; scikit-learn estimators needing the ``sklearn`` extra
+(``metricjax.MLKR``, ``NCA``, ``LMNN``, the weakly supervised ``ITML``, ``SDML``, ``MMC``,
+``LSML``, ``SCML`` with their ``*_Supervised`` versions, ``LFDA``, ``RCA``, ``Covariance``;
+imported on first use). Rows of ``x``
 are observations; the ``pairwise_sq_*`` distances are squared, ``pairwise_euclidean``
 and ``pairwise_mahalanobis`` are their square roots (with derivatives that are finite
 at coincident points).
@@ -83,14 +85,7 @@ __all__ = [
     "row_mesh",
     "shard_rows",
     "check_finite",
-    "MLKR",
-    "MLKRCV",
-    "NCA",
-    "LMNN",
-    "Covariance",
-    "LFDA",
-    "RCA",
-    "RCA_Supervised",
+    *_ESTIMATORS,
     "estimators",
     "save_state",
     "load_state",

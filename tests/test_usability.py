@@ -128,3 +128,21 @@ def test_dir_lists_the_lazy_names_for_tab_completion():
     listed = dir(mj)
     for name in ("MLKR", "NCA", "LMNN", "save_state", "nn", "plot", "fit", "losses"):
         assert name in listed
+
+
+def test_every_estimator_is_public_in_all_and_dir():
+    import metricjax.estimators as est
+
+    # ``from metricjax import *`` and tab completion see every learner, the weakly
+    # supervised ones included
+    base = {"MahalanobisLearner", "PointsTransformer", "PairsLearner", "TripletsLearner",
+            "QuadrupletsLearner", "DEFAULT_TOL"}  # fmt: skip
+    assert base <= set(est.__all__)
+    for name in set(est.__all__) - base:
+        assert name in mj.__all__, name
+        assert name in dir(mj), name
+        assert getattr(mj, name) is getattr(est, name)
+    assert len(mj.__all__) == len(set(mj.__all__))
+    namespace = {}
+    exec("from metricjax import *", namespace)
+    assert namespace["ITML_Supervised"] is est.ITML_Supervised

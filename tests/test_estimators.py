@@ -200,7 +200,7 @@ def test_parameter_errors(kwargs, match):
 def test_classification_target_errors():
     x, y = classification()
     with pytest.raises(ValueError, match="at least 2 classes"):
-        NCA().fit(x, np.zeros(N))
+        LMNN().fit(x, np.zeros(N))
     with pytest.raises(ValueError, match="Unknown label type"):
         LMNN().fit(x, np.linspace(0, 1, N))
     with pytest.raises(ValueError, match="contains NaN"):
@@ -323,3 +323,18 @@ def test_pipeline_with_classifier():
     x, y = classification()
     pipe = make_pipeline(StandardScaler(), LMNN(), KNeighborsClassifier(n_neighbors=3))
     assert pipe.fit(x, y).score(x, y) > 0.8
+
+
+@pytest.mark.usefixtures("x64")
+def test_nca_one_class_returns_its_initial_map():
+    # one class: the loss is constant; scikit-learn's and metric-learn's NCA return the
+    # initial map (both test it), and so does this one, without optimising
+    x, _ = classification()
+    init = np.random.default_rng(0).normal(size=(2, x.shape[1]))
+    est = NCA(init=init, max_iter=30).fit(x, np.full(N, "a"))
+    np.testing.assert_array_equal(est.components_, init)
+    assert est.n_iter_ == 0 and est.converged_ and list(est.classes_) == ["a"]
+    np.testing.assert_allclose(est.loss_history_, [-N], rtol=1e-12)
+    np.testing.assert_array_equal(est.transform(x), x @ init.T)
+    # string inits too (metric-learn's "auto" picks PCA here: LDA needs 2 classes)
+    assert NCA().fit(x, np.zeros(N)).n_iter_ == 0

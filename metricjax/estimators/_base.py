@@ -645,6 +645,7 @@ class SupervisedLearner(PointsTransformer):
     """
 
     _classification = True
+    _min_classes = 2  # classification: NCA accepts one class (a constant loss)
     _needs_y = True
     batch_size = None  # MLKR and NCA store their own
     #: Rescale a string ``init`` so that the median squared pairwise distance of the
@@ -658,7 +659,9 @@ class SupervisedLearner(PointsTransformer):
             X: training inputs, array-like of shape ``(n_samples, n_features)``,
                 finite, at least 2 samples (or 1-D indices with a ``preprocessor``).
             y: shape ``(n_samples,)``: real targets (MLKR) or class labels of any
-                type (NCA, LMNN; at least 2 classes).
+                type (NCA, LMNN). LMNN needs at least 2 classes; with one class NCA's
+                loss is constant and its initial map is returned (``n_iter_ = 0``), as
+                scikit-learn's and metric-learn's NCA do.
             sample_weight: ``None`` (every sample weighs 1) or non-negative weights
                 of shape ``(n_samples,)``, at least 2 of them positive
                 (scikit-learn's ``sample_weight``). A weight of 0 is exactly the
@@ -714,7 +717,7 @@ class SupervisedLearner(PointsTransformer):
             check_classification_targets(y)
             classes, codes = np.unique(y, return_inverse=True)
             codes = codes.reshape(-1).astype(np.int32)
-            if len(classes) < 2:
+            if len(classes) < self._min_classes:
                 raise ValueError(
                     f"{type(self).__name__} needs samples of at least 2 classes; got 1 class"
                 )
@@ -725,6 +728,15 @@ class SupervisedLearner(PointsTransformer):
         loss, args, more = self._objective(X, target, extra.get("classes_"), sample_weight)
         extra.update(more)
         params = self._initial_components(X, target, n_features, n_samples, sample_weight)
+        if self._classification and len(extra["classes_"]) == 1:
+            # one class (NCA): every neighbour is of the point's class, the loss is
+            # constant and the initial map is a solution (scikit-learn's and
+            # metric-learn's NCA return it too)
+            components = np.array(params, dtype=dtype)
+            with jax.enable_x64(dtype == np.float64):
+                history = np.array([loss(components, X, *args)])
+            return {"components_": components, "n_iter_": 0, "loss_history_": history,
+                    "converged_": True, **extra}  # fmt: skip
         with jax.enable_x64(dtype == np.float64):
             data = (X, *args)
             params = np.asarray(params, dtype)

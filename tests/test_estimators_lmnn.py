@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import numpy as np
 import pytest
@@ -31,13 +33,20 @@ def test_lmnn_small_classes():
     x, y = classification()
     y = y.copy()
     y[y == 2] = 1
-    y[:3] = 2  # a class of 3 members: at most 2 target neighbours
-    with pytest.warns(UserWarning, match="n_neighbors=3 is too large.*using n_neighbors=2"):
+    y[:3] = 2  # a class of 3 members: with n_neighbors=3, each is its own last target
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         model = LMNN(n_neighbors=3).fit(x, y)
-    assert model.n_neighbors_ == 2 and model.target_neighbors_.shape == (N, 2)
-    y[0] = 7  # a class with a single member
-    with pytest.raises(ValueError, match="class 7 has 1 sample"):
-        LMNN().fit(x, y)
+    assert model.n_neighbors_ == 3 and model.target_neighbors_.shape == (N, 3)
+    np.testing.assert_array_equal(model.target_neighbors_[:3, 2], [0, 1, 2])
+    assert set(model.target_neighbors_[0, :2]) == {1, 2}
+    with pytest.warns(UserWarning, match="n_neighbors=4 is too large.*using n_neighbors=3"):
+        model = LMNN(n_neighbors=4).fit(x, y)
+    assert model.n_neighbors_ == 3
+    y[0] = 7  # a class with a single member: its own target (metric-learn's rule)
+    with pytest.warns(UserWarning, match="using n_neighbors=1"):
+        model = LMNN().fit(x, y)
+    assert model.target_neighbors_[0, 0] == 0 and np.all(np.isfinite(model.components_))
 
 
 @pytest.mark.parametrize(

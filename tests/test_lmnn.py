@@ -171,6 +171,40 @@ def test_matches_metric_learn_loss_grad(regularization):
     np.testing.assert_allclose(g, grad, rtol=1e-10, atol=1e-10 * np.abs(grad).max())
 
 
+@pytest.mark.usefixtures("x64")
+def test_small_classes_are_their_own_last_target_as_in_metric_learn():
+    # metric-learn's rule: a class of exactly k members lists itself last (k = 3 here,
+    # and a class of one with k = 1); target neighbours, loss and gradient as metric-learn's
+    ml_lmnn = pytest.importorskip("metric_learn.lmnn")
+    L, x, labels = _data(n=30, d=5, kl=4, seed=3)
+    labels = labels.copy()
+    labels[np.flatnonzero(labels == 2)[3:]] = 1  # class 2 keeps 3 members
+    for k, lab in ((3, labels), (1, np.where(np.arange(30) == 4, 9, labels))):
+        ml = ml_lmnn.LMNN(n_neighbors=k, regularization=0.3)
+        ml.labels_ = np.unique(lab)
+        tn = ml._select_targets(x, lab)
+        np.testing.assert_array_equal(tn, lmnn_target_neighbors(x, lab, k))
+        own = np.flatnonzero(tn[:, -1] == np.arange(30))
+        assert own.size == (3 if k == 3 else 1)
+        assert np_min_abs_hinge(L, x, lab, tn, 1.0) > 1e-6
+        pairs = np.repeat(np.arange(len(x)), k)
+        df_pull = ml_lmnn._sum_outer_products(x, tn.ravel(), pairs)
+        grad, objective, _ = ml._loss_grad(x, L, df_pull, k, 0.3, tn, lab)
+        f = lambda L, lab=lab, k=k: lmnn_loss(L, x, lab, n_neighbors=k, push_weight=0.7)
+        val, g = jax.jit(jax.value_and_grad(f))(L)
+        np.testing.assert_allclose(val, objective, rtol=1e-10)
+        np.testing.assert_allclose(g, grad, rtol=1e-10, atol=1e-10 * np.abs(grad).max())
+        # the brute-force oracle, and autodiff of the plain twin, with the self targets
+        np.testing.assert_allclose(val, np_lmnn(L, x, lab, tn, 0.7, 1.0), rtol=1e-10)
+        want = jax.grad(plain_lmnn)(L, x, lab, tn, 0.7, 1.0)
+        np.testing.assert_allclose(g, want, rtol=1e-10, atol=1e-12)
+        # the weighted (traceable) search lists the same targets
+        w = np.ones(30)
+        np.testing.assert_allclose(
+            lmnn_loss(L, x, lab, n_neighbors=k, push_weight=0.7, sample_weight=w), val, rtol=1e-10
+        )
+
+
 # ----------------------------------------------------------------- dtypes, jit, labels
 def test_float32_preserved_and_close_to_float64():
     L, x, labels = _data()
@@ -240,7 +274,7 @@ def test_errors():
     with pytest.raises(ValueError, match=r"class 2 has 1 member"):
         lmnn_loss(L, x, small)
     with pytest.raises(ValueError, match="class 0 has 4 member.*needs at least 5"):
-        lmnn_loss(L, x, labels, n_neighbors=4)  # 4 per class: a point has only 3 others
+        lmnn_loss(L, x, labels, n_neighbors=5)  # 4 per class
     with pytest.raises(ValueError, match="NaN"):
         lmnn_target_neighbors(x, np.where(labels == 0, np.nan, labels), 1)
     with pytest.raises(ValueError, match="NaN"):
@@ -258,10 +292,6 @@ def test_errors():
     tn = lmnn_target_neighbors(x, labels, 2)
     with pytest.raises(ValueError, match="shape"):
         lmnn_loss(L, x, labels, target_neighbors=tn[:-1])
-    bad = tn.copy()
-    bad[0, 0] = 0
-    with pytest.raises(ValueError, match="own target neighbour"):
-        lmnn_loss(L, x, labels, target_neighbors=bad)
     bad = tn.copy()
     bad[0, 0] = 99
     with pytest.raises(ValueError, match=r"\[0, 12\)"):

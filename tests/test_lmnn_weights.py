@@ -81,14 +81,17 @@ def test_masked_search_matches_host_search():
     assert bool(jnp.all(ok))
 
 
-def test_short_class_gets_empty_slots(x64):
-    # class 1 keeps only 2 positive-weight points: each has 1 neighbour, the 2nd slot is empty
+def test_short_class_gets_itself_then_empty_slots(x64):
+    # class 1 keeps only 2 positive-weight points: each has 1 neighbour, then itself
+    # (metric-learn's rule, as lmnn_target_neighbors), and the 3rd slot is empty
     x = jnp.asarray(np.random.default_rng(1).standard_normal((10, 2)))
     codes = jnp.asarray([0] * 5 + [1] * 5, jnp.int32)
     w = jnp.asarray([1.0] * 5 + [1.0, 1.0, 0.0, 0.0, 0.0])
-    tn, ok = masked_target_neighbors(x, codes, w, 2, 10)
-    assert np.asarray(ok)[:7].tolist() == [[True, True]] * 5 + [[True, False]] * 2
-    assert np.asarray(tn)[5, 0] == 6 and np.asarray(tn)[6, 0] == 5
+    tn, ok = masked_target_neighbors(x, codes, w, 3, 10)
+    assert np.asarray(ok)[:7].tolist() == [[True] * 3] * 5 + [[True, True, False]] * 2
+    assert np.asarray(tn)[5, :2].tolist() == [6, 5] and np.asarray(tn)[6, :2].tolist() == [5, 6]
+    tn2, ok2 = masked_target_neighbors(x, codes, w, 2, 10)
+    assert bool(jnp.all(ok2[:7])) and np.asarray(tn2)[5].tolist() == [6, 5]
 
 
 @pytest.mark.usefixtures("x64")

@@ -69,11 +69,14 @@ class LMNN(SupervisedLearner):
     would hold more than ``max_impostors`` (or :math:`n^2 / 8`) pairs runs on the full
     streaming loss instead.
 
-    **Small classes.** Every point needs ``n_neighbors`` other points of its class.
-    If the smallest class has ``m <= n_neighbors`` members, the fit uses
-    ``m - 1`` target neighbours (with a ``UserWarning``) and records the value used
-    in ``n_neighbors_``. A class with a single member has no target neighbour at
-    all and is refused (``ValueError``).""",
+    **Small classes.** As in metric-learn, a point's target neighbours are the
+    ``n_neighbors`` nearest members of its class, itself last where its class has
+    exactly ``n_neighbors`` members (a class of one is its own target with
+    ``n_neighbors=1``): such a target adds nothing to the pull term, and its hinge
+    terms keep other classes at the margin. If the smallest class has
+    ``m < n_neighbors`` members (metric-learn raises), the fit uses ``m`` target
+    neighbours (with a ``UserWarning``) and records the value used in
+    ``n_neighbors_``.""",
         args=COMMON_ARGS
         + r"""        n_neighbors: number of target neighbours :math:`k` per point.
         push_weight: :math:`\mu \in [0, 1]`, weight of the impostor (push) term;
@@ -181,23 +184,15 @@ class LMNN(SupervisedLearner):
         k = check_int(n_neighbors, "n_neighbors", 1)
         push_weight = check_real(push_weight, "push_weight", 0.0, 1.0)
         margin = check_real(self.margin, "margin", 0.0)
-        counts = np.bincount(codes)
-        smallest = int(counts.min())
-        if smallest < 2:
-            label = classes[int(np.argmin(counts))]
-            label = label.item() if hasattr(label, "item") else label
-            raise ValueError(
-                f"LMNN needs at least 2 samples in every class (each point needs a target "
-                f"neighbour of its own class), but class {label!r} has 1 sample"
-            )
-        if k > smallest - 1:
+        smallest = int(np.bincount(codes).min())
+        if k > smallest:  # metric-learn raises here
             warnings.warn(
                 f"n_neighbors={k} is too large for the smallest class ({smallest} samples); "
-                f"using n_neighbors={smallest - 1}",
+                f"using n_neighbors={smallest}",
                 UserWarning,
                 stacklevel=4,
             )
-            k = smallest - 1
+            k = smallest
         self._active_settings()  # validated before any work
         tn = np.asarray(lmnn_target_neighbors(X, codes, k), dtype=np.int32)
         block_size, mesh = check_block_size(self.block_size), check_mesh(self.mesh)

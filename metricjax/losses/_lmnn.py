@@ -61,15 +61,17 @@ def _static_float(value, name: str) -> float:
 
 
 def _check_class_sizes(classes, codes, k: int) -> None:
-    """Every class needs ``k`` other members (host codes from ``_checks.label_codes``)."""
+    """Every class needs ``k`` members (host codes from ``_checks.label_codes``): ``k - 1``
+    others and, where there are no more, the point itself (metric-learn's rule)."""
     counts = np.bincount(codes, minlength=len(classes))
-    small = np.flatnonzero(counts <= k)
+    small = np.flatnonzero(counts < k)
     if small.size:
         c = small[np.argmin(counts[small])]
         more = f" ({small.size} classes are too small)" if small.size > 1 else ""
         raise ValueError(
             f"class {classes[c].item()!r} has {counts[c]} member(s), but n_neighbors={k} needs at "
-            f"least {k + 1} per class (each point needs {k} other points of its class){more}"
+            f"least {k} per class (a point's target neighbours are the {k} nearest members "
+            f"of its class, itself last where the class has exactly {k}){more}"
         )
 
 
@@ -82,7 +84,11 @@ def lmnn_target_neighbors(
     with :math:`c_j = c_i` that are closest to :math:`x_i` in the *original* Euclidean
     space. They stay fixed while :math:`L` is learned (Weinberger & Saul, 2009; same
     choice as metric-learn's ``LMNN``). Rows are sorted by distance; ties go to the
-    smaller index. Runs on the host in float64 NumPy, class by class, with memory
+    smaller index. In a class of exactly ``n_neighbors`` members each point lists its
+    ``n_neighbors - 1`` classmates and then itself, as metric-learn does (a class of
+    one, with ``n_neighbors=1``, is its own target): such a target adds nothing to the
+    pull term, and its hinge terms :math:`[m - d_{il}]_+` keep other classes at the
+    margin. Runs on the host in float64 NumPy, class by class, with memory
     ``O(m_c \min(m_c, 1024))`` for a class of ``m_c`` points.
 
     Args:
@@ -94,9 +100,8 @@ def lmnn_target_neighbors(
         Integer array of shape ``(n, n_neighbors)``.
 
     Raises:
-        ValueError: a class has ``n_neighbors`` or fewer members (each point needs
-            ``n_neighbors`` *other* points of its class), NaN labels or non-finite ``x``,
-            or mismatched shapes.
+        ValueError: a class has fewer than ``n_neighbors`` members, NaN labels or
+            non-finite ``x``, or mismatched shapes.
         TypeError: traced (``jit``) inputs, or labels that cannot be sorted.
     """
     k = _check_n_neighbors(n_neighbors)
@@ -151,10 +156,7 @@ def _check_target_neighbors(tn, n: int, host_codes):
         raise TypeError(f"`target_neighbors` must be integers, got dtype {arr.dtype}")
     if arr.size and (arr.min() < 0 or arr.max() >= n):
         raise ValueError(f"`target_neighbors` entries must lie in [0, {n})")
-    rows = np.arange(n)[:, None]
-    bad = np.argwhere(arr == rows)
-    if bad.size:
-        raise ValueError(f"point {bad[0, 0]} is its own target neighbour")
+    # a point may be its own target (a class of exactly k members, metric-learn's rule)
     srt = np.sort(arr, axis=1)
     dup = np.flatnonzero(np.any(srt[:, 1:] == srt[:, :-1], axis=1))
     if dup.size:
@@ -182,9 +184,10 @@ def masked_target_neighbors(x, codes, weight, k: int, block_size: int):
 
     For each row :math:`i`: the ``k`` nearest :math:`j \ne i` with :math:`c_j = c_i` and
     :math:`s_j > 0` (Euclidean, on centred ``x``; ties to the smaller index, as
-    :func:`lmnn_target_neighbors`), by ``lax.top_k`` over blocks of ``block_size`` rows
-    (memory ``O(b n)``). Returns ``(tn, ok)``, both ``(n, k)``: ``ok`` is false on the
-    slots of a row with fewer than ``k`` such points (their index is arbitrary).
+    :func:`lmnn_target_neighbors`), then :math:`i` itself where there are fewer than
+    ``k``, by ``lax.top_k`` over blocks of ``block_size`` rows (memory ``O(b n)``).
+    Returns ``(tn, ok)``, both ``(n, k)``: ``ok`` is false on the slots of a row with
+    fewer than ``k - 1`` such points (their index is arbitrary).
     """
     n = x.shape[0]
     b = block_size
@@ -202,8 +205,11 @@ def masked_target_neighbors(x, codes, weight, k: int, block_size: int):
         rows = start + jnp.arange(b)
         d2 = jnp.maximum(rowdot(xi, xi)[:, None] + sq[None, :] - 2 * mm(xi, xc.T), 0)
         same = ci[:, None] == codes[None, :]
-        cand = same & col_ok[None, :] & (rows[:, None] != jnp.arange(n)[None, :])
-        neg, idx = jax.lax.top_k(jnp.where(cand, -d2, -jnp.inf), k)
+        own = rows[:, None] == jnp.arange(n)[None, :]
+        cand = same & col_ok[None, :] & ~own
+        # the point itself ranks after every classmate and before the non-candidates
+        last = jnp.asarray(-jnp.finfo(d2.dtype).max, d2.dtype)
+        neg, idx = jax.lax.top_k(jnp.where(cand, -d2, jnp.where(own, last, -jnp.inf)), k)
         return idx.astype(jnp.int32), neg > -jnp.inf
 
     tn, ok = jax.lax.map(block, jnp.arange(nblocks) * b)
@@ -225,8 +231,8 @@ def _codes_and_targets(x, labels, target_neighbors, n_neighbors, weight=None):
         k = _check_n_neighbors(n_neighbors)
         if host_codes is not None:
             _check_class_sizes(*_checks.label_codes(labels, n), k)
-        elif k >= n:
-            raise ValueError(f"n_neighbors={k} needs more than {k} points, got n={n}")
+        elif k > n:
+            raise ValueError(f"n_neighbors={k} needs at least {k} points, got n={n}")
         if not _checks._is_traced(x) and not np.all(np.isfinite(np.asarray(x))):
             raise ValueError("`x` contains NaN or inf")
         xs = jax.lax.stop_gradient(jnp.asarray(x, weight.dtype))
@@ -497,10 +503,10 @@ def lmnn_loss(
     triplet, so nothing is dropped: the value and gradient equal this function's with
     ``push_weight = 1 - regularization`` and ``margin = 1`` (tested to rounding). Other
     differences: metric-learn fixes the margin at 1 (here
-    :math:`\ell(L; m) = m\,\ell(L/\sqrt{m}; 1)`), accepts ``n_neighbors`` equal to the
-    smallest class size (a point then becomes its own target neighbour; refused here),
-    and breaks distance ties in the target search with an unstable sort (stable here:
-    smaller index first).
+    :math:`\ell(L; m) = m\,\ell(L/\sqrt{m}; 1)`) and breaks distance ties in the
+    target search with an unstable sort (stable here: smaller index first). Both
+    libraries make a point its own last target neighbour when its class has exactly
+    ``n_neighbors`` members (:func:`lmnn_target_neighbors`; tested against metric-learn).
 
     **Gradient.** The hinge is not differentiable where
     :math:`m + D_{ij} - D_{il} = 0`; there the subgradient 0 is used (a triplet counts

@@ -19,6 +19,7 @@ from metricjax import losses as losses
 from metricjax import reference as reference
 from metricjax import solvers as solvers
 from metricjax._checks import check_finite as check_finite
+from metricjax.constraints import Constraints as Constraints
 from metricjax._distances import pairwise_euclidean as pairwise_euclidean
 from metricjax._distances import pairwise_mahalanobis as pairwise_mahalanobis
 from metricjax._distances import pairwise_sq_euclidean as pairwise_sq_euclidean
@@ -76,6 +77,7 @@ __all__ = [
     "reference",
     "solvers",
     "constraints",
+    "Constraints",
     "distributed",
     "fit",
     "FitResult",

@@ -273,8 +273,12 @@ def check_pairs(pairs, y, *, require_both: bool = True):
         yy = np.asarray(y)
         if yy.dtype == np.bool_ or not np.all((yy == 1) | (yy == -1)):
             bad = np.unique(yy[~((yy == 1) | (yy == -1))]) if yy.dtype != np.bool_ else yy[:3]
-            raise ValueError(
-                f"`y` must hold +1 (similar pair) or -1 (dissimilar pair) only, got {bad[:5]}"
+            # metric-learn's message word for word (its tests compare it), then ours
+            raise error_with_note(
+                ValueError,
+                "When training on pairs, the labels (y) should contain only values in "
+                "[-1, 1]. Found an incorrect value.",
+                f"`y` must hold +1 (similar pair) or -1 (dissimilar pair) only, got {bad[:5]}",
             )
         if require_both and (np.all(yy == 1) or np.all(yy == -1)):
             which = "similar (+1)" if yy[0] == 1 else "dissimilar (-1)"
@@ -283,6 +287,16 @@ def check_pairs(pairs, y, *, require_both: bool = True):
                 "dissimilar pairs are needed"
             )
     return pairs, y
+
+
+def error_with_note(exc_type, message: str, detail: str) -> BaseException:
+    """``exc_type(message)`` with ``detail`` as a note (shown in tracebacks, seen by
+    pytest's ``match=``); before Python 3.11, which has no notes, appended to the message."""
+    if not hasattr(BaseException, "add_note"):  # pragma: no cover - Python 3.10
+        return exc_type(f"{message} {detail}")
+    err = exc_type(message)
+    err.add_note(detail)
+    return err
 
 
 def sample_weight(

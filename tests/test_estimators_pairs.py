@@ -348,3 +348,16 @@ def test_supervised_bad_labels():
         est.fit(X[:, :2], np.zeros(len(X), int))
     np.testing.assert_array_equal(est.components_, comp)
     assert est.n_features_in_ == 4
+
+
+@pytest.mark.parametrize("name", ["ITML", "MMC", "SDML"])
+def test_wrong_pair_labels_raise_metric_learns_message(name):
+    # metric-learn's own tests compare the message with ==; the detail is in a note
+    pairs = np.random.default_rng(0).normal(size=(6, 2, 3))
+    for y in ([0, 1, 0, 1, 0, 1], [1.5, -1, 1, -1, 1, -1]):
+        with pytest.raises(ValueError, match=r"`y` must hold \+1") as err:
+            getattr(mj, name)().fit(pairs, y)
+        assert str(err.value) == (
+            "When training on pairs, the labels (y) should contain only values in [-1, 1]. "
+            "Found an incorrect value."
+        )

@@ -143,6 +143,11 @@ def test_every_estimator_is_public_in_all_and_dir():
         assert name in dir(mj), name
         assert getattr(mj, name) is getattr(est, name)
     assert len(mj.__all__) == len(set(mj.__all__))
+    # metric-learn's top-level names, so that code ports by changing the import
+    ml = pytest.importorskip("metric_learn")
+    learners = [n for n in dir(ml) if not n.startswith("_") and n[0].isupper()]
+    assert learners and not [n for n in learners if n not in mj.__all__]
+    assert mj.Constraints is mj.constraints.Constraints
     namespace = {}
     exec("from metricjax import *", namespace)
     assert namespace["ITML_Supervised"] is est.ITML_Supervised

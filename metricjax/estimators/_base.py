@@ -769,8 +769,9 @@ class SupervisedLearner(PointsTransformer):
         if not np.all(np.isfinite(components)):  # pragma: no cover - refused steps
             raise FloatingPointError("the fit produced a non-finite transformation")
         if not converged and batch_size is None:
-            warnings.warn(
-                f"{type(self).__name__} did not converge within max_iter={max_iter} "
+            name = type(self).__name__
+            warnings.warn(  # metric-learn's "[NCA] NCA did not converge" opening
+                f"[{name}] {name} did not converge within max_iter={max_iter} "
                 f"iterations (tol={tol:g}); increase max_iter, or tol",
                 ConvergenceWarning,
                 stacklevel=3,

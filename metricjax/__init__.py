@@ -19,7 +19,6 @@ from metricjax import losses as losses
 from metricjax import reference as reference
 from metricjax import solvers as solvers
 from metricjax._checks import check_finite as check_finite
-from metricjax.constraints import Constraints as Constraints
 from metricjax._distances import pairwise_euclidean as pairwise_euclidean
 from metricjax._distances import pairwise_mahalanobis as pairwise_mahalanobis
 from metricjax._distances import pairwise_sq_euclidean as pairwise_sq_euclidean
@@ -32,6 +31,7 @@ from metricjax._train import FitResult as FitResult
 from metricjax._train import MinibatchResult as MinibatchResult
 from metricjax._train import fit as fit
 from metricjax._train import fit_minibatch as fit_minibatch
+from metricjax.constraints import Constraints as Constraints
 from metricjax.losses import row_mesh as row_mesh
 from metricjax.losses import shard_rows as shard_rows
 from metricjax.losses import sharded as sharded

@@ -151,3 +151,24 @@ def test_every_estimator_is_public_in_all_and_dir():
     namespace = {}
     exec("from metricjax import *", namespace)
     assert namespace["ITML_Supervised"] is est.ITML_Supervised
+
+
+def test_positional_arguments_follow_metric_learns_order():
+    # code that passes metric-learn's hyperparameters by position ports unchanged:
+    # every learner takes metric-learn's parameters in its order, positionally, except
+    # NCA and LMNN, whose one positional parameter is n_components (scikit-learn's NCA
+    # order; metric-learn puts init first)
+    import inspect
+
+    ml = pytest.importorskip("metric_learn")
+    for name in [n for n in dir(ml) if not n.startswith("_") and n[0].isupper()]:
+        if name in ("Constraints", "NCA", "LMNN"):
+            continue
+        want = [p for p in inspect.signature(getattr(ml, name).__init__).parameters][1:]
+        params = inspect.signature(getattr(mj, name).__init__).parameters.values()
+        positional = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD][1:]
+        assert positional[: len(want)] == want, name
+    est = mj.ITML(0.5, 20, 1e-4)
+    assert (est.gamma, est.max_iter, est.tol) == (0.5, 20, 1e-4)
+    est = mj.MLKR(2, "pca", 1e-5, 50)
+    assert (est.n_components, est.init, est.tol, est.max_iter) == (2, "pca", 1e-5, 50)

@@ -73,7 +73,6 @@ class ITML(_BaseITML, PairsLearner):
 
     def __init__(
         self,
-        *,
         gamma=1.0,
         max_iter=1000,
         tol=1e-3,
@@ -123,7 +122,6 @@ class ITML_Supervised(_BaseITML, SupervisedTuplesLearner):
 
     def __init__(
         self,
-        *,
         gamma=1.0,
         max_iter=1000,
         tol=1e-3,

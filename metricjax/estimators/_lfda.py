@@ -57,7 +57,7 @@ class LFDA(ClosedFormLearner):
 
     _needs_y = True
 
-    def __init__(self, n_components=None, *, k=None, embedding_type="weighted", preprocessor=None):
+    def __init__(self, n_components=None, k=None, embedding_type="weighted", preprocessor=None):
         self._set_params(locals())
 
     def fit(self, X, y):

@@ -73,7 +73,6 @@ class LSML(_BaseLSML, QuadrupletsLearner):
 
     def __init__(
         self,
-        *,
         tol=1e-3,
         max_iter=1000,
         prior="identity",
@@ -105,7 +104,6 @@ class LSML_Supervised(_BaseLSML, SupervisedTuplesLearner):
 
     def __init__(
         self,
-        *,
         tol=1e-3,
         max_iter=1000,
         prior="identity",

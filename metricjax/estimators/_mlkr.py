@@ -142,17 +142,17 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
     def __init__(
         self,
         n_components=None,
+        init="auto",  # metric-learn's order up to random_state (positional ports work)
+        tol=None,
+        max_iter=1000,
+        verbose=False,
+        preprocessor=None,
+        random_state=None,
         *,
         alpha=DEFAULT_ALPHA,
-        init="auto",
-        max_iter=1000,
-        tol=None,
         optimizer=None,
-        random_state=None,
-        verbose=False,
         block_size="auto",
         batch_size=None,
-        preprocessor=None,
         mesh=None,
     ):
         self._set_params(locals())  # SoftNeighbourLearner's arguments and alpha

@@ -74,7 +74,6 @@ class MMC(_BaseMMC, PairsLearner):
 
     def __init__(
         self,
-        *,
         max_iter=100,
         max_proj=10000,
         tol=1e-3,
@@ -104,7 +103,6 @@ class MMC_Supervised(_BaseMMC, SupervisedTuplesLearner):
 
     def __init__(
         self,
-        *,
         max_iter=100,
         max_proj=10000,
         tol=1e-6,

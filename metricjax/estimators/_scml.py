@@ -73,7 +73,6 @@ class SCML(_BaseSCML, TripletsLearner):
 
     def __init__(
         self,
-        *,
         beta=1e-5,
         basis="triplet_diffs",
         n_basis=None,
@@ -109,7 +108,6 @@ class SCML_Supervised(_BaseSCML, SupervisedTuplesLearner):
 
     def __init__(
         self,
-        *,
         k_genuine=3,
         k_impostor=10,
         beta=1e-5,

@@ -60,7 +60,6 @@ class SDML(_BaseSDML, PairsLearner):
 
     def __init__(
         self,
-        *,
         balance_param=0.5,
         sparsity_param=0.01,
         prior="identity",
@@ -85,7 +84,6 @@ class SDML_Supervised(_BaseSDML, SupervisedTuplesLearner):
 
     def __init__(
         self,
-        *,
         balance_param=0.5,
         sparsity_param=0.01,
         prior="identity",

@@ -112,3 +112,19 @@ def test_metric_learn_conventions_dimension_reduction_warning_and_int_checks():
         with pytest.raises(ValueError) as err, unchecked_calls():
             SCML(**{arg: 1.0}).fit(triplets)
         assert str(err.value) == f"{arg} should be an integer, instead it is of type <class 'float'>"
+
+
+@pytest.mark.usefixtures("x64")
+def test_verbose_log_is_metric_learns(capsys):
+    # the same checkpoints, objectives and active-triplet counts, printed alike
+    x = StandardScaler().fit_transform(load_wine().data)
+    y = load_wine().target
+    kw = {"n_basis": 40, "max_iter": 300, "output_iter": 100, "random_state": 0, "verbose": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ml.SCML_Supervised(**kw).fit(x, y)
+        want = capsys.readouterr().out
+        SCML_Supervised(**kw).fit(x, y)
+        got = capsys.readouterr().out
+    assert got == want and want.count("[SCML_Supervised] iter ") == 3
+    assert want.endswith("max iteration reached.\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import jax.numpy as jnp
@@ -53,14 +54,29 @@ def test_callback_sees_increasing_iterations_losses_and_params():
     assert len(res.loss_history) == res.num_iter + 1 == 24
 
 
-def test_estimator_verbose_bar_and_history(capfd):
+@pytest.mark.parametrize("name", ["MLKR", "NCA", "LMNN"])
+def test_estimator_verbose_prints_metric_learns_log(name, capfd):
+    # metric-learn's format, checked with the regular expressions of its own tests
     pytest.importorskip("sklearn")
     x, y = _regression()
+    y = y if name == "MLKR" else (y > np.median(y)).astype(int)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        est = mj.MLKR(max_iter=10, tol=0.0, verbose=True).fit(x, y)
-    _, err = capfd.readouterr()
-    assert "fit" in err and "10/10" in err
+        est = getattr(mj, name)(max_iter=10, tol=0.0, verbose=True).fit(x, y)
+    out, err = capfd.readouterr()
+    lines = re.split("\n+", out)
+    header = "{:>10} {:>20} {:>10}".format("Iteration", "Objective Value", "Time(s)")
+    assert lines[:3] == [f"[{name}]", f"[{name}] {header}", f"[{name}] {'-' * len(header)}"]
+    rows = lines[3:-3] if name == "LMNN" else lines[3:-2]
+    assert len(rows) == est.n_iter_ == 10
+    for row, loss in zip(rows, est.loss_history_[1:]):
+        assert re.match(rf"\[{name}\]\ *\d+\ *\d\.\d{{6}}e[+|-]\d+\ *\d+\.\d{{2}}", row)
+        sign = -1 if name == "NCA" else 1  # metric-learn's NCA objective: minus the loss
+        np.testing.assert_allclose(float(row.split()[2]), sign * loss, rtol=1e-6)
+    assert re.match(rf"\[{name}\] Training took\ *\d+\.\d{{2}}s\.", lines[-2])
+    assert lines[-1] == ""
+    if name == "LMNN":
+        assert lines[-3] == "LMNN didn't converge in 10 steps."
     assert est.loss_history_.shape == (est.n_iter_ + 1,) == (11,)
     assert est.loss_history_[-1] < est.loss_history_[0]
 

@@ -33,6 +33,8 @@ shared by MLKR, NCA and LMNN. Shared behaviour:
 import contextlib
 import functools
 import numbers
+import sys
+import time
 import warnings
 
 import jax
@@ -380,6 +382,46 @@ def constraint_labels(y, estimator: str, *, min_classes: int = 2) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------
+# verbose output: metric-learn's log lines
+# ----------------------------------------------------------------------------------
+class _FitLog:
+    """``verbose=True`` of the full-batch learners: metric-learn's NCA/MLKR log on stdout.
+
+    A header (``[NCA]``, then ``Iteration / Objective Value / Time(s)`` and a rule), one
+    line per iteration (a :func:`metricjax.fit` callback, reported every iteration)
+    and ``[NCA] Training took   1.23s.`` at the end (LMNN adds metric-learn's
+    ``LMNN converged with objective ...`` or ``LMNN didn't converge in ... steps.``).
+    """
+
+    _HEADER = "{:>10} {:>20} {:>10}".format("Iteration", "Objective Value", "Time(s)")
+
+    def __init__(self, name: str, sign: float = 1.0):
+        self.name, self.sign, self.count = name, sign, 0
+        self.start = self.last = time.perf_counter()
+        print(f"[{name}]\n[{name}] {self._HEADER}\n[{name}] {'-' * len(self._HEADER)}")
+        sys.stdout.flush()
+
+    def __call__(self, iteration, loss, params):
+        now = time.perf_counter()
+        self.count += 1
+        print(f"[{self.name}] {self.count:>10} {self.sign * loss:>20.6e} {now - self.last:>10.2f}")
+        sys.stdout.flush()
+        self.last = now
+
+    def close(self, converged: bool, n_iter: int, loss: float) -> None:
+        if self.name == "LMNN":
+            print(f"LMNN converged with objective {loss}" if converged
+                  else f"LMNN didn't converge in {n_iter} steps.")  # fmt: skip
+        print(f"[{self.name}] Training took {time.perf_counter() - self.start:8.2f}s.")
+        sys.stdout.flush()
+
+
+def _log_arguments(log) -> dict:
+    """:func:`metricjax.fit`'s reporting arguments for a :class:`_FitLog` (or none)."""
+    return {} if log is None else {"callback": log, "chunk_size": 1}
+
+
+# ----------------------------------------------------------------------------------
 # the Mahalanobis base class
 # ----------------------------------------------------------------------------------
 def pair_distances(pairs: np.ndarray, components: np.ndarray) -> np.ndarray:
@@ -646,6 +688,7 @@ class SupervisedLearner(PointsTransformer):
 
     _classification = True
     _min_classes = 2  # classification: NCA accepts one class (a constant loss)
+    _log_sign = 1.0  # the verbose log prints _log_sign * loss (NCA: -1, metric-learn's objective)
     _needs_y = True
     batch_size = None  # MLKR and NCA store their own
     #: Rescale a string ``init`` so that the median squared pairwise distance of the
@@ -742,8 +785,11 @@ class SupervisedLearner(PointsTransformer):
             params = np.asarray(params, dtype)
             try:
                 if batch_size is None:
-                    res = self._minimise(loss, params, data, max_iter=max_iter, tol=tol)
+                    log = _FitLog(type(self).__name__, self._log_sign) if self.verbose else None
+                    res = self._minimise(loss, params, data, max_iter=max_iter, tol=tol, log=log)
                     converged, n_iter = res.converged, res.num_iter
+                    if log is not None:
+                        log.close(converged, n_iter, float(res.loss_history[-1]))
                 else:
                     seed = int(check_random_state(self.random_state).randint(2**31 - 1))
                     # rows are sampled from the per-point arrays; the trailing scalar
@@ -784,10 +830,10 @@ class SupervisedLearner(PointsTransformer):
             **extra,
         }
 
-    def _minimise(self, loss, params, data, *, max_iter: int, tol: float):
+    def _minimise(self, loss, params, data, *, max_iter: int, tol: float, log=None):
         """Full-batch fit of ``loss(params, *data)``: :func:`metricjax.fit` (LMNN overrides it)."""
         return _fit(loss, params, *data, optimizer=self.optimizer, max_iter=max_iter, tol=tol,
-                    verbose=bool(self.verbose))  # fmt: skip
+                    **_log_arguments(log))  # fmt: skip
 
     def _initial_components(self, X, target, n_features: int, n_samples: int, sample_weight=None):
         """The initial map ``(k, n_features)`` from ``init`` (weighted PCA / LDA with weights)."""
@@ -956,7 +1002,11 @@ COMMON_ARGS = """
             zoom line search).
         random_state: seed or ``numpy.random.RandomState`` for ``init="random"`` and
             ``init="pca"``. The same ``random_state`` gives identical results.
-        verbose: show a ``tqdm`` progress bar with the current loss.
+        verbose: print metric-learn's log to standard output: a header, one line per
+            iteration (``[NCA]  Iteration  Objective Value  Time(s)``; NCA's objective
+            is the expected number of correctly classified points, the negative of
+            its loss, as metric-learn prints it) and the training time; mini-batch
+            fits show a ``tqdm`` progress bar instead.
         preprocessor: ``None``, an array of points (``X`` may then be given as 1-D
             indices into it, tuples as 2-D indices), or a callable from an array of
             indices to the points (metric-learn's ``preprocessor``).

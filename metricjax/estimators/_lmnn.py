@@ -13,6 +13,7 @@ from metricjax.estimators._base import (
     COMMON_ARGS,
     COMMON_ATTRS,
     SupervisedLearner,
+    _log_arguments,
     check_block_size,
     check_int,
     check_mesh,
@@ -215,7 +216,7 @@ class LMNN(SupervisedLearner):
             max_pairs = check_int(max_pairs, "max_impostors", 0)
         return refresh, slack, max_pairs
 
-    def _minimise(self, loss, params, data, *, max_iter: int, tol: float):
+    def _minimise(self, loss, params, data, *, max_iter: int, tol: float, log=None):
         """:func:`metricjax.fit` in chunks of ``impostor_refresh`` iterations, one active set each."""
         refresh, slack, max_pairs = self._active_settings()
         kw = loss.keywords
@@ -223,7 +224,7 @@ class LMNN(SupervisedLearner):
         small = data[0].shape[0] < _ACTIVE_MIN_SAMPLES
         weighted = len(data) > 3  # (x, codes, tn, sample_weight): the full loss
         if refresh is None or small or kw.get("mesh") is not None or mu == 0 or weighted:
-            return super()._minimise(loss, params, data, max_iter=max_iter, tol=tol)
+            return super()._minimise(loss, params, data, max_iter=max_iter, tol=tol, log=log)
         x, codes, tn = data
         if max_pairs == "auto":
             max_pairs = max_pairs_for(
@@ -236,7 +237,7 @@ class LMNN(SupervisedLearner):
             max_pairs=max_pairs, block_size=kw["block_size"],
         )  # fmt: skip
         active = _lmnn_active_objective(margin, mu)
-        fit = functools.partial(_fit, optimizer=self.optimizer, tol=tol, verbose=bool(self.verbose))
+        fit = functools.partial(_fit, optimizer=self.optimizer, tol=tol, **_log_arguments(log))
         restart = functools.partial(_fresh_state, resolve_optimizer(self.optimizer, "lbfgs"))
         history, spent, length = [], 0, refresh
         opt_state = restart(params)

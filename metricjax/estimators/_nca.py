@@ -68,6 +68,7 @@ class NCA(SoftNeighbourLearner):
 
     _unit_free_init = True  # unit-bandwidth softmax: start at median distance 1
     _min_classes = 1  # one class: a constant loss, the initial map is returned
+    _log_sign = -1.0  # the verbose log prints metric-learn's objective, -loss
 
     def _objective(self, X, codes, classes, sample_weight=None):
         block_size, num_classes = check_block_size(self.block_size), int(codes.max()) + 1

@@ -16,7 +16,8 @@ _SCML_ARGS = _tuples.tuples_args(
         output_iter: steps between objective evaluations (the best checkpoint is
             kept). Default 500.
         batch_size: triplets per step. Default 10.
-        verbose: print the final objective.""",
+        verbose: print metric-learn's log: the objective and the number of triplets
+            with positive slack at each checkpoint, then ``max iteration reached.``""",
     "triplets",
     "(n, 3)",
     "the basis and the\n            mini-batches (metric-learn's draws)",
@@ -49,6 +50,7 @@ class _BaseSCML:
             n_basis=self.n_basis, gamma=self.gamma, max_iter=self.max_iter,
             output_iter=self.output_iter, batch_size=self.batch_size,
             random_state=self.random_state,
+            verbose=type(self).__name__ if self.verbose else False,
         )  # fmt: skip
 
 

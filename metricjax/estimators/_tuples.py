@@ -149,7 +149,7 @@ def fit_solver(estimator, fields, solver, tuples, *args, **kwargs) -> dict:
     for field in fields:
         value = getattr(res, field)
         fitted[field + "_"] = value.item() if np.ndim(value) == 0 else value
-    if estimator.verbose:
+    if estimator.verbose and not kwargs.get("verbose"):  # SCML's solver prints its own log
         scalars = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
                             for k, v in fitted.items() if np.ndim(v) == 0)  # fmt: skip
         print(f"{type(estimator).__name__}: {scalars}")

@@ -82,6 +82,27 @@ def test_mmc_solve_hyperparameters_match_metric_learn():
             assert bool(res.converged) == ref.converged_, kw
 
 
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("name", ["iris", "wine"])
+def test_mmc_packed_passes_equal_the_matmul_passes(name):
+    # the packed products u_i u_j (d <= 16) against the (n, d) @ (d, d) products: the
+    # same iterates (same count) and the same metric up to rounding, padding included
+    pairs, y = DATA[name]
+    pos, neg = (_mmc._padded_differences(pairs, m, np.float64) for m in (y == 1, y == -1))
+    assert not neg[-1].any()  # padded
+    args = (pos, neg, np.eye(pairs.shape[2]), np.float64(1e-3), np.int32(100), np.int32(10000))
+    plain = _mmc._mmc_full_loop(*args, packed=False)
+    packed = _mmc._mmc_full_loop(*args, packed=True)
+    assert int(plain[1]) == int(packed[1]) and bool(plain[2]) == bool(packed[2])
+    assert relerr(packed[0], plain[0]) < 1e-12
+    distances, outer_sum = _mmc._packed_passes(jnp.asarray(neg))
+    m, u = np.asarray(plain[0]), neg
+    np.testing.assert_allclose(distances(m), np.sqrt(np.einsum("pi,ij,pj->p", u, m, u)),
+                               rtol=1e-12, atol=1e-12)  # fmt: skip
+    g = np.random.default_rng(0).uniform(size=len(u))
+    np.testing.assert_allclose(outer_sum(g), (u * g[:, None]).T @ u, rtol=1e-12)
+
+
 def test_mmc_solve_float32_is_finite():
     pairs, y = DATA["iris"]
     for diagonal in (False, True):

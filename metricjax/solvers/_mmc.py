@@ -4,7 +4,9 @@ A port of metric-learn 0.7.0's ``_BaseMMC._fit_full`` and ``_fit_diag`` with the
 step-size rules, alternating projections and stopping tests. Every iteration runs inside
 one compiled ``lax.while_loop`` (the alternating projections in a nested one); the
 gradients are the pair forms of the ``D(M)`` rule, :math:`\sum_p g_p u_p u_p^T = U^T
-\mathrm{diag}(g) U` (one matmul, :func:`metricjax.losses._pairs.pair_outer_sum`).
+\mathrm{diag}(g) U` (one matmul, :func:`metricjax.losses._pairs.pair_outer_sum`; up to
+d = 16, matrix-vector products with the packed :math:`u_{pi} u_{pj}`,
+:func:`_packed_passes`).
 """
 
 

@@ -389,30 +389,51 @@ class _FitLog:
 
     A header (``[NCA]``, then ``Iteration / Objective Value / Time(s)`` and a rule), one
     line per iteration (a :func:`metricjax.fit` callback, reported every iteration)
-    and ``[NCA] Training took   1.23s.`` at the end (LMNN adds metric-learn's
-    ``LMNN converged with objective ...`` or ``LMNN didn't converge in ... steps.``).
+    and ``[NCA] Training took   1.23s.`` at the end.
     """
 
     _HEADER = "{:>10} {:>20} {:>10}".format("Iteration", "Objective Value", "Time(s)")
 
     def __init__(self, name: str, sign: float = 1.0):
-        self.name, self.sign, self.count = name, sign, 0
+        self.name, self.sign, self.count, self.previous = name, sign, 0, None
         self.start = self.last = time.perf_counter()
-        print(f"[{name}]\n[{name}] {self._HEADER}\n[{name}] {'-' * len(self._HEADER)}")
+        self.header()
         sys.stdout.flush()
+
+    def header(self):
+        name = self.name
+        print(f"[{name}]\n[{name}] {self._HEADER}\n[{name}] {'-' * len(self._HEADER)}")
+
+    def row(self, now, objective):
+        print(f"[{self.name}] {self.count:>10} {objective:>20.6e} {now - self.last:>10.2f}")
 
     def __call__(self, iteration, loss, params):
         now = time.perf_counter()
         self.count += 1
-        print(f"[{self.name}] {self.count:>10} {self.sign * loss:>20.6e} {now - self.last:>10.2f}")
+        self.row(now, self.sign * float(loss))
         sys.stdout.flush()
-        self.last = now
+        self.last, self.previous = now, self.sign * float(loss)
 
     def close(self, converged: bool, n_iter: int, loss: float) -> None:
-        if self.name == "LMNN":
-            print(f"LMNN converged with objective {loss}" if converged
-                  else f"LMNN didn't converge in {n_iter} steps.")  # fmt: skip
         print(f"[{self.name}] Training took {time.perf_counter() - self.start:8.2f}s.")
+        sys.stdout.flush()
+
+
+class _LMNNLog(_FitLog):
+    """metric-learn's LMNN log: ``iteration objective difference`` per iteration, then
+    ``LMNN converged with objective ...`` or ``LMNN didn't converge in ... steps.`` (its
+    active-constraint and learning-rate columns have no L-BFGS counterpart)."""
+
+    def header(self):
+        print("iter | objective | objective difference")
+
+    def row(self, now, objective):
+        delta = 0.0 if self.previous is None else objective - self.previous
+        print(self.count, objective, delta)
+
+    def close(self, converged: bool, n_iter: int, loss: float) -> None:
+        print(f"LMNN converged with objective {loss}" if converged
+              else f"LMNN didn't converge in {n_iter} steps.")  # fmt: skip
         sys.stdout.flush()
 
 
@@ -689,6 +710,7 @@ class SupervisedLearner(PointsTransformer):
     _classification = True
     _min_classes = 2  # classification: NCA accepts one class (a constant loss)
     _log_sign = 1.0  # the verbose log prints _log_sign * loss (NCA: -1, metric-learn's objective)
+    _log_class = _FitLog  # LMNN: _LMNNLog
     _needs_y = True
     batch_size = None  # MLKR and NCA store their own
     #: Rescale a string ``init`` so that the median squared pairwise distance of the
@@ -785,7 +807,7 @@ class SupervisedLearner(PointsTransformer):
             params = np.asarray(params, dtype)
             try:
                 if batch_size is None:
-                    log = _FitLog(type(self).__name__, self._log_sign) if self.verbose else None
+                    log = self._log_class(type(self).__name__, self._log_sign) if self.verbose else None
                     res = self._minimise(loss, params, data, max_iter=max_iter, tol=tol, log=log)
                     converged, n_iter = res.converged, res.num_iter
                     if log is not None:
@@ -1005,8 +1027,10 @@ COMMON_ARGS = """
         verbose: print metric-learn's log to standard output: a header, one line per
             iteration (``[NCA]  Iteration  Objective Value  Time(s)``; NCA's objective
             is the expected number of correctly classified points, the negative of
-            its loss, as metric-learn prints it) and the training time; mini-batch
-            fits show a ``tqdm`` progress bar instead.
+            its loss, as metric-learn prints it) and the training time; LMNN prints
+            metric-learn's ``iteration objective difference`` lines and its
+            converged / didn't converge line. Mini-batch fits show a ``tqdm`` progress
+            bar instead.
         preprocessor: ``None``, an array of points (``X`` may then be given as 1-D
             indices into it, tuples as 2-D indices), or a callable from an array of
             indices to the points (metric-learn's ``preprocessor``).

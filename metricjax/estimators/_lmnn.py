@@ -13,6 +13,7 @@ from metricjax.estimators._base import (
     COMMON_ARGS,
     COMMON_ATTRS,
     SupervisedLearner,
+    _LMNNLog,
     _log_arguments,
     check_block_size,
     check_int,
@@ -122,6 +123,8 @@ class LMNN(SupervisedLearner):
         JMLR 10, 2009.""",
         examples=knn_example("LMNN", "LMNN(n_neighbors=3, max_iter=200)"),
     )
+
+    _log_class = _LMNNLog  # verbose: metric-learn's LMNN lines
 
     def __init__(
         self,

@@ -581,7 +581,8 @@ def _sdml_checked(
     if not bool(sound):
         raise RuntimeError(
             "SDML: the graphical lasso failed (not positive definite) on the projected matrix "
-            f"(sweeps={int(res.n_iter)}); increase `eig_floor`"
+            f"(sweeps={int(res.n_iter)}); standardise the features (e.g. StandardScaler: raw "
+            "features of very different scales make S ill-conditioned) or increase `eig_floor`"
         )
     if not converged:
         warnings.warn(

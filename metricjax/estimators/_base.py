@@ -408,11 +408,11 @@ class _FitLog:
         print(f"[{self.name}] {self.count:>10} {objective:>20.6e} {now - self.last:>10.2f}")
 
     def __call__(self, iteration, loss, params):
-        now = time.perf_counter()
+        now, objective = time.perf_counter(), self.sign * float(loss)
         self.count += 1
-        self.row(now, self.sign * float(loss))
+        self.row(now, objective)
         sys.stdout.flush()
-        self.last, self.previous = now, self.sign * float(loss)
+        self.last, self.previous = now, objective
 
     def close(self, converged: bool, n_iter: int, loss: float) -> None:
         print(f"[{self.name}] Training took {time.perf_counter() - self.start:8.2f}s.")

@@ -74,15 +74,14 @@ def dissimilarity_gradient(neg_diff, metric):
     \log(r + \epsilon)` at a fixed :math:`c = \sum_p r_p + \epsilon` (the exact gradient of
     :math:`f_D` up to the :math:`\epsilon` smoothing).
     """
-    return _gradient_from_dist(neg_diff, _pair_dist(neg_diff, metric))
+    return _gradient_from_dist(
+        functools.partial(pair_outer_sum, neg_diff), _pair_dist(neg_diff, metric)
+    )
 
 
-def _gradient_from_dist(neg_diff, dist):
-    return _ascent(pair_outer_sum(neg_diff, 0.5 / (dist + 1e-6)), dist)
-
-
-def _ascent(outer_sum, dist):
-    return outer_sum / (jnp.sum(dist) + 1e-6)
+def _gradient_from_dist(outer_sum, dist):
+    r"""``_fD1`` from the distances; ``outer_sum(g)`` is :math:`\sum_p g_p u_p u_p^T`."""
+    return outer_sum(0.5 / (dist + 1e-6)) / (jnp.sum(dist) + 1e-6)
 
 
 #: The dissimilar pairs' passes use the packed products ``u_i u_j`` (i <= j) up to this d.
@@ -176,7 +175,7 @@ def _mmc_full_loop(pos_diff, neg_diff, a0, tol, max_iter, max_proj, *, packed=Fa
         accept = satisfy & ((obj > obj_previous) | (k == 0))
         direction = jax.lax.cond(
             accept,
-            lambda: _unit_orthogonal(_ascent(outer_sum(0.5 / (dist + 1e-6)), dist), w),
+            lambda: _unit_orthogonal(_gradient_from_dist(outer_sum, dist), w),
             lambda: direction,
         )
         alpha = jnp.where(accept, alpha * 1.05, alpha / 2)
@@ -190,7 +189,7 @@ def _mmc_full_loop(pos_diff, neg_diff, a0, tol, max_iter, max_proj, *, packed=Fa
         return (state[5] < max_iter) & ~state[7]
 
     dist0 = distances(a0)
-    direction0 = _unit_orthogonal(w, _ascent(outer_sum(0.5 / (dist0 + 1e-6)), dist0))
+    direction0 = _unit_orthogonal(w, _gradient_from_dist(outer_sum, dist0))
     inf = jnp.asarray(jnp.inf, dt)
     state = (a0, a0, _objective_from_dist(dist0), direction0, jnp.asarray(0.1, dt),
              jnp.int32(0), inf, jnp.array(False))  # fmt: skip
@@ -401,7 +400,9 @@ def mmc_solve(
             )
         else:
             d = neg.shape[1]
-            packed = d <= _PACKED_MAX_D and neg.size * (d + 1) // 2 * neg.itemsize <= _PACKED_MAX_BYTES
+            packed = (
+                d <= _PACKED_MAX_D and neg.size * (d + 1) // 2 * neg.itemsize <= _PACKED_MAX_BYTES
+            )
             metric, it, conv = _mmc_full_loop(
                 pos, neg, m0, tol, max_iter, np.int32(max_proj), packed=bool(packed)
             )

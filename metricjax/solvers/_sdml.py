@@ -86,12 +86,10 @@ def _dual_gap(emp_cov, precision, alpha):
 _POLISH_EVERY = 4  # coordinate sweeps between two support solves of a column lasso
 
 
-def _lasso_objective(beta, w, s, alpha):
-    return (
-        0.5 * jnp.dot(beta, mm(w, beta[:, None])[:, 0])
-        - jnp.dot(s, beta)
-        + alpha * jnp.sum(jnp.abs(beta))
-    )
+def _lasso_objective(beta, w_beta, s, alpha):
+    r"""The column lasso's objective :math:`\tfrac12 \beta^\top W\beta - s^\top\beta +
+    \alpha\lVert\beta\rVert_1`, given ``w_beta`` = :math:`W\beta`."""
+    return 0.5 * jnp.dot(beta, w_beta) - jnp.dot(s, beta) + alpha * jnp.sum(jnp.abs(beta))
 
 
 def _support_solve(beta, w, s, h, alpha):
@@ -112,10 +110,12 @@ def _support_solve(beta, w, s, h, alpha):
     rhs = jnp.where(active, s - alpha * jnp.sign(beta), 0)
     cand = jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(m), True), rhs[:, None])[:, 0]
     cand = jnp.where(active, cand, 0)
+    w_cand = mm(w, cand[:, None])[:, 0]  # for the objective and the residual
     better = jnp.all(jnp.isfinite(cand)) & (
-        _lasso_objective(cand, w, s, alpha) < _lasso_objective(beta, w, s, alpha)
+        _lasso_objective(cand, w_cand, s, alpha)
+        < _lasso_objective(beta, mm(w, beta[:, None])[:, 0], s, alpha)
     )
-    h_cand = s - mm(w, cand[:, None])[:, 0]
+    h_cand = s - w_cand
     return jnp.where(better, cand, beta), jnp.where(better, h_cand, h), better
 
 

@@ -977,6 +977,10 @@ def main(argv=None) -> None:
     for name in SECTIONS:
         if name in wanted:
             SECTIONS[name](run, sizes)
+    # held until the process ends: a watchdog that fires now either finishes its write
+    # first (and exits) or waits here and dies with the process; released, it could be
+    # cut off mid-write by the interpreter's exit (a truncated gpu.md)
+    run.write_lock.acquire()
     md = run.write()
     print()
     print(md)

@@ -61,6 +61,7 @@ except ImportError:  # pragma: no cover - scikit-learn < 1.6
         return estimator._validate_data(*args, **kwargs)
 
 
+from metricjax._checks import error_with_note
 from metricjax._train import fit as _fit
 from metricjax._train import fit_minibatch as _fit_minibatch
 from metricjax._train import resolve_optimizer
@@ -442,6 +443,27 @@ def _log_arguments(log) -> dict:
     return {} if log is None else {"callback": log, "chunk_size": 1}
 
 
+class _Reporter:
+    """The host callback of an estimator's fit: its verbose log and the user's ``callback``.
+
+    ``callback(transformation, n_iter)`` is scikit-learn's NCA signature: the current
+    map flattened to ``(n_components * n_features,)`` (a NumPy copy) and the number of
+    updates so far (1 after the first), called after every update. Its return value is
+    ignored. The count is the reporter's own, so LMNN's chunked active-set fit counts
+    on across its chunks.
+    """
+
+    def __init__(self, log, callback):
+        self.log, self.callback, self.count = log, callback, 0
+
+    def __call__(self, iteration, loss, params):
+        self.count += 1
+        if self.log is not None:
+            self.log(iteration, loss, params)
+        if self.callback is not None:
+            self.callback(np.array(params).ravel(), self.count)
+
+
 # ----------------------------------------------------------------------------------
 # the Mahalanobis base class
 # ----------------------------------------------------------------------------------
@@ -760,6 +782,10 @@ class SupervisedLearner(PointsTransformer):
     def _tol(self) -> float:
         return DEFAULT_TOL if self.tol is None else check_real(self.tol, "tol", 0.0)
 
+    def _constant_loss(self, codes) -> bool:
+        """Whether the loss cannot change with the map for these class codes (one class)."""
+        return int(codes.max()) == 0
+
     def _fit(self, X, y, sample_weight=None):
         max_iter = check_int(self.max_iter, "max_iter", 1)
         tol = self._tol()
@@ -770,9 +796,26 @@ class SupervisedLearner(PointsTransformer):
         refuse_complex(X, "X")
         if not self._classification:
             y = _numeric_targets(y, type(self).__name__)
+        callback = getattr(self, "callback", None)
+        if callback is not None and not callable(callback):
+            raise TypeError(
+                f"`callback` must be None or a callable (transformation, n_iter), got "
+                f"{type(callback).__name__}"
+            )
+        warm = getattr(self, "warm_start", False)
+        if not isinstance(warm, (bool, np.bool_)):
+            raise TypeError(f"`warm_start` must be True or False, got {warm!r}")
+        # warm_start (scikit-learn's NCA): start from the previous fit's map, used as given
+        start = self.components_ if warm and hasattr(self, "components_") else None
         X, y = self._points(
             X, y, reset=True, ensure_min_samples=2, y_numeric=not self._classification
         )
+        if start is not None and X.shape[1] != start.shape[1]:  # scikit-learn's message
+            raise ValueError(
+                f"The new inputs dimensionality ({X.shape[1]}) does not match the input "
+                "dimensionality of the previously learned transformation "
+                f"({start.shape[1]})."
+            )
         sample_weight = check_sample_weight(sample_weight, X.shape[0])
         X, y, sample_weight = drop_zero_weights(X, y, sample_weight)
         n_samples, n_features = X.shape
@@ -792,11 +835,14 @@ class SupervisedLearner(PointsTransformer):
             target = np.asarray(y, dtype=dtype)
         loss, args, more = self._objective(X, target, extra.get("classes_"), sample_weight)
         extra.update(more)
-        params = self._initial_components(X, target, n_features, n_samples, sample_weight)
-        if self._classification and len(extra["classes_"]) == 1:
-            # one class (NCA): every neighbour is of the point's class, the loss is
-            # constant and the initial map is a solution (scikit-learn's and
-            # metric-learn's NCA return it too)
+        constant = self._classification and self._constant_loss(target)
+        # a constant loss learns nothing: the initial map as named, not rescaled to the data
+        params = self._initial_components(X, target, n_features, n_samples, sample_weight,
+                                          init=start, rescale=not constant)  # fmt: skip
+        if constant:
+            # one class, or (NCA) no two points of one class: the loss is constant and
+            # the initial map is a solution (scikit-learn's and metric-learn's NCA
+            # return it too)
             components = np.array(params, dtype=dtype)
             with jax.enable_x64(dtype == np.float64):
                 history = np.array([loss(components, X, *args)])
@@ -808,7 +854,8 @@ class SupervisedLearner(PointsTransformer):
             try:
                 if batch_size is None:
                     log = self._log_class(type(self).__name__, self._log_sign) if self.verbose else None
-                    res = self._minimise(loss, params, data, max_iter=max_iter, tol=tol, log=log)
+                    report = None if log is None and callback is None else _Reporter(log, callback)
+                    res = self._minimise(loss, params, data, max_iter=max_iter, tol=tol, log=report)
                     converged, n_iter = res.converged, res.num_iter
                     if log is not None:
                         log.close(converged, n_iter, float(res.loss_history[-1]))
@@ -822,7 +869,8 @@ class SupervisedLearner(PointsTransformer):
                         loss = functools.partial(_with_tail, loss, tail)
                     res = _fit_minibatch(loss, params, *rows, batch_size=batch_size,
                                          key=jax.random.key(seed), optimizer=self.optimizer,
-                                         num_steps=max_iter, verbose=bool(self.verbose))  # fmt: skip
+                                         num_steps=max_iter, verbose=bool(self.verbose),
+                                         **_log_arguments(callback and _Reporter(None, callback)))  # fmt: skip
                     # no convergence test in stochastic mode
                     converged, n_iter = False, res.num_steps
                     if not np.isfinite(res.loss_history[0]):
@@ -857,15 +905,29 @@ class SupervisedLearner(PointsTransformer):
         return _fit(loss, params, *data, optimizer=self.optimizer, max_iter=max_iter, tol=tol,
                     **_log_arguments(log))  # fmt: skip
 
-    def _initial_components(self, X, target, n_features: int, n_samples: int, sample_weight=None):
-        """The initial map ``(k, n_features)`` from ``init`` (weighted PCA / LDA with weights)."""
-        init = self.init
+    def _initial_components(
+        self, X, target, n_features: int, n_samples: int, sample_weight=None, *, init=None,
+        rescale: bool = True,
+    ):  # fmt: skip
+        """The initial map ``(k, n_features)`` from ``init`` (weighted PCA / LDA with weights).
+
+        ``init`` overrides ``self.init`` (a warm start's previous map); ``rescale=False``
+        leaves a named init unscaled where ``_unit_free_init`` would scale it.
+        """
+        init = self.init if init is None else init
         n_components = self.n_components
         if n_components is not None:
             if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral):
                 raise TypeError(f"`n_components` must be an int or None, got {n_components!r}")
-            if not 1 <= n_components <= n_features:  # metric-learn's message
-                raise ValueError(f"Invalid n_components, must be in [1, {n_features}]")
+            if not 1 <= n_components <= n_features:  # metric-learn's message, scikit-learn's note
+                raise error_with_note(
+                    ValueError,
+                    f"Invalid n_components, must be in [1, {n_features}]",
+                    "The preferred dimensionality of the projected space `n_components` "
+                    f"({n_components}) cannot be greater than the given data dimensionality "
+                    f"({n_features})!" if n_components > n_features else
+                    f"`n_components` must be at least 1, got {n_components}.",
+                )  # fmt: skip
             n_components = int(n_components)
 
         allowed = [o for o in _INIT_OPTIONS if self._classification or o != "lda"]
@@ -950,7 +1012,7 @@ class SupervisedLearner(PointsTransformer):
                 out = weighted_lda(X, target, sample_weight, k)
             if out.shape[0] < k:  # rank-deficient within-class scatter
                 out = np.vstack([out, np.eye(k, n_features)[out.shape[0] :]])
-        if self._unit_free_init:  # median embedded squared distance 1, whatever the units
+        if self._unit_free_init and rescale:  # median embedded squared distance 1, whatever the units
             out = out / np.sqrt(median_sq_distance(X @ np.asarray(out).T, sample_weight))
         return np.array(out, dtype=X.dtype)
 
@@ -1036,6 +1098,18 @@ COMMON_ARGS = """
             indices to the points (metric-learn's ``preprocessor``).
 """
 
+CONTINUE_ARGS = """
+        warm_start: ``True``: a fit after a previous one starts from its
+            ``components_`` (used as given, ``init`` ignored; the inputs must have the
+            same number of features), as scikit-learn's NCA does; the first fit
+            starts from ``init``. ``False`` (default): every fit starts from ``init``.
+        callback: ``None`` or ``callback(transformation, n_iter)``, called on the
+            host after every update with the current map flattened to
+            ``(n_components * n_features,)`` and the number of updates so far
+            (scikit-learn's NCA signature; the return value is ignored). Each
+            update is then its own compiled chunk, reported one at a time.
+"""
+
 BATCH_ARGS = """        block_size: rows of the pairwise matrix processed at a time by the loss
             (``"auto"``: dense up to a 32 MiB working set, else row blocks of 128 to 1024;
             see :func:`metricjax.losses.mlkr_loss`).
@@ -1084,6 +1158,8 @@ class SoftNeighbourLearner(SupervisedLearner):
         batch_size=None,
         preprocessor=None,
         mesh=None,
+        warm_start=False,
+        callback=None,
     ):
         self._set_params(locals())
 

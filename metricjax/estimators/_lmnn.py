@@ -12,6 +12,7 @@ from metricjax._train import resolve_optimizer
 from metricjax.estimators._base import (
     COMMON_ARGS,
     COMMON_ATTRS,
+    CONTINUE_ARGS,
     SupervisedLearner,
     _LMNNLog,
     _log_arguments,
@@ -111,7 +112,8 @@ class LMNN(SupervisedLearner):
             L-BFGS chooses its step lengths by line search (``FutureWarning``; pass
             ``optimizer=optax.sgd(learn_rate)`` for metric-learn's fixed-step descent).
         min_iter: accepted for metric-learn compatibility, not used: the fit stops by
-            ``tol`` (``FutureWarning``).""",
+            ``tol`` (``FutureWarning``)."""
+        + CONTINUE_ARGS,
         attrs=COMMON_ATTRS
         + r"""        classes_: the class labels, sorted.
         n_neighbors_: the number of target neighbours actually used.
@@ -150,6 +152,8 @@ class LMNN(SupervisedLearner):
         impostor_refresh=None,
         impostor_slack=0.5,
         max_impostors="auto",
+        warm_start=False,
+        callback=None,
     ):
         self._set_params(locals())
 

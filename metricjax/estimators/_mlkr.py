@@ -12,6 +12,7 @@ from metricjax.estimators._base import (
     BATCH_ARGS,
     COMMON_ARGS,
     COMMON_ATTRS,
+    CONTINUE_ARGS,
     SoftNeighbourLearner,
     check_block_size,
     check_mesh,
@@ -110,7 +111,8 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
             default :data:`DEFAULT_ALPHA` (``0.01``) was the best of 0, 0.01, 0.1, 1 on
             diabetes and ``make_friedman1`` with 10 noise features."""
         + COMMON_ARGS
-        + BATCH_ARGS,
+        + BATCH_ARGS
+        + CONTINUE_ARGS,
         attrs=COMMON_ATTRS
         + r"""        X_train_: training inputs used by :meth:`predict` (the samples of positive
             weight).
@@ -154,6 +156,8 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
         block_size="auto",
         batch_size=None,
         mesh=None,
+        warm_start=False,
+        callback=None,
     ):
         self._set_params(locals())  # SoftNeighbourLearner's arguments and alpha
 

@@ -2,10 +2,13 @@
 
 import functools
 
+import numpy as np
+
 from metricjax.estimators._base import (
     BATCH_ARGS,
     COMMON_ARGS,
     COMMON_ATTRS,
+    CONTINUE_ARGS,
     SoftNeighbourLearner,
     check_block_size,
     check_mesh,
@@ -58,7 +61,7 @@ class NCA(SoftNeighbourLearner):
 
     A transformer like metric-learn's ``NCA``: use :meth:`transform` (or
     :meth:`get_metric`) with a nearest-neighbour classifier.""",
-        args=COMMON_ARGS + BATCH_ARGS,
+        args=COMMON_ARGS + BATCH_ARGS + CONTINUE_ARGS,
         attrs=COMMON_ATTRS + "        classes_: the class labels, sorted.",
         references="""
         J. Goldberger, S. Roweis, G. Hinton and R. Salakhutdinov, `Neighbourhood
@@ -69,6 +72,10 @@ class NCA(SoftNeighbourLearner):
     _unit_free_init = True  # unit-bandwidth softmax: start at median distance 1
     _min_classes = 1  # one class: a constant loss, the initial map is returned
     _log_sign = -1.0  # the verbose log prints metric-learn's objective, -loss
+
+    def _constant_loss(self, codes) -> bool:
+        """One class, or no two points of one class (every neighbour term is 0)."""
+        return int(codes.max()) == 0 or int(np.bincount(codes).max()) < 2
 
     def _objective(self, X, codes, classes, sample_weight=None):
         block_size, num_classes = check_block_size(self.block_size), int(codes.max()) + 1

@@ -3,9 +3,13 @@
 Each benchmark runs at its full size in its own process (the same Python), so that all
 of ``benchmarks/results/`` comes from the same machine and session; each keeps its own
 protocol (reference libraries in child processes with ``OPENBLAS_CORETYPE`` /
-``OPENBLAS_L2_SIZE`` unset, its own environment header). ``OPENBLAS_NUM_THREADS=1`` is
-set for the run (on a shared 2-core machine OpenBLAS's threads made NumPy's small
-``eigh`` 35x slower; see ``bench_weak.py``).
+``OPENBLAS_L2_SIZE`` unset, its own environment header). The benchmarks run in the
+caller's environment, so NumPy references use every core as they would for a user
+(their best speed on large products), except the weakly supervised ones, which get
+``OPENBLAS_NUM_THREADS=1``, their documented protocol: on a shared 2-core machine
+OpenBLAS's threads made NumPy's small ``eigh`` 35x slower, so one thread is the
+reference's best speed there (``bench_weak.py``). ``results/regenerate.md`` records the
+commit and whether the working tree had changes.
 
 Two phases:
 
@@ -53,6 +57,11 @@ class Bench(NamedTuple):
     args: tuple[str, ...] = ()
     timed: bool = True  # speed results: run alone; False: accuracy only, may share the CPU
     needs_gpu: bool = False  # skipped (results kept) where JAX sees no GPU
+    env: tuple[tuple[str, str], ...] = ()  # set for this benchmark only
+
+
+#: metric-learn's small eigendecompositions: one BLAS thread is its best speed (see above)
+ONE_BLAS_THREAD = (("OPENBLAS_NUM_THREADS", "1"),)
 
 
 #: name -> benchmark: every ``bench_*.py`` of this folder, at full size, in run order.
@@ -65,10 +74,10 @@ PLAN = {
     "lmnn_weights": Bench("bench_lmnn_weights.py"),
     "comm": Bench("bench_comm.py"),
     "sweep": Bench("bench_sweep.py"),
-    "weak_speed": Bench("bench_weak.py", ("--part", "speed")),
+    "weak_speed": Bench("bench_weak.py", ("--part", "speed"), env=ONE_BLAS_THREAD),
     "gpu": Bench("bench_gpu.py", needs_gpu=True),
     "quality": Bench("bench_quality.py", timed=False),
-    "weak_quality": Bench("bench_weak.py", ("--part", "quality"), timed=False),
+    "weak_quality": Bench("bench_weak.py", ("--part", "quality"), timed=False, env=ONE_BLAS_THREAD),
 }
 
 
@@ -99,7 +108,19 @@ def _has_gpu(env) -> bool:
 
 
 def _row(name, phase, cmd, rc, seconds):
-    return f"| {name} | {phase} | `{' '.join(cmd[1:])}` | {rc} | {seconds} |"
+    extra = " ".join(f"{k}={v}" for k, v in PLAN[name].env)
+    return f"| {name} | {phase} | `{' '.join(cmd[1:])}` | {extra or '-'} | {rc} | {seconds} |"
+
+
+def _commit() -> str:
+    """``git describe``-like: the commit, and ``+ changes`` if the tree differs from it."""
+    git = ["git", "-C", str(HERE.parent)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if head.returncode:
+        return "(not a git checkout)"
+    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return head.stdout.strip() + (" + uncommitted changes" if dirty else "")
 
 
 def main(argv=None) -> int:
@@ -118,7 +139,8 @@ def main(argv=None) -> int:
         for name in timed + untimed:
             print(f"{name}: {' '.join(_command(name))}")
         return 0
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=os.environ.get("OPENBLAS_NUM_THREADS", "1"))
+    env = dict(os.environ)
+    commit = _commit()
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), env.get("PYTHONPATH")]))
     gpu = any(PLAN[n].needs_gpu for n in names) and _has_gpu(env)
     rows, failed, t_run = [], 0, time.perf_counter()
@@ -130,7 +152,7 @@ def main(argv=None) -> int:
             continue
         print(f"== {name}: {' '.join(cmd)}", flush=True)
         t0 = time.perf_counter()
-        rc = subprocess.call(cmd, cwd=HERE.parent, env=env)
+        rc = subprocess.call(cmd, cwd=HERE.parent, env={**env, **dict(PLAN[name].env)})
         seconds = time.perf_counter() - t0
         failed += rc != 0
         rows.append(_row(name, "timed", cmd, rc, f"{seconds:.0f}"))
@@ -143,7 +165,7 @@ def main(argv=None) -> int:
             print(f"== {name} (untimed): {' '.join(cmd)}", flush=True)
             running[name] = (
                 cmd,
-                subprocess.Popen(cmd, cwd=HERE.parent, env=env),
+                subprocess.Popen(cmd, cwd=HERE.parent, env={**env, **dict(PLAN[name].env)}),
                 time.perf_counter(),
             )
         time.sleep(1.0)
@@ -162,14 +184,16 @@ def main(argv=None) -> int:
         "# All results regenerated in one run",
         "",
         _header(),
-        f"- OPENBLAS_NUM_THREADS: {env['OPENBLAS_NUM_THREADS']}",
+        f"- commit: {commit}",
+        f"- OPENBLAS_NUM_THREADS: {env.get('OPENBLAS_NUM_THREADS', '(unset)')} (the run's; "
+        "a benchmark's own settings are in its row)",
         f"- total wall time: {time.perf_counter() - t_run:.0f} s",
         "",
         "Timed benchmarks ran one after another on an otherwise idle machine; the untimed",
         "ones (accuracy only) ran after them, side by side.",
         "",
-        "| benchmark | phase | command | exit status | wall time (s) |",
-        "|---|---|---|---|---|",
+        "| benchmark | phase | command | environment | exit status | wall time (s) |",
+        "|---|---|---|---|---|---|",
         *rows,
         "",
     ]

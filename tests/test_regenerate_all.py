@@ -50,6 +50,7 @@ def test_a_run_records_every_benchmark_and_fails_when_one_does(tmp_path, monkeyp
     (scripts / "ok.py").write_text("print('fine')\n")
     (scripts / "bad.py").write_text("raise SystemExit(3)\n")
     (scripts / "slow.py").write_text("import time; time.sleep(0.2)\n")
+    (scripts / "env.py").write_text("import os, sys; sys.exit(os.environ.get('MJ_X') != '1')\n")
     monkeypatch.setattr(regenerate_all, "HERE", scripts)
     monkeypatch.setattr(regenerate_all, "RESULTS", tmp_path)
     monkeypatch.setattr(regenerate_all, "_has_gpu", lambda env: False)
@@ -59,6 +60,8 @@ def test_a_run_records_every_benchmark_and_fails_when_one_does(tmp_path, monkeyp
         "gpu": B("ok.py", needs_gpu=True),
         "bad": B("bad.py", timed=False),
         "slow": B("slow.py", timed=False),
+        "env": B("env.py", env=(("MJ_X", "1"),)),  # set for this benchmark only
+        "noenv": B("env.py"),
     }
     monkeypatch.setattr(regenerate_all, "PLAN", plan)
     assert regenerate_all.main([]) == 1
@@ -72,4 +75,6 @@ def test_a_run_records_every_benchmark_and_fails_when_one_does(tmp_path, monkeyp
     assert "skipped: no GPU" in rows["gpu"]
     assert "untimed" in rows["bad"] and "| 3 |" in rows["bad"]
     assert "| 0 |" in rows["slow"]
-    assert regenerate_all.main(["--only", "ok", "slow"]) == 0
+    assert "| MJ_X=1 | 0 |" in rows["env"] and "| - | 1 |" in rows["noenv"]
+    assert "- commit: " in report
+    assert regenerate_all.main(["--only", "ok", "slow", "env"]) == 0

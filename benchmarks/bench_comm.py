@@ -6,8 +6,8 @@ all-reduce) with the bytes each moves (its result shape), against XLA's flop cou
 per device (``compiled.cost_analysis()``), and the wall time of one evaluation for
 p = 1 .. 4 (a strong-scaling table). Run::
 
-    python benchmarks/bench_comm.py            # n = 4200, d = 32, k = 8 (full)
-    python benchmarks/bench_comm.py --quick    # n = 600
+    python benchmarks/bench_comm.py            # n = 4200, d = 32, k = 8: results/comm.md
+    python benchmarks/bench_comm.py --quick    # n = 600, printed only
 
 It sets ``--xla_force_host_platform_device_count`` itself (4 CPU devices); forced
 CPU devices share the machine's cores, so the times show overheads, not speed-ups.
@@ -16,6 +16,7 @@ CPU devices share the machine's cores, so the times show overheads, not speed-up
 import argparse
 import json
 import os
+import pathlib
 import re
 import sys
 import time
@@ -96,12 +97,18 @@ def case(name, p):
 
 
 rows = [case(name, p) for name in ("mlkr", "nca", "lmnn") for p in range(1, args.devices + 1)]
-print(f"# n = {n}, d = {d}, k = {k}, float32, {os.cpu_count()} CPU cores, jax {jax.__version__}")
-print("| loss | p | flops / device | all-gather (ops, bytes) | reduce-scatter | all-reduce | time (s) |")
-print("|---|---|---|---|---|---|---|")
+lines = [
+    f"# n = {n}, d = {d}, k = {k}, float32, {os.cpu_count()} CPU cores, jax {jax.__version__}",
+    "| loss | p | flops / device | all-gather (ops, bytes) | reduce-scatter | all-reduce | time (s) |",
+    "|---|---|---|---|---|---|---|",
+]
 for r in rows:
     c = r["collectives"]
     cell = lambda key: f"{c[key][0]}, {c[key][1]:,}" if key in c else "-"  # noqa: E731
-    print(f"| {r['loss']} | {r['p']} | {r['flops_per_device']:.3g} | {cell('all-gather')} | "
-          f"{cell('reduce-scatter')} | {cell('all-reduce')} | {r['time_s']:.4f} |")
+    lines.append(f"| {r['loss']} | {r['p']} | {r['flops_per_device']:.3g} | {cell('all-gather')} | "
+                 f"{cell('reduce-scatter')} | {cell('all-reduce')} | {r['time_s']:.4f} |")  # fmt: skip
+print("\n".join(lines))
 json.dump(rows, sys.stderr)
+if not args.quick:  # the full run is a results file; --quick only prints
+    out = pathlib.Path(__file__).resolve().parent / "results" / "comm.md"
+    out.write_text("\n".join(lines) + "\n")

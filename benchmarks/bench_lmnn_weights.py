@@ -12,8 +12,8 @@ At ``n`` points (``d = 10``, 3 classes, ``k = 3`` target neighbours), median tim
 * **traced mu**: ``push_weight`` a jit argument (vmap over push weights).
 
 ``python benchmarks/bench_lmnn_weights.py`` (n = 2000 and 4000, float32 and float64,
-about 2-4 minutes on a loaded 2-core CPU) or ``--quick`` (n = 500, float64). Prints a
-markdown table.
+about 2-4 minutes on a loaded 2-core CPU; prints a markdown table and writes it to
+``results/lmnn_weights.md``) or ``--quick`` (n = 500, float64; printed only).
 """
 
 import argparse
@@ -49,9 +49,13 @@ def main():
     ap.add_argument("--quick", action="store_true", help="n = 500, float64 only")
     args = ap.parse_args()
     sizes, dtypes = ((500,), ("float64",)) if args.quick else ((2000, 4000), ("float32", "float64"))
-    print(f"CPU: {cpu_model()}; load: {load_average()}; JAX {jax.__version__}\n")
-    print("| n | dtype | plain (ms) | weighted | weighted + search | traced mu |")
-    print("|---|---|---|---|---|---|")
+    lines = [
+        f"CPU: {cpu_model()}; load: {load_average()}; JAX {jax.__version__}",
+        "",
+        "| n | dtype | plain (ms) | weighted | weighted + search | traced mu |",
+        "|---|---|---|---|---|---|",
+    ]
+    print("\n".join(lines))
     for dtype in dtypes:
         with jax.enable_x64(dtype == "float64"):
             for n in sizes:
@@ -67,7 +71,12 @@ def main():
                     assert abs(float(out[0]) - ref) <= 1e-4 * abs(ref), (name, out[0], ref)
                 base = med["plain"]
                 rel = [f"{med[k] / base:.2f}x" for k in ("weighted", "weighted + search", "traced mu")]
-                print(f"| {n} | {dtype} | {1e3 * base:.1f} | " + " | ".join(rel) + " |")
+                lines.append(f"| {n} | {dtype} | {1e3 * base:.1f} | " + " | ".join(rel) + " |")
+                print(lines[-1], flush=True)
+    if not args.quick:  # the full run is a results file; --quick only prints
+        (pathlib.Path(__file__).parent / "results" / "lmnn_weights.md").write_text(
+            "\n".join(lines) + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from metricjax.losses import lmnn_impostors, lmnn_loss, lmnn_target_neighbors
-from metricjax.losses._lmnn import masked_target_neighbors
+from metricjax.losses._lmnn import masked_target_neighbors, top_k_rows
 
 
 def _data(n=27, d=4, kl=3, n_classes=3, seed=0):
@@ -79,6 +79,26 @@ def test_masked_search_matches_host_search():
     host = idx[lmnn_target_neighbors(x[keep], labels[keep], 3)]
     np.testing.assert_array_equal(np.asarray(tn)[keep], host)
     assert bool(jnp.all(ok))
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_top_k_rows_equals_lax_top_k(dtype):
+    # float64 takes k argmax passes (XLA's CPU top_k is ~90x slower there): the same
+    # values and indices, ties to the smaller index, rows with -inf and the sentinel
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 6, size=(9, 40)).astype(dtype)  # many ties
+    a[1, :] = -np.inf
+    a[2, 5:] = -np.inf  # fewer finite entries than k
+    a[3, 7] = -np.finfo(dtype).max
+    a = jnp.asarray(a)
+    for k in (1, 3, 5):
+        vals, idx = jax.jit(top_k_rows, static_argnums=1)(a, k)
+        want_vals, want_idx = jax.lax.top_k(a, k)
+        assert idx.dtype == jnp.int32 and vals.dtype == a.dtype
+        np.testing.assert_array_equal(vals, want_vals)
+        finite = np.asarray(want_vals) > -np.inf  # -inf slots: any index
+        np.testing.assert_array_equal(np.asarray(idx)[finite], np.asarray(want_idx)[finite])
 
 
 def test_short_class_gets_itself_then_empty_slots(x64):

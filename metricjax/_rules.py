@@ -24,6 +24,28 @@ def mm(a, b):
     return jnp.matmul(a, b, precision=HIGHEST)
 
 
+def top_k_rows(a, k: int):
+    """``lax.top_k(a, k)`` of each row of ``(b, n)`` ``a``: values and ``int32`` indices.
+
+    The same result (ties to the smaller index; where a row has fewer than ``k`` entries
+    above ``-inf`` the indices of the ``-inf`` slots may differ), but in float64 as ``k``
+    passes of ``argmax``, each masking the column it took: XLA's CPU ``top_k`` in float64
+    took 289 ms for a ``(256, 4000)`` block against 3.3 ms in float32 and 6.9 ms this
+    way (k = 3), which made LMNN's traceable target search 28-31x its loss.
+    """
+    if a.dtype != jnp.float64:
+        vals, idx = jax.lax.top_k(a, k)
+        return vals, idx.astype(jnp.int32)
+    cols = jnp.arange(a.shape[1], dtype=jnp.int32)[None, :]
+    vals, idx = [], []
+    for _ in range(k):
+        j = jnp.argmax(a, axis=1).astype(jnp.int32)  # the first of the largest
+        vals.append(jnp.take_along_axis(a, j[:, None], axis=1)[:, 0])
+        idx.append(j)
+        a = jnp.where(cols == j[:, None], -jnp.inf, a)
+    return jnp.stack(vals, axis=1), jnp.stack(idx, axis=1)
+
+
 def centre(x, y=None):
     """Common translation that makes the distance expansion well conditioned.
 

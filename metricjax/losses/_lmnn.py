@@ -15,6 +15,7 @@ from metricjax._rules import (
     laplacian_transform_finish,
     mm,
     rowdot,
+    top_k_rows,
 )
 from metricjax._typing import (
     Array,
@@ -179,35 +180,13 @@ def _non_negative(value, name: str) -> float:
     return v
 
 
-def top_k_rows(a, k: int):
-    """``lax.top_k(a, k)`` of each row of ``(b, n)`` ``a``: values and ``int32`` indices.
-
-    The same result (ties to the smaller index; where a row has fewer than ``k`` entries
-    above ``-inf`` the indices of the ``-inf`` slots may differ), but in float64 as ``k``
-    passes of ``argmax``, each masking the column it took: XLA's CPU ``top_k`` in float64
-    took 289 ms for a ``(256, 4000)`` block against 3.3 ms in float32 and 6.9 ms this
-    way (k = 3), which made LMNN's traceable target search 28-31x its loss.
-    """
-    if a.dtype != jnp.float64:
-        vals, idx = jax.lax.top_k(a, k)
-        return vals, idx.astype(jnp.int32)
-    cols = jnp.arange(a.shape[1], dtype=jnp.int32)[None, :]
-    vals, idx = [], []
-    for _ in range(k):
-        j = jnp.argmax(a, axis=1).astype(jnp.int32)  # the first of the largest
-        vals.append(jnp.take_along_axis(a, j[:, None], axis=1)[:, 0])
-        idx.append(j)
-        a = jnp.where(cols == j[:, None], -jnp.inf, a)
-    return jnp.stack(vals, axis=1), jnp.stack(idx, axis=1)
-
-
 def masked_target_neighbors(x, codes, weight, k: int, block_size: int):
     r"""Traceable target neighbours among the points of positive weight.
 
     For each row :math:`i`: the ``k`` nearest :math:`j \ne i` with :math:`c_j = c_i` and
     :math:`s_j > 0` (Euclidean, on centred ``x``; ties to the smaller index, as
     :func:`lmnn_target_neighbors`), then :math:`i` itself where there are fewer than
-    ``k``, by :func:`top_k_rows` over blocks of ``block_size`` rows (memory ``O(b n)``).
+    ``k``, by :func:`~metricjax._rules.top_k_rows` over blocks of ``block_size`` rows (memory ``O(b n)``).
     Returns ``(tn, ok)``, both ``(n, k)``: ``ok`` is false on the slots of a row with
     fewer than ``k - 1`` such points (their index is arbitrary).
     """

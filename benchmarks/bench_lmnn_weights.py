@@ -17,6 +17,7 @@ about 2-4 minutes on a loaded 2-core CPU; prints a markdown table and writes it 
 """
 
 import argparse
+import datetime
 import pathlib
 import sys
 
@@ -50,7 +51,8 @@ def main():
     args = ap.parse_args()
     sizes, dtypes = ((500,), ("float64",)) if args.quick else ((2000, 4000), ("float32", "float64"))
     lines = [
-        f"CPU: {cpu_model()}; load: {load_average()}; JAX {jax.__version__}",
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; CPU: {cpu_model()}; "
+        f"load: {load_average()}; JAX {jax.__version__}",
         "",
         "| n | dtype | plain (ms) | weighted | weighted + search | traced mu |",
         "|---|---|---|---|---|---|",

@@ -109,7 +109,8 @@ def _has_gpu(env) -> bool:
 
 def _row(name, phase, cmd, rc, seconds):
     extra = " ".join(f"{k}={v}" for k, v in PLAN[name].env)
-    return f"| {name} | {phase} | `{' '.join(cmd[1:])}` | {extra or '-'} | {rc} | {seconds} |"
+    shown = " ".join([str(pathlib.Path(cmd[1]).relative_to(HERE.parent)), *cmd[2:]])
+    return f"| {name} | {phase} | `{shown}` | {extra or '-'} | {rc} | {seconds} |"
 
 
 def _commit() -> str:

@@ -72,6 +72,7 @@ def test_a_run_records_every_benchmark_and_fails_when_one_does(tmp_path, monkeyp
         if line.startswith("| ")
     }
     assert "| timed |" in rows["ok"] and "| 0 |" in rows["ok"]
+    assert "| `benchmarks/ok.py` |" in rows["ok"]  # repository-relative, no local paths
     assert "skipped: no GPU" in rows["gpu"]
     assert "untimed" in rows["bad"] and "| 3 |" in rows["bad"]
     assert "| 0 |" in rows["slow"]

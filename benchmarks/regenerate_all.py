@@ -124,6 +124,30 @@ def _commit() -> str:
     return head.stdout.strip() + (" + uncommitted changes" if dirty else "")
 
 
+def _run(names, jobs: int, phase: str, env) -> tuple[list[str], int]:
+    """Run the benchmarks ``names``, at most ``jobs`` at a time, each in ``env`` plus its
+    own settings: their report rows (in the order they end) and how many failed."""
+    pending, running, rows, failed = list(names), {}, [], 0
+    while pending or running:
+        while pending and len(running) < jobs:
+            name = pending.pop(0)
+            cmd = _command(name)
+            print(f"== {name} ({phase}): {' '.join(cmd)}", flush=True)
+            proc = subprocess.Popen(cmd, cwd=HERE.parent, env={**env, **dict(PLAN[name].env)})
+            running[name] = (cmd, proc, time.perf_counter())
+        time.sleep(0.1)
+        for name, (cmd, proc, t0) in list(running.items()):
+            rc = proc.poll()
+            if rc is None:
+                continue
+            seconds = time.perf_counter() - t0
+            failed += rc != 0
+            rows.append(_row(name, phase, cmd, rc, f"{seconds:.0f}"))
+            print(f"== {name}: exit {rc} after {seconds:.0f} s", flush=True)
+            del running[name]
+    return rows, failed
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", metavar="NAME", help=f"run only these ({', '.join(PLAN)})")
@@ -145,42 +169,15 @@ def main(argv=None) -> int:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), env.get("PYTHONPATH")]))
     gpu = any(PLAN[n].needs_gpu for n in names) and _has_gpu(env)
     rows, failed, t_run = [], 0, time.perf_counter()
-    for name in timed:
-        cmd = _command(name)
+    for name in timed:  # one after another
         if PLAN[name].needs_gpu and not gpu:
             print(f"== {name}: skipped, JAX sees no GPU here", flush=True)
-            rows.append(_row(name, "timed", cmd, "skipped: no GPU (results kept)", "-"))
+            rows.append(_row(name, "timed", _command(name), "skipped: no GPU (results kept)", "-"))
             continue
-        print(f"== {name}: {' '.join(cmd)}", flush=True)
-        t0 = time.perf_counter()
-        rc = subprocess.call(cmd, cwd=HERE.parent, env={**env, **dict(PLAN[name].env)})
-        seconds = time.perf_counter() - t0
-        failed += rc != 0
-        rows.append(_row(name, "timed", cmd, rc, f"{seconds:.0f}"))
-        print(f"== {name}: exit {rc} after {seconds:.0f} s", flush=True)
-    pending, running = list(untimed), {}
-    while pending or running:  # the untimed ones, at most --jobs at a time
-        while pending and len(running) < args.jobs:
-            name = pending.pop(0)
-            cmd = _command(name)
-            print(f"== {name} (untimed): {' '.join(cmd)}", flush=True)
-            running[name] = (
-                cmd,
-                subprocess.Popen(cmd, cwd=HERE.parent, env={**env, **dict(PLAN[name].env)}),
-                time.perf_counter(),
-            )
-        time.sleep(1.0)
-        for name, (cmd, proc, t0) in list(running.items()):
-            rc = proc.poll()
-            if rc is None:
-                continue
-            seconds = time.perf_counter() - t0
-            failed += rc != 0
-            rows.append(
-                _row(name, f"untimed ({args.jobs} side by side)", cmd, rc, f"{seconds:.0f}")
-            )
-            print(f"== {name}: exit {rc} after {seconds:.0f} s", flush=True)
-            del running[name]
+        done, bad = _run([name], 1, "timed", env)
+        rows, failed = rows + done, failed + bad
+    done, bad = _run(untimed, args.jobs, f"untimed ({args.jobs} side by side)", env)
+    rows, failed = rows + done, failed + bad
     report = [
         "# All results regenerated in one run",
         "",

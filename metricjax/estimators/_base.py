@@ -456,6 +456,11 @@ class _Reporter:
     def __init__(self, log, callback):
         self.log, self.callback, self.count = log, callback, 0
 
+    @classmethod
+    def of(cls, log, callback):
+        """A reporter for ``log`` and ``callback``, or ``None`` when both are ``None``."""
+        return None if log is None and callback is None else cls(log, callback)
+
     def __call__(self, iteration, loss, params):
         self.count += 1
         if self.log is not None:
@@ -854,8 +859,8 @@ class SupervisedLearner(PointsTransformer):
             try:
                 if batch_size is None:
                     log = self._log_class(type(self).__name__, self._log_sign) if self.verbose else None
-                    report = None if log is None and callback is None else _Reporter(log, callback)
-                    res = self._minimise(loss, params, data, max_iter=max_iter, tol=tol, log=report)
+                    res = self._minimise(loss, params, data, max_iter=max_iter, tol=tol,
+                                         log=_Reporter.of(log, callback))  # fmt: skip
                     converged, n_iter = res.converged, res.num_iter
                     if log is not None:
                         log.close(converged, n_iter, float(res.loss_history[-1]))
@@ -870,7 +875,7 @@ class SupervisedLearner(PointsTransformer):
                     res = _fit_minibatch(loss, params, *rows, batch_size=batch_size,
                                          key=jax.random.key(seed), optimizer=self.optimizer,
                                          num_steps=max_iter, verbose=bool(self.verbose),
-                                         **_log_arguments(callback and _Reporter(None, callback)))  # fmt: skip
+                                         **_log_arguments(_Reporter.of(None, callback)))  # fmt: skip
                     # no convergence test in stochastic mode
                     converged, n_iter = False, res.num_steps
                     if not np.isfinite(res.loss_history[0]):

@@ -291,7 +291,12 @@ def _float_params(params):
                 f"`params` must be floating point (got a leaf of dtype "
                 f"{jnp.result_type(leaf)}); pass e.g. jnp.asarray(params, jnp.float32)"
             )
-    return jax.tree.map(jnp.asarray, params)
+    # host data goes in with device_put: jnp.asarray of a NumPy array compiles a small
+    # program of its own on the first call
+    return jax.tree.map(
+        lambda a: jax.device_put(a) if isinstance(a, (np.ndarray, np.generic)) else jnp.asarray(a),
+        params,
+    )
 
 
 def _history_capacity(max_iter: int) -> int:
@@ -518,7 +523,7 @@ def fit(
     options = () if traced else _compile_options(params, args)
     start, chunk, oneshot = _fit_loop(loss_fn, optimizer, capacity, tol, gtol, options)
     if callback is None and not verbose:
-        carry = _call(oneshot, method, traced, params, opt_state, jnp.int32(max_iter), *args)
+        carry = _call(oneshot, method, traced, params, opt_state, np.int32(max_iter), *args)
         if _traced(carry):  # inside jit / vmap: the arrays themselves, no host reads
             return FitResult(
                 carry.params,
@@ -528,14 +533,14 @@ def fit(
                 optax.tree.norm(carry.grad),
                 carry.opt_state,
             )
-        _check_initial_loss(carry.history[0])
+        _check_initial_loss(np.asarray(carry.history)[0])
     else:
         carry = start(params, opt_state, *args)
         if _traced(carry):
             _refuse_host_features("fit", verbose, callback)
-        _check_initial_loss(carry.loss)
+        _check_initial_loss(np.asarray(carry.loss))
         carry = _run_chunked(
-            lambda c, stop: chunk(c, jnp.int32(stop), *args),
+            lambda c, stop: chunk(c, np.int32(stop), *args),
             carry,
             max_iter,
             chunk_size=chunk_size,
@@ -544,14 +549,23 @@ def fit(
             stopped=lambda c: bool(c.converged),
             loss_of=lambda c: float(c.loss),
         )
-    n_iter = int(carry.it)
-    hist = np.asarray(carry.history[: n_iter + 1])
-    gnorm = float(optax.tree.norm(carry.grad))
-    return FitResult(carry.params, hist, n_iter, bool(carry.converged), gnorm, carry.opt_state)
+    # the results are read on the host with NumPy: eager JAX operations here would
+    # each compile a small program on a first fit (about 0.4 s in all)
+    history, grad, n_iter, converged = jax.device_get(
+        (carry.history, carry.grad, carry.it, carry.converged)
+    )
+    n_iter = int(n_iter)
+    hist = np.asarray(history[: n_iter + 1])
+    return FitResult(carry.params, hist, n_iter, bool(converged), _host_norm(grad), carry.opt_state)
 
 
-def _check_initial_loss(loss) -> None:
-    if not bool(jnp.isfinite(loss)):
+def _host_norm(tree) -> float:
+    """The Euclidean norm of a pytree of host arrays (``optax.tree.norm``, in NumPy)."""
+    return float(np.sqrt(sum(np.sum(np.abs(np.asarray(a, np.float64)) ** 2) for a in jax.tree.leaves(tree))))
+
+
+def _check_initial_loss(loss: float | np.floating | np.ndarray) -> None:
+    if not np.isfinite(loss):
         raise FloatingPointError(f"the initial loss is not finite ({float(loss)})")
 
 
@@ -821,7 +835,7 @@ def fit_minibatch(
         key = jax.random.key(int(key))
     if callback is None and not verbose:
         oneshot = lambda p, k, s, stop, *d: run(init(p, k, *d, opt_state=s), stop, *d)
-        args = (params, key, opt_state, jnp.int32(num_steps), *data)
+        args = (params, key, opt_state, np.int32(num_steps), *data)
         carry = _call(oneshot, method, _tracing(args), *args)
         if _traced(carry):  # inside jit / vmap: the arrays themselves, no host reads
             ev_steps = np.asarray(
@@ -836,17 +850,17 @@ def fit_minibatch(
         if _traced(carry):
             _refuse_host_features("fit_minibatch", verbose, callback)
         carry = _run_chunked(
-            lambda c, stop: run(c, jnp.int32(stop), *data),
+            lambda c, stop: run(c, np.int32(stop), *data),
             carry,
             num_steps,
             chunk_size=chunk_size,
             verbose=verbose,
             callback=callback,
             stopped=lambda c: bool(c.stopped),
-            loss_of=lambda c: float(c.history[int(c.it) - 1]),
+            loss_of=lambda c: float(np.asarray(c.history)[int(c.it) - 1]),
         )
     steps = int(carry.it)
-    hist = np.asarray(carry.history[:steps])
+    hist = np.asarray(carry.history)[:steps]
     if eval_every:
         ev_steps = np.asarray([*range(0, num_steps, eval_every), num_steps])
         ev = np.asarray(carry.evals)

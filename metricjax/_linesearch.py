@@ -13,8 +13,9 @@ branch in three parts instead:
 1. both branches are traced up to their evaluation with a stand-in ``value_and_grad``
    that records the trial step and stops the branch (an exception, caught);
 2. the trial step of the branch that ``interval_found`` selects is evaluated once;
-3. ``lax.cond`` runs the selected branch again, its ``value_and_grad`` returning the
-   evaluation of step 2, which is the evaluation at its own trial step.
+3. the selected branch runs again, its ``value_and_grad`` returning the evaluation of
+   step 2, which is the evaluation at its own trial step (``lax.cond``, or, for small
+   parameters, both branches and a select: see :data:`_SELECT_MAX_SIZE`).
 
 The arithmetic is optax's, operation for operation, so the iterates are the same;
 the loss is compiled once inside the line search and evaluated once per step. The
@@ -29,10 +30,25 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 #: optax.lbfgs's default line search settings (optax 0.2.x).
 _ZOOM_SETTINGS = dict(max_linesearch_steps=20, initial_guess_strategy="one")
+
+
+#: Parameters of up to this many elements take both branches of a line-search step
+#: and select one (``optax.tree.where``) instead of a ``lax.cond``: the branches are a
+#: few operations on parameter-sized vectors (the loss is evaluated once, before), and
+#: without the two conditionals XLA fuses the step's scalar arithmetic into fewer
+#: kernels: 112 -> 91 kernels in the loop of a 20 x 20 map, about 0.15 s less
+#: compilation (about 10 ms per kernel on a 2-core CPU). The selected branch's values
+#: are the same; larger parameters keep the conditionals, which skip the other branch.
+_SELECT_MAX_SIZE = 2**16
+
+
+def _size(tree) -> int:
+    return sum(int(np.prod(np.shape(leaf))) for leaf in jax.tree.leaves(tree))
 
 
 class _Recorded(Exception):
@@ -85,13 +101,15 @@ def _one_evaluation(step_fn):
         )
         value, grad = value_and_grad_fn(step, **fn_kwargs)
         given = lambda step, **kwargs: (value, grad)  # noqa: ARG005 - optax's call signature
-        new_state = jax.lax.cond(
-            state.interval_found,
-            functools.partial(zoom, value_and_grad_fn=given, fn_kwargs=fn_kwargs),
-            functools.partial(search, value_and_grad_fn=given, fn_kwargs=fn_kwargs),
-            state,
-        )
-        new_state = jax.lax.cond(new_state.failed, try_safe, lambda s: s, new_state)
+        zoom_ = functools.partial(zoom, value_and_grad_fn=given, fn_kwargs=fn_kwargs)
+        search_ = functools.partial(search, value_and_grad_fn=given, fn_kwargs=fn_kwargs)
+        if _size(state.params) <= _SELECT_MAX_SIZE:
+            # small parameters: both branches computed, one selected (see _SELECT_MAX_SIZE)
+            new_state = optax.tree.where(state.interval_found, zoom_(state), search_(state))
+            new_state = optax.tree.where(new_state.failed, try_safe(new_state), new_state)
+        else:
+            new_state = jax.lax.cond(state.interval_found, zoom_, search_, state)
+            new_state = jax.lax.cond(new_state.failed, try_safe, lambda s: s, new_state)
         return optax.tree.cast_like(new_state, other_tree=state)
 
     return new_step_fn

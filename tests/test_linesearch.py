@@ -52,3 +52,24 @@ def test_the_line_search_compiles_the_loss_once(x64):
 def test_an_unknown_optax_layout_falls_back_to_its_own_step():
     step = lambda state, **kw: state
     assert _linesearch._one_evaluation(step) is step
+
+
+def test_large_parameters_keep_the_conditionals_and_the_iterates(x64):
+    """Above ``_SELECT_MAX_SIZE`` elements the step runs one branch (``lax.cond``); below,
+    both and a select. Either way optax's iterates, and the select form has no cond."""
+    size = _linesearch._SELECT_MAX_SIZE + 1
+    rng = np.random.default_rng(1)
+    w = jnp.asarray(rng.uniform(0.5, 2.0, size))
+    t = jnp.asarray(rng.normal(size=size))
+    loss = lambda p, w, t: jnp.sum(w * (p - t) ** 2 + 0.1 * jnp.cos(p))
+    for n in (size, 50):
+        args = (w[:n], t[:n])
+        ours = mj.fit(loss, jnp.zeros(n), *args, optimizer=_linesearch.lbfgs(), max_iter=30)
+        ref = mj.fit(loss, jnp.zeros(n), *args, optimizer=optax.lbfgs(), max_iter=30)
+        assert ours.num_iter == ref.num_iter
+        np.testing.assert_allclose(ours.params, ref.params, rtol=1e-10, atol=1e-12)
+        fit = jax.jit(lambda p, *a: mj.fit(loss, p, *a, optimizer=_linesearch.lbfgs(),
+                                           max_iter=30).params)  # fmt: skip
+        conds = fit.lower(jnp.zeros(n), *args).as_text().count("stablehlo.case")
+        # the linesearch's two conds, when present; optax's lbfgs has none of its own
+        assert (conds >= 2) if n == size else (conds == 0)

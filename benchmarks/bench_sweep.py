@@ -82,7 +82,8 @@ def reading(rows) -> str:
         "Where the time goes: compiling the program (one L-BFGS loop with its line search "
         "and the MLKR pass, plus the held-out score) costs seconds, the 16 fits themselves "
         "a fraction of a second; the sequential fits compile the same loop once (equal "
-        "fold shapes: weights, not row subsets) and GridSearchCV compiles it once per "
+        "fold shapes: each fold's rows gathered, padded to one size) and GridSearchCV "
+        "compiles it once per "
         "shape, so every column pays about one compilation and the 5x target is out of "
         "reach on this CPU when every call compiles. Warm, GridSearchCV still pays a "
         "dispatch, its checks and a fold copy per fit, and runs the fits one at a time."
@@ -109,8 +110,8 @@ def run(n, d, dtype):
     x, y = x.astype(dtype), y.astype(dtype)
     cv = KFold(FOLDS)
     est = mj.MLKRCV(alphas=ALPHAS, cv=cv)
-    grid = est._grid(x, y, None)  # the inputs MLKRCV.fit builds: per-fold L0, ridge, weights
-    L0, ridge, W, _, xj, yj = grid["args"]
+    grid = est._grid(x, y, None)  # the inputs MLKRCV.fit builds: per-fold L0, ridge, rows
+    L0, ridge, xf, yf, wf = grid["args"][:5]
     timed = {}
     opts = dict(grid["options"]) or None
     with jax.enable_x64(dtype == "float64"):
@@ -122,15 +123,15 @@ def run(n, d, dtype):
                 program = _cv_program(grid["loss"], grid["optimizer"], grid["max_iter"],
                                       grid["tol"], grid["options"])  # fmt: skip
             else:
-                def one(L0, r, w, x, y, method=method):
+                def one(L0, r, x, y, w, method=method):
                     res = mj.fit(grid["loss"], L0, x, y, w, r, max_iter=grid["max_iter"],
                                  tol=grid["tol"], vmap_method=method)  # fmt: skip
                     return res.params, res.num_iter
 
-                folds = jax.vmap(one, in_axes=(0, 0, 0, None, None))
+                folds = jax.vmap(one)
                 program = jax.jit(jax.vmap(folds, in_axes=(None, 0, None, None, None)),
                                   compiler_options=opts)  # fmt: skip
-            args = grid["args"] if method == "mlkrcv" else (L0, ridge, W, xj, yj)
+            args = grid["args"] if method == "mlkrcv" else (L0, ridge, xf, yf, wf)
             jax.clear_caches()  # every column compiles from scratch
             t0 = time.perf_counter()
             compiled = program.lower(*args).compile()
@@ -144,7 +145,7 @@ def run(n, d, dtype):
         seq_iters, seq_params = [], []
         for a in range(len(ALPHAS)):
             for f in range(FOLDS):
-                r = mj.fit(grid["loss"], L0[f], xj, yj, W[f], ridge[a, f],
+                r = mj.fit(grid["loss"], L0[f], xf[f], yf[f], wf[f], ridge[a, f],
                            max_iter=grid["max_iter"], tol=grid["tol"])  # fmt: skip
                 seq_iters.append(r.num_iter)
                 seq_params.append(np.asarray(r.params))

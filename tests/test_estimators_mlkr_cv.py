@@ -69,6 +69,22 @@ def test_mlkrcv_with_sample_weight_equals_grid_search_cv():
 
 
 @pytest.mark.slow  # one grid compilation (~10 s)
+def test_mlkrcv_folds_of_different_sizes_are_padded_and_equal_grid_search_cv():
+    """61 rows in 4 folds: training parts of 45 and 46 rows, gathered to 46 (the shorter
+    padded with a row of weight 0), held-out parts of 16 and 15 rows."""
+    x, y = _data(n=61, seed=2)
+    cv = KFold(4, shuffle=True, random_state=0)
+    args = MLKRCV(alphas=ALPHAS[1:3], cv=cv)._grid(x, y, None)["args"]
+    assert args[2].shape == (4, 46, 4) and args[5].shape == (4, 16, 4)
+    assert sorted(np.asarray(args[4]).sum(axis=1).tolist()) == [45, 46, 46, 46]
+    assert sorted(np.asarray(args[7]).sum(axis=1).tolist()) == [15, 15, 15, 16]
+    model = MLKRCV(alphas=ALPHAS[1:3], cv=cv).fit(x, y)
+    search = GridSearchCV(MLKR(), {"alpha": ALPHAS[1:3]}, cv=cv).fit(x, y)
+    np.testing.assert_allclose(model.scores_, _grid_scores(search, 4), rtol=1e-6)
+    assert model.alpha_ == search.best_params_["alpha"]
+
+
+@pytest.mark.slow  # one grid compilation (~10 s)
 def test_mlkrcv_float32_and_api():
     x, y = _data(dtype=np.float32)
     model = MLKRCV(alphas=[0.01, 1.0], cv=3).fit(x, y)

@@ -33,14 +33,15 @@ from metricjax.losses import kernel_regression
 DEFAULT_ALPHAS = (0.003, DEFAULT_ALPHA, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 
-def _held_out_r2(L, x, y, train_weight, test):
-    """:math:`R^2` of the rows of positive ``test`` weight, predicted from the training rows.
+def _held_out_r2(L, x_train, y_train, train_weight, x_test, y_test, test):
+    """:math:`R^2` of the held-out rows (weights ``test``), predicted from the training rows.
 
     As ``MLKR.score`` (``r2_score`` with ``sample_weight=test``) of the model fitted on
-    the rows of positive ``train_weight``: kernel regression with every training point
-    (its kernel weighted by its sample weight).
+    the training rows: kernel regression with every training point (its kernel weighted
+    by its sample weight ``train_weight``). Rows of weight 0 (padding) count for nothing.
     """
-    yhat = kernel_regression(L, x, y, x, sample_weight=train_weight)
+    y = y_test
+    yhat = kernel_regression(L, x_train, y_train, x_test, sample_weight=train_weight)
     mean = jnp.sum(test * y) / jnp.sum(test)
     num, den = jnp.sum(test * (y - yhat) ** 2), jnp.sum(test * (y - mean) ** 2)
     # constant held-out targets: 1 for a perfect prediction, else 0 (r2_score's force_finite)
@@ -57,14 +58,14 @@ def _cv_program(loss, optimizer, max_iter: int, tol: float, options: tuple, vmap
     shape and dtype.
     """
 
-    def one(L0, ridge, train_weight, test, x, y):
+    def one(L0, ridge, x, y, train_weight, x_test, y_test, test):
         res = _fit(loss, L0, x, y, train_weight, ridge, optimizer=optimizer, max_iter=max_iter,
                    tol=tol, vmap_method=vmap_method)  # fmt: skip
-        score = _held_out_r2(res.params, x, y, train_weight, test)
+        score = _held_out_r2(res.params, x, y, train_weight, x_test, y_test, test)
         return res.params, score, res.num_iter, res.converged, res.loss_history[0]
 
-    folds = jax.vmap(one, in_axes=(0, 0, 0, 0, None, None))
-    grid = jax.vmap(folds, in_axes=(None, 0, None, None, None, None))
+    folds = jax.vmap(one)  # every argument batched over the folds
+    grid = jax.vmap(folds, in_axes=(None, 0, None, None, None, None, None, None))
     return jax.jit(grid, compiler_options=dict(options) if options else None)
 
 
@@ -79,21 +80,24 @@ class MLKRCV(MLKR):
     ``GridSearchCV(MLKR(...), {"alpha": alphas}, cv=cv)`` (same selection and per-fold
     scores up to rounding), but all ``len(alphas) * n_splits`` fits run as **one
     compiled program**: ``jax.jit`` of ``jax.vmap`` (alphas) of ``jax.vmap`` (folds) of
-    :func:`metricjax.fit`, each fold a ``sample_weight`` vector over all the rows
-    (weight 0 = held out, exactly a dropped point). What MLKR computes from the data
-    before the fit (the scaled initial map, the median distance and the sum of
-    squares of the ridge weight) is computed on the host from each fold's training
-    part and passed in as batched arrays.
+    :func:`metricjax.fit`. Each fold's training rows (and held-out rows) are gathered
+    into arrays of one size, the largest fold's: a shorter fold is padded with rows of
+    sample weight 0, which the weighted loss and the prediction leave out exactly
+    (a point of weight 0 is a dropped point), so every fold has the same shape and
+    the program compiles once. What MLKR computes from the data before the fit (the
+    scaled initial map, the median distance and the sum of squares of the ridge
+    weight) is computed on the host from each fold's training part and passed in as
+    batched arrays.
 
     **Cost.** One compilation instead of one per fold shape, and no per-fit dispatch.
     Each of the ``len(alphas) * n_splits`` members does the work of one MLKR fit on
-    all ``n`` rows per iteration (the held-out rows are weighted 0, not removed: about
-    ``n / n_train`` times the work of the fold's own fit). On a CPU the members run
-    one after another inside the program (:func:`metricjax.fit`'s
+    its fold's ``n_train`` rows per iteration (plus at most one padding row). On a
+    CPU the members run one after another inside the program (:func:`metricjax.fit`'s
     ``vmap_method="auto"``), each for its own iterations: the work is
-    ``sum(n_iter) * cost(n)``. On an accelerator they run side by side in one batched
-    loop, which runs until the *slowest* member has converged (finished members are
-    carried unchanged, but still computed): ``n_members * max(n_iter) * cost(n)``,
+    ``sum(n_iter) * cost(n_train)``. On an accelerator they run side by side in one
+    batched loop, which runs until the *slowest* member has converged (finished
+    members are carried unchanged, but still computed):
+    ``n_members * max(n_iter) * cost(n_train)``,
     at the memory of ``n_members`` fits at once; ``batch="folds"`` then batches only
     the folds of one ``alpha`` at a time, which converge in similar numbers of
     iterations (``benchmarks/results/sweep.md``, ``examples/07_sweep.py``).""",
@@ -262,8 +266,10 @@ class MLKRCV(MLKR):
         """The compiled grid and its batched inputs for validated ``X``, ``y``, weights ``sw``.
 
         A dict: ``program`` (``_cv_program``), ``args`` (initial maps ``(F, k, d)``,
-        ridge weights ``(A, F)``, training weights ``(F, n)``, held-out weights
-        ``(F, n)``, ``X``, ``y``), and the ``loss``, XLA ``options``, ``optimizer``,
+        ridge weights ``(A, F)``, each fold's training rows ``(F, m, d)``, their
+        targets ``(F, m)`` and weights ``(F, m)``, its held-out rows ``(F, t, d)``,
+        targets and weights ``(F, t)``; ``m`` and ``t`` the largest fold's sizes,
+        shorter folds padded with rows of weight 0), and the ``loss``, XLA ``options``, ``optimizer``,
         ``max_iter``, ``tol`` and ``alphas`` it was built with (``benchmarks/bench_sweep.py`` times
         the same fits one by one from them).
         """
@@ -279,8 +285,9 @@ class MLKRCV(MLKR):
         splits = list(check_cv(self.cv, y, classifier=False).split(X, y))
         base = self._mlkr(alphas[0])
         k = d if self.n_components is None else int(self.n_components)
-        starts, ridges, weights, tests = [], [], [], []
+        starts, ridges, trains, tests = [], [], [], []
         for train, test in splits:
+            train, test = np.asarray(train), np.asarray(test)
             if len(train) < 2 or len(test) < 1:
                 raise ValueError(
                     f"every split of `cv` needs >= 2 training and >= 1 test rows, got "
@@ -290,22 +297,23 @@ class MLKRCV(MLKR):
             xf, yf, swf = drop_zero_weights(X[train], y[train], None if sw is None else sw[train])
             starts.append(base._initial_components(xf, yf, d, len(xf), swf))
             ridges.append(ridge_weight(xf, yf, 1.0, k, swf))
-            w = np.zeros(n)
-            w[train[sw[train] > 0] if sw is not None else train] = 1.0 if swf is None else swf
-            weights.append(w)
-            held_out = np.zeros(n)
-            held_out[test] = 1.0 if sw is None else sw[test]
-            tests.append(held_out)
-        options = _compile_options(starts[0], (X,))
+            kept = train if sw is None else train[sw[train] > 0]
+            trains.append((kept, np.ones(len(kept)) if swf is None else swf))
+            tests.append((test, np.ones(len(test)) if sw is None else sw[test]))
+        options = _compile_options(starts[0], (X[: max(len(i) for i, _ in trains)],))
         loss = _weighted_mlkr_objective(block_size)
+        x_train, y_train, w_train = _gathered(X, y, trains)
+        x_test, y_test, w_test = _gathered(X, y, tests)
         with jax.enable_x64(dtype == np.float64):
             args = (
                 jnp.asarray(np.stack(starts), dtype),
                 jnp.asarray(alphas[:, None] * np.asarray(ridges)[None, :], dtype),
-                jnp.asarray(np.stack(weights), dtype),
-                jnp.asarray(np.stack(tests), dtype),
-                jnp.asarray(X),
-                jnp.asarray(y, dtype),
+                jnp.asarray(x_train),
+                jnp.asarray(y_train, dtype),
+                jnp.asarray(w_train, dtype),
+                jnp.asarray(x_test),
+                jnp.asarray(y_test, dtype),
+                jnp.asarray(w_test, dtype),
             )
         return {
             "program": _cv_program(loss, optimizer, max_iter, tol, options),
@@ -317,3 +325,16 @@ class MLKRCV(MLKR):
             "tol": tol,
             "alphas": alphas,
         }
+
+
+def _gathered(X, y, parts):
+    """Rows ``X[i]``, ``y[i]`` and weights ``w`` of every ``(i, w)`` of ``parts``, stacked.
+
+    Each part is padded to the longest with copies of its first row of weight 0 (a
+    point of weight 0 counts for nothing in the weighted loss and the prediction):
+    ``(F, m, d)``, ``(F, m, ...)``, ``(F, m)``.
+    """
+    m = max(len(i) for i, _ in parts)
+    index = np.stack([np.concatenate([i, np.full(m - len(i), i[0])]) for i, _ in parts])
+    weight = np.stack([np.concatenate([w, np.zeros(m - len(w))]) for _, w in parts])
+    return X[index], y[index], weight

@@ -27,7 +27,7 @@ benchmark its phase, command, exit status and wall time (a failing benchmark is
 recorded, the run goes on; the exit status is 1 then).
 
 Expect about two and a half hours on 2 cores (measured separately: pairwise 18 min,
-losses 16, scale 10, scaling 10, the weakly supervised speed part 9; quality 35-42 and
+losses 16, compile 13, scale 10, scaling 10, the weakly supervised speed part 9; quality 35-42 and
 the weakly supervised quality part 37, side by side). Run from the repository root::
 
     python benchmarks/regenerate_all.py                  # everything
@@ -68,6 +68,7 @@ ONE_BLAS_THREAD = (("OPENBLAS_NUM_THREADS", "1"),)
 PLAN = {
     "pairwise": Bench("bench_pairwise.py"),
     "losses": Bench("bench_losses.py"),
+    "compile": Bench("bench_compile.py"),
     "scale": Bench("bench_scale.py"),
     "scaling": Bench("bench_scaling.py"),
     "lmnn": Bench("bench_lmnn.py"),

@@ -324,16 +324,23 @@ _FAST_COMPILE_OPTIONS = {
 
 @functools.cache
 def _fast_compile_options() -> tuple:
-    """The options of :data:`_FAST_COMPILE_OPTIONS` this XLA accepts (probed once)."""
-    accepted = {}
-    for name, value in _FAST_COMPILE_OPTIONS.items():
+    """The options of :data:`_FAST_COMPILE_OPTIONS` this XLA accepts (probed once).
+
+    One probe program with all of them; only if XLA refuses it, one per option.
+    """
+
+    def accepted(options: dict) -> bool:
         try:
-            probe = jax.jit(lambda a: a + 1, compiler_options={name: value})
+            probe = jax.jit(lambda a: a + 1, compiler_options=options)
             probe.lower(np.zeros((), np.float32)).compile()
-        except Exception:  # an XLA without this debug option: leave it out
-            continue
-        accepted[name] = value
-    return tuple(sorted(accepted.items()))
+        except Exception:  # an XLA without one of these debug options
+            return False
+        return True
+
+    if accepted(_FAST_COMPILE_OPTIONS):
+        return tuple(sorted(_FAST_COMPILE_OPTIONS.items()))
+    ok = {k: v for k, v in _FAST_COMPILE_OPTIONS.items() if accepted({k: v})}
+    return tuple(sorted(ok.items()))
 
 
 def _compile_options(params, args) -> tuple:

@@ -104,3 +104,36 @@ def test_float64_fit_stays_float64():
         res = mj.fit(mlkr_loss, np.eye(4), x.astype(np.float64), y.astype(np.float64),
                      max_iter=5)
         assert res.params.dtype == np.float64
+
+
+@pytest.mark.slow  # a fresh Python process
+def test_a_first_fit_lowers_its_loop_and_nothing_else():
+    """A fit compiles its loop and nothing else: no eager JAX operation before or after it
+    (each would compile a small program of its own on a first fit, 10-50 ms apiece); a
+    small problem adds the one probe of the quick-compile XLA options. Counted in a fresh
+    process, where nothing has been compiled yet; lowerings are counted, not
+    compilations, as the test run's persistent cache may skip those."""
+    from tests._forced_devices import run_on_cpu_devices
+
+    script = """
+import json
+import jax
+import numpy as np
+import metricjax as mj
+from metricjax.losses import mlkr_loss
+names = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda name, seconds, **kw: names.append(name))
+lowered = lambda: names.count("/jax/core/compile/jaxpr_to_mlir_module_duration")
+rng = np.random.default_rng(0)
+out = {}
+for n in (600, 40):  # n**2 * (d + k) above and below the quick-compile bound
+    x, y = rng.standard_normal((n, 3)), rng.standard_normal(n)
+    before = lowered()
+    res = mj.fit(mlkr_loss, np.eye(3), x, y, max_iter=5)
+    out[n] = [lowered() - before, int(res.num_iter), res.grad_norm]
+print(json.dumps(out))
+"""
+    out = run_on_cpu_devices(script, count=1)
+    assert out["600"][0] == 1 and out["40"][0] == 2, out
+    assert all(v[1] >= 1 and np.isfinite(v[2]) for v in out.values())

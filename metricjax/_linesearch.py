@@ -30,7 +30,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 #: optax.lbfgs's default line search settings (optax 0.2.x).
@@ -45,10 +44,6 @@ _ZOOM_SETTINGS = dict(max_linesearch_steps=20, initial_guess_strategy="one")
 #: compilation (about 10 ms per kernel on a 2-core CPU). The selected branch's values
 #: are the same; larger parameters keep the conditionals, which skip the other branch.
 _SELECT_MAX_SIZE = 2**16
-
-
-def _size(tree) -> int:
-    return sum(int(np.prod(np.shape(leaf))) for leaf in jax.tree.leaves(tree))
 
 
 class _Recorded(Exception):
@@ -103,7 +98,7 @@ def _one_evaluation(step_fn):
         given = lambda step, **kwargs: (value, grad)  # noqa: ARG005 - optax's call signature
         zoom_ = functools.partial(zoom, value_and_grad_fn=given, fn_kwargs=fn_kwargs)
         search_ = functools.partial(search, value_and_grad_fn=given, fn_kwargs=fn_kwargs)
-        if _size(state.params) <= _SELECT_MAX_SIZE:
+        if optax.tree.size(state.params) <= _SELECT_MAX_SIZE:
             # small parameters: both branches computed, one selected (see _SELECT_MAX_SIZE)
             new_state = optax.tree.where(state.interval_found, zoom_(state), search_(state))
             new_state = optax.tree.where(new_state.failed, try_safe(new_state), new_state)

@@ -540,7 +540,6 @@ def fit(
                 optax.tree.norm(carry.grad),
                 carry.opt_state,
             )
-        _check_initial_loss(np.asarray(carry.history)[0])
     else:
         carry = start(params, opt_state, *args)
         if _traced(carry):
@@ -561,6 +560,7 @@ def fit(
     history, grad, n_iter, converged = jax.device_get(
         (carry.history, carry.grad, carry.it, carry.converged)
     )
+    _check_initial_loss(history[0])  # (the chunked run checked it before starting too)
     n_iter = int(n_iter)
     hist = np.asarray(history[: n_iter + 1])
     return FitResult(carry.params, hist, n_iter, bool(converged), _host_norm(grad), carry.opt_state)

@@ -40,13 +40,13 @@ def _held_out_r2(L, x_train, y_train, train_weight, x_test, y_test, test):
     the training rows: kernel regression with every training point (its kernel weighted
     by its sample weight ``train_weight``). Rows of weight 0 (padding) count for nothing.
     """
-    y = y_test
     yhat = kernel_regression(L, x_train, y_train, x_test, sample_weight=train_weight)
-    mean = jnp.sum(test * y) / jnp.sum(test)
-    num, den = jnp.sum(test * (y - yhat) ** 2), jnp.sum(test * (y - mean) ** 2)
+    mean = jnp.sum(test * y_test) / jnp.sum(test)
+    num = jnp.sum(test * (y_test - yhat) ** 2)
+    den = jnp.sum(test * (y_test - mean) ** 2)
     # constant held-out targets: 1 for a perfect prediction, else 0 (r2_score's force_finite)
     safe = jnp.where(den > 0, den, 1)
-    return jnp.where(den > 0, 1 - num / safe, jnp.where(num == 0, 1.0, 0.0).astype(y.dtype))
+    return jnp.where(den > 0, 1 - num / safe, jnp.where(num == 0, 1.0, 0.0).astype(y_test.dtype))
 
 
 @functools.cache
@@ -280,14 +280,13 @@ class MLKRCV(MLKR):
         block_size = check_block_size(self.block_size)
         if isinstance(self.cv, numbers.Integral) and not isinstance(self.cv, bool):
             check_int(self.cv, "cv", 2)
-        n, d = X.shape
+        d = X.shape[1]
         dtype = X.dtype
         splits = list(check_cv(self.cv, y, classifier=False).split(X, y))
         base = self._mlkr(alphas[0])
         k = d if self.n_components is None else int(self.n_components)
         starts, ridges, trains, tests = [], [], [], []
         for train, test in splits:
-            train, test = np.asarray(train), np.asarray(test)
             if len(train) < 2 or len(test) < 1:
                 raise ValueError(
                     f"every split of `cv` needs >= 2 training and >= 1 test rows, got "
@@ -297,13 +296,12 @@ class MLKRCV(MLKR):
             xf, yf, swf = drop_zero_weights(X[train], y[train], None if sw is None else sw[train])
             starts.append(base._initial_components(xf, yf, d, len(xf), swf))
             ridges.append(ridge_weight(xf, yf, 1.0, k, swf))
-            kept = train if sw is None else train[sw[train] > 0]
-            trains.append((kept, np.ones(len(kept)) if swf is None else swf))
-            tests.append((test, np.ones(len(test)) if sw is None else sw[test]))
-        options = _compile_options(starts[0], (X[: max(len(i) for i, _ in trains)],))
+            trains.append((xf, yf, np.ones(len(xf)) if swf is None else swf))
+            tests.append((X[test], y[test], np.ones(len(test)) if sw is None else sw[test]))
+        x_train, y_train, w_train = _padded(trains)
+        x_test, y_test, w_test = _padded(tests)
+        options = _compile_options(starts[0], (x_train[0],))
         loss = _weighted_mlkr_objective(block_size)
-        x_train, y_train, w_train = _gathered(X, y, trains)
-        x_test, y_test, w_test = _gathered(X, y, tests)
         with jax.enable_x64(dtype == np.float64):
             args = (
                 jnp.asarray(np.stack(starts), dtype),
@@ -327,14 +325,17 @@ class MLKRCV(MLKR):
         }
 
 
-def _gathered(X, y, parts):
-    """Rows ``X[i]``, ``y[i]`` and weights ``w`` of every ``(i, w)`` of ``parts``, stacked.
+def _padded(parts):
+    """The rows ``x``, targets ``y`` and weights ``w`` of the ``(x, y, w)`` parts, stacked.
 
     Each part is padded to the longest with copies of its first row of weight 0 (a
     point of weight 0 counts for nothing in the weighted loss and the prediction):
     ``(F, m, d)``, ``(F, m, ...)``, ``(F, m)``.
     """
-    m = max(len(i) for i, _ in parts)
-    index = np.stack([np.concatenate([i, np.full(m - len(i), i[0])]) for i, _ in parts])
-    weight = np.stack([np.concatenate([w, np.zeros(m - len(w))]) for _, w in parts])
-    return X[index], y[index], weight
+    m = max(len(w) for _, _, w in parts)
+
+    def pad(a, fill):
+        return np.concatenate([a, np.repeat(fill, m - len(a), axis=0)])
+
+    xs, ys, ws = zip(*[(pad(x, x[:1]), pad(y, y[:1]), pad(w, np.zeros(1))) for x, y, w in parts])
+    return np.stack(xs), np.stack(ys), np.stack(ws)

@@ -129,6 +129,11 @@ def env_header() -> dict:
     }
 
 
+def env_markdown() -> str:
+    """:func:`env_header` as the Markdown list that opens a results file."""
+    return "\n".join(f"- {key}: {value}" for key, value in env_header().items())
+
+
 def _jaxlib_version() -> str:
     try:
         import jaxlib

@@ -103,7 +103,7 @@ def main():
         print(json.dumps(child(*json.loads(args.child))))
         return
     sys.path.insert(0, str(HERE))
-    from _timing import env_header, load_average
+    from _timing import env_markdown, load_average
 
     load_before = load_average()
     sizes = (500,) if args.quick else (500, 2000, 5000)
@@ -131,7 +131,7 @@ def main():
     lines = [
         "# First-fit compile time (each measurement a fresh process)",
         "",
-        "\n".join(f"- {k}: {v}" for k, v in env_header().items()),
+        env_markdown(),
         f"- load average before the run: {load_before}",
         "",
         f"d = {D}; the estimators of bench_losses.py's whole fits, capped at {ITERS} "

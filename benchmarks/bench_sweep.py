@@ -45,7 +45,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from _timing import cpu_model, env_header  # noqa: E402
+from _timing import cpu_model, env_markdown  # noqa: E402
 
 import metricjax as mj  # noqa: E402
 
@@ -219,7 +219,7 @@ def main():
     lines = [
         "# Sweep: 16 MLKR fits (4 alphas x 4 folds) as one compiled program",
         "",
-        "\n".join(f"- {k}: {v}" for k, v in env_header().items()),
+        env_markdown(),
         f"- CPU: {cpu_model()}; load average before the run: {load_before}",
         "",
         f"n = {n}, d = {d}, MLKR's objective (ridge alpha in {list(ALPHAS)}), KFold(4), "

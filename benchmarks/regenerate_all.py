@@ -96,9 +96,9 @@ def _command(name):
 
 def _header() -> str:
     sys.path.insert(0, str(HERE.parent))
-    from benchmarks._timing import env_header
+    from benchmarks._timing import env_markdown
 
-    return "\n".join(f"- {key}: {value}" for key, value in env_header().items())
+    return env_markdown()
 
 
 def _has_gpu(env) -> bool:

@@ -128,6 +128,68 @@ def test_graphical_lasso_support_solves_equal_plain_coordinate_descent():
     assert np.abs(got - want).max() / np.abs(want).max() < 1e-8
 
 
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize(("d", "alpha"), [(5, 0.01), (13, 0.1), (13, 0.01)])
+def test_admm_matches_scikit_learn_and_coordinate_descent(d, alpha):
+    from metricjax.solvers._sdml import _glasso_admm
+
+    s = _spd(d, d)
+    _, want = sk_graphical_lasso(s, alpha, tol=1e-12, enet_tol=1e-12, max_iter=2000)
+    theta, w, _, converged, _, healthy = (np.asarray(a) for a in _glasso_admm(jnp.asarray(s), alpha, 1e-10))
+    assert converged and healthy
+    assert np.abs(theta - want).max() / np.abs(want).max() < 1e-8
+    bcd = np.asarray(graphical_lasso(s, alpha).precision)
+    assert np.abs(theta - bcd).max() / np.abs(bcd).max() < 1e-8
+    np.testing.assert_allclose(w @ theta, np.eye(d), atol=1e-8)
+    assert _kkt_residual(theta, s, alpha) < 1e-7 * np.abs(s).max()
+
+
+@pytest.mark.usefixtures("x64")
+def test_graphical_lasso_falls_back_to_admm_where_coordinate_descent_fails():
+    # one sweep of block coordinate descent does not converge: ADMM takes over and
+    # reaches the optimum of the full coordinate-descent run
+    s = _ill_conditioned(24, 1e4)
+    alpha = 0.05
+    full = graphical_lasso(s, alpha)
+    one = graphical_lasso(s, alpha, max_iter=1)
+    assert bool(full.converged) and bool(one.converged)
+    got, want = np.asarray(one.precision), np.asarray(full.precision)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-7 * np.abs(want).max())
+    assert _kkt_residual(got, s, alpha) < 1e-7 * np.abs(s).max()  # S up to 1e4
+
+
+@pytest.mark.usefixtures("x64")
+def test_sdml_on_raw_digits_solves_the_projected_problem():
+    """Raw (unscaled) digits with metric-learn's defaults: S is indefinite (32 of 64
+    eigenvalues below 0, down to -3e5), its projection has half of its eigenvalues at the
+    floor and others up to 1.6e4. Block coordinate descent ran its 100 sweeps there
+    (about 100 s) without a positive definite precision, and scikit-learn's
+    graphical_lasso fails on it in both of its modes; ADMM solves it (the optimality
+    conditions hold)."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    pairs, labels = _supervised_pairs(x, y, 0)
+    with pytest.warns(SDMLWarning, match="not positive definite"):
+        res = sdml_solve(pairs, labels)
+    m, s = np.asarray(res.metric), np.asarray(res.emp_cov)
+    assert res.projected and res.converged
+    assert np.linalg.eigvalsh(m).min() > 0
+    for mode in ("cd", "lars"):
+        with pytest.raises(FloatingPointError), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sk_graphical_lasso(s, 0.01, mode=mode, max_iter=200)
+    assert _kkt_residual(m, s, 0.01) < 1e-6 * np.abs(s).max()
+    # float32: ADMM stops at its rounding floor (not converged, said so), positive definite
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res32 = sdml_solve(pairs.astype(np.float32), labels)
+    assert any("rounding level of float32" in str(w.message) for w in caught)
+    m32 = np.asarray(res32.metric, np.float64)
+    assert res32.projected and not res32.converged and np.linalg.eigvalsh(m32).min() > 0
+    assert np.abs(m32 - m).max() < 1e-2 * np.abs(m).max()
+
+
 def test_graphical_lasso_float32():
     s = _spd(13, 1).astype(np.float32)
     res = graphical_lasso(s, 0.05)

@@ -3,7 +3,8 @@ r"""SDML: sparse distance metric learning by an :math:`\ell_1`-penalised LogDet 
 Qi, Tang, Zha, Chua & Zhang (ICML 2009), as metric-learn 0.7's ``_BaseSDML._fit``: the
 learned metric is the graphical-lasso precision matrix of a pair-graph "covariance".
 The graphical lasso (Friedman, Hastie & Tibshirani, 2008) is solved here in JAX by
-block coordinate descent in compiled ``jax.lax`` loops.
+block coordinate descent in compiled ``jax.lax`` loops, with ADMM (Boyd et al. 2011) as
+the fallback where coordinate descent fails.
 """
 
 # ruff: noqa: F722  (jaxtyping shape strings such as "d d" are not forward references)
@@ -33,7 +34,7 @@ class GraphicalLassoResult(NamedTuple):
     Attributes:
         precision: :math:`\Theta`, ``(d, d)``, symmetric.
         covariance: :math:`W`, the dual variable (:math:`W \approx \Theta^{-1}`), ``(d, d)``.
-        n_iter: sweeps over the columns.
+        n_iter: sweeps over the columns (ADMM iterations where the ADMM fallback ran).
         converged: the largest change of :math:`W` in the last sweep was below the tolerance.
         dual_gap: scikit-learn's duality gap :math:`\mathrm{tr}(S\Theta) - d +
             \alpha \sum_{i \ne j} |\Theta_{ij}|` (about 0 at the optimum).
@@ -231,6 +232,83 @@ def _first_sound(attempt, n_attempts: int, sound, like):
     return jax.lax.while_loop(cond, lambda c: (c[0] + 1, attempt(c[0])), (0, zeros))
 
 
+#: Iterations of the ADMM fallback (:func:`_glasso_admm`): each one eigendecomposition.
+_ADMM_MAX_ITER = 10000
+#: ADMM stops when its residuals have not halved in this many iterations (a rounding floor).
+_ADMM_PATIENCE = 500
+
+
+def _glasso_admm(emp_cov, alpha, tol, *, max_iter: int = _ADMM_MAX_ITER):
+    r"""The graphical lasso by ADMM (Boyd et al. 2011, section 6.5), for positive definite :math:`S`.
+
+    Splits :math:`\Theta = Z`:
+    :math:`\Theta \leftarrow \arg\min \mathrm{tr}(S\Theta) - \log\det\Theta +
+    \tfrac\rho2\lVert\Theta - Z + U\rVert_F^2`, in closed form from one eigendecomposition
+    :math:`\rho(Z - U) - S = V\,\mathrm{diag}(\mu)V^\top`:
+    :math:`\Theta = V\,\mathrm{diag}\big((\mu + \sqrt{\mu^2 + 4\rho})/2\rho\big)V^\top`,
+    positive definite by construction; :math:`Z \leftarrow` the off-diagonal soft
+    threshold of :math:`\Theta + U` at :math:`\alpha/\rho` (exact zeros);
+    :math:`U \leftarrow U + \Theta - Z`. :math:`\rho` is balanced between the primal and
+    dual residuals (doubled or halved when one is ten times the other, Boyd et al.
+    3.4.1), which makes the iteration count insensitive to the scale of :math:`S`. Stops
+    when both residuals are below ``tol`` (at least 100 machine epsilons) relative to
+    :math:`\lVert\Theta\rVert_F` and :math:`\lVert\rho U\rVert_F`.
+
+    Convergence does not depend on the conditioning of the column lassos, where block
+    coordinate descent slows down and can leave the positive definite cone: on raw
+    digits' projected SDML matrix (:math:`d = 64`, eigenvalues 0.1 to 1.6e4, half of them
+    at the floor) block coordinate descent took 100 sweeps (about 100 s) without reaching
+    a positive definite :math:`\Theta`; this took 593 iterations, 0.25 s, to an objective
+    equal to 14 digits with that of a long fixed-:math:`\rho` run (scikit-learn's
+    ``graphical_lasso`` fails on it in both of its modes). On well-conditioned problems it
+    agrees with block coordinate descent and scikit-learn to about 1e-10 (tests).
+
+    Returns the tuple of :func:`_glasso_bcd`: ``(theta, W = theta^-1, iterations,
+    converged, dual gap, healthy)``; ``theta`` is :math:`Z` when it is positive definite
+    (the sparse iterate), else :math:`\Theta`.
+    """
+    d = emp_cov.shape[0]
+    dt = emp_cov.dtype
+    off = ~jnp.eye(d, dtype=bool)
+    tol = jnp.maximum(tol, 100 * jnp.finfo(dt).eps)  # float32: residuals stall near 1e-6
+
+    def step(st):
+        z, u, rho, it, _, _, best, since = st
+        mu, v = jnp.linalg.eigh(rho * (z - u) - emp_cov)
+        # (mu + r) / 2 rho = 2 / (r - mu), r = sqrt(mu^2 + 4 rho): the second form where
+        # mu < 0 (no cancellation; in float32 the first one rounds to 0 at mu = -1e4)
+        r = jnp.sqrt(mu * mu + 4 * rho)
+        eig = jnp.where(mu >= 0, (mu + r) / (2 * rho), 2 / (r - mu))
+        theta = mm(v * eig[None, :], v.T)
+        z_new = jnp.where(off, _soft(theta + u, alpha / rho), theta + u)
+        u = u + theta - z_new
+        primal = jnp.linalg.norm(theta - z_new)
+        dual = rho * jnp.linalg.norm(z_new - z)
+        worst = jnp.maximum(
+            primal / (tol * jnp.linalg.norm(theta)), dual / (tol * rho * jnp.linalg.norm(u))
+        )
+        done = worst <= 1
+        # rounding floor: in float32 the residuals of ill-conditioned problems stall (raw
+        # digits: near 1e-3 and 1e-2, the precision of the eigendecompositions); stop once
+        # they have not halved in _ADMM_PATIENCE iterations
+        better = worst < 0.5 * best
+        best, since = jnp.where(better, worst, best), jnp.where(better, 0, since + 1)
+        factor = jnp.where(primal > 10 * dual, 2, jnp.where(dual > 10 * primal, 0.5, 1)).astype(dt)
+        return z_new, u / factor, rho * factor, it + 1, done, theta, best, since
+
+    z0 = jnp.diag(1 / jnp.diag(emp_cov))
+    state = (z0, jnp.zeros_like(emp_cov), jnp.ones((), dt), jnp.zeros((), jnp.int32),
+             jnp.zeros((), bool), z0, jnp.asarray(jnp.inf, dt), jnp.zeros((), jnp.int32))  # fmt: skip
+    z, _, _, it, converged, theta_pd, _, _ = jax.lax.while_loop(
+        lambda st: (st[3] < max_iter) & ~st[4] & (st[7] < _ADMM_PATIENCE), step, state
+    )
+    z = 0.5 * (z + z.T)
+    theta = jnp.where(jnp.linalg.eigvalsh(z)[0] > 0, z, 0.5 * (theta_pd + theta_pd.T))
+    w = jnp.linalg.inv(theta)
+    healthy = jnp.all(jnp.isfinite(theta)) & (jnp.linalg.eigvalsh(theta)[0] > 0)
+    return theta, 0.5 * (w + w.T), it, converged & healthy, _dual_gap(emp_cov, theta, alpha), healthy
+
+
 def _glasso(
     emp_cov,
     cov_init,
@@ -257,6 +335,19 @@ def _glasso(
 
 
 _glasso_jit = jax.jit(_glasso, static_argnames=("max_iter", "inner_max_iter", "polish_every"))
+
+#: The fallback where block coordinate descent fails: a program of its own, compiled
+#: only by a call that needs it (the usual fit compiles no ADMM: about 0.5 s saved).
+_admm_jit = jax.jit(_glasso_admm, static_argnames=("max_iter",))
+
+
+def _admm_fallback(matrix, alpha, tol):
+    """:func:`_glasso_admm` on the host matrix ``matrix``: ``(output on the host, sound)``,
+    sound = healthy with a positive definite precision."""
+    dt = np.asarray(matrix).dtype
+    out = jax.device_get(_admm_jit(matrix, dt.type(alpha), dt.type(tol)))
+    sound = bool(out[5]) and np.linalg.eigvalsh(np.asarray(out[0], np.float64))[0] > 0
+    return out, sound
 
 
 def _on_cpu():
@@ -308,7 +399,12 @@ def graphical_lasso(
     ill-conditioned positive definite :math:`S` where scikit-learn stops with "Non SPD
     result" (plausibly because scikit-learn shrinks the off-diagonal of its start by 0.95,
     which can leave the dual box; here the start is :math:`S` itself, inside the box, and
-    the first sweep is exact, so the iterates stay positive definite). It always runs on
+    the first sweep is exact, so the iterates stay positive definite). Where block
+    coordinate descent still fails (no convergence in ``max_iter`` sweeps, or a precision
+    that is not positive definite) and :math:`S` is positive definite, the problem is
+    solved again by ADMM (Boyd et al. 2011, section 6.5: one eigendecomposition per
+    iteration, a positive definite iterate by construction, convergence independent of
+    the column lassos' conditioning; ``n_iter`` then counts its iterations). It always runs on
     the CPU backend: a latency-bound :math:`(d, d)` problem of nested scalar loops, where a
     GPU would pay a kernel launch and a host synchronisation per step (a design choice,
     not measured on a GPU).
@@ -331,6 +427,10 @@ def graphical_lasso(
         J. Friedman, T. Hastie and R. Tibshirani, `Sparse inverse covariance estimation
         with the graphical lasso <https://doi.org/10.1093/biostatistics/kxm045>`_,
         Biostatistics 9(3), 2008.
+        S. Boyd, N. Parikh, E. Chu, B. Peleato and J. Eckstein, `Distributed optimization
+        and statistical learning via the alternating direction method of multipliers
+        <https://doi.org/10.1561/2200000016>`_, Foundations and Trends in Machine
+        Learning 3(1), 2011.
     """
     s = _checks._asarray(emp_cov, "emp_cov")
     if np.ndim(s) != 2 or np.shape(s)[0] != np.shape(s)[1] or np.shape(s)[0] < 1:
@@ -361,6 +461,12 @@ def graphical_lasso(
             max_iter=int(max_iter),
             inner_max_iter=int(inner_max_iter),
         )
+        if not (bool(out[3]) and np.linalg.eigvalsh(np.asarray(out[0], np.float64))[0] > 0):
+            # block coordinate descent failed: ADMM where S is positive definite
+            if np.linalg.eigvalsh(s_host)[0] > 0:
+                admm, sound = _admm_fallback(np.asarray(s), a, tol_eff)
+                if sound:
+                    out = jax.tree.map(jnp.asarray, admm)
     return GraphicalLassoResult(*out[:5])
 
 
@@ -384,36 +490,22 @@ def _pair_scatter(pairs: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 @functools.partial(jax.jit, static_argnames=("max_iter",))
-def _sdml_core(scatter, prior_inv, eta, lam, tol, floor, *, max_iter: int):
-    """S, the graphical lasso on S, and on its projection if that fails: one program
-    (compiled once per d and dtype, whatever the number of pairs)."""
+def _sdml_core(scatter, prior_inv, eta, lam, tol, *, max_iter: int):
+    """S and the graphical lasso on S by block coordinate descent: one program (compiled
+    once per d and dtype, whatever the number of pairs)."""
     s = prior_inv + eta * scatter
     s = 0.5 * (s + s.T)
     lam_s, vec = jnp.linalg.eigh(s)
-    solve = functools.partial(_glasso, alpha=lam, tol=tol, max_iter=max_iter, inner_max_iter=1000)
-
-    def sound(out, need_converged):
-        ok = out[5] & (jnp.linalg.eigvalsh(out[0])[0] > 0)
-        return ok & out[3] if need_converged else ok
-
-    # S itself first (metric-learn's start when S is indefinite: eigenvalues shifted up;
-    # a non-positive diagonal makes sigma NaN there, which stops the sweeps at once), then
-    # its projection onto {S >= floor I}
+    # metric-learn's start when S is indefinite: eigenvalues shifted up (a non-positive
+    # diagonal makes sigma NaN there, which stops the sweeps at once)
     shifted = mm(vec * (lam_s - lam_s[0] + 1e-10)[None, :], vec.T)
-    s_proj = mm(vec * jnp.maximum(lam_s, floor)[None, :], vec.T)
-    s_proj = 0.5 * (s_proj + s_proj.T)
-    mats = jnp.stack([s, s_proj])
-    inits = jnp.stack([jnp.where(lam_s[0] > 0, s, shifted), s_proj])
-    diag_ok = jnp.all(jnp.diag(s) > 0)
-
-    def attempt(k):
-        return solve(mats[k], inits[k])
-
-    like = jax.eval_shape(attempt, 0)
-    k, out = _first_sound(attempt, 2, lambda o: sound(o, True) & diag_ok, like)
-    raw_ok = k == 1
-    used = jnp.where(raw_ok, s, s_proj)
-    return out[:5], used, ~raw_ok, sound(out, False), lam_s[0], lam_s[-1]
+    out = _glasso(
+        s, jnp.where(lam_s[0] > 0, s, shifted), lam, tol,
+        max_iter=max_iter, inner_max_iter=1000,
+    )  # fmt: skip
+    sound = out[5] & (jnp.linalg.eigvalsh(out[0])[0] > 0)
+    ok = sound & out[3] & jnp.all(jnp.diag(s) > 0)
+    return out[:5], ok, sound, s, lam_s[0], lam_s[-1]
 
 
 def sdml_solve(
@@ -457,7 +549,12 @@ def sdml_solve(
     :math:`V \max(\Lambda, \epsilon) V^\top` with :math:`\epsilon` = ``eig_floor``
     :math:`\cdot \lambda_{\min}(P^{-1})` (the nearest such matrix in Frobenius norm), with
     an :class:`SDMLWarning`, and the solution of that well-posed problem is returned
-    (``projected=True``). Directions where :math:`S` stays above the floor keep it;
+    (``projected=True``), computed by ADMM (:func:`graphical_lasso`'s fallback: the
+    projection puts every negative eigenvalue at the floor, a cluster on which block
+    coordinate descent can run out of sweeps without a positive definite precision; raw
+    digits, 100 sweeps in about 100 s, against 0.25 s). ADMM also takes over, on
+    :math:`S` itself, when :math:`S` is positive definite and block coordinate descent
+    fails. Directions where :math:`S` stays above the floor keep it;
     directions dominated by dissimilar pairs get a tenth of the prior's smallest variance,
     so :math:`M` stretches them (up to about 10 times the prior's largest stretch) while
     similar-pair directions shrink: similar pairs end up relatively closer than dissimilar
@@ -562,12 +659,27 @@ def _sdml_checked(
             dt.type(eta),
             dt.type(lam),
             dt.type(tol_eff),
-            dt.type(eps),
             max_iter=int(max_iter),
         )
-        out, s, projected, sound, lam_min, lam_max = jax.device_get(out)
-    res = GraphicalLassoResult(*out)
-    theta, projected, converged = res.precision, bool(projected), bool(res.converged)
+        out, ok, sound, s, lam_min, lam_max = jax.device_get(out)
+        projected, s_raw, admm_ran = False, s, False
+        if not ok:
+            # ADMM on S if S is positive definite (the same problem), else on its
+            # projection onto {S >= floor I}: the projection puts every negative
+            # eigenvalue at the floor, a cluster on which block coordinate descent can run
+            # its max_iter sweeps without reaching a positive definite precision (raw
+            # digits: 100 sweeps, about 100 s; ADMM: 0.25 s)
+            if lam_min <= 0:
+                lam_s, vec = np.linalg.eigh(np.asarray(s, np.float64))
+                s_proj = (vec * np.maximum(lam_s, eps)) @ vec.T
+                s, projected = (0.5 * (s_proj + s_proj.T)).astype(dt), True
+            admm, admm_sound = _admm_fallback(s, lam, tol_eff)
+            if admm_sound or not sound:  # else keep the positive definite last sweep
+                out, sound, admm_ran = admm, admm_sound, True
+            else:
+                s, projected = s_raw, False
+    res = GraphicalLassoResult(*out[:5])
+    theta, converged = res.precision, bool(res.converged)
     if projected:
         warnings.warn(
             "SDML: the matrix S = prior^-1 + balance_param * (pair scatter) is not positive "
@@ -585,10 +697,19 @@ def _sdml_checked(
             "features of very different scales make S ill-conditioned) or increase `eig_floor`"
         )
     if not converged:
+        how, advice = (
+            (
+                f"by ADMM in {int(res.n_iter)} iterations (its residuals stopped decreasing: "
+                f"the rounding level of {np.dtype(dt).name} on this ill-conditioned S)",
+                "Standardise the features, or fit in float64.",
+            )
+            if admm_ran
+            else (f"in max_iter={max_iter} sweeps", "Increase `max_iter`, or standardise the features.")
+        )
         warnings.warn(
-            f"SDML: the graphical lasso did not converge in max_iter={max_iter} sweeps (dual "
-            f"gap {float(res.dual_gap):.3g}); the last iterate, positive definite, is returned. "
-            "Increase `max_iter`, or standardise the features.",
+            f"SDML: the graphical lasso did not converge {how} (dual gap "
+            f"{float(res.dual_gap):.3g}); the last iterate, positive definite, is returned. "
+            + advice,
             SDMLWarning,
             stacklevel=stacklevel,
         )

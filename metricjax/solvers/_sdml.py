@@ -270,7 +270,7 @@ def _glasso_admm(emp_cov, alpha, tol, *, max_iter: int = _ADMM_MAX_ITER):
     d = emp_cov.shape[0]
     dt = emp_cov.dtype
     off = ~jnp.eye(d, dtype=bool)
-    tol = jnp.maximum(tol, 100 * jnp.finfo(dt).eps)  # float32: residuals stall near 1e-6
+    tol = jnp.maximum(tol, 100 * jnp.finfo(dt).eps)  # at least 1.2e-5 in float32
 
     def step(st):
         z, u, rho, it, _, _, best, since = st
@@ -341,13 +341,17 @@ _glasso_jit = jax.jit(_glasso, static_argnames=("max_iter", "inner_max_iter", "p
 _admm_jit = jax.jit(_glasso_admm, static_argnames=("max_iter",))
 
 
+def _positive_definite(a) -> bool:
+    """Whether the host matrix ``a`` is positive definite (smallest eigenvalue, in float64)."""
+    return bool(np.linalg.eigvalsh(np.asarray(a, np.float64))[0] > 0)
+
+
 def _admm_fallback(matrix, alpha, tol):
     """:func:`_glasso_admm` on the host matrix ``matrix``: ``(output on the host, sound)``,
     sound = healthy with a positive definite precision."""
     dt = np.asarray(matrix).dtype
     out = jax.device_get(_admm_jit(matrix, dt.type(alpha), dt.type(tol)))
-    sound = bool(out[5]) and np.linalg.eigvalsh(np.asarray(out[0], np.float64))[0] > 0
-    return out, sound
+    return out, bool(out[5]) and _positive_definite(out[0])
 
 
 def _on_cpu():
@@ -461,9 +465,9 @@ def graphical_lasso(
             max_iter=int(max_iter),
             inner_max_iter=int(inner_max_iter),
         )
-        if not (bool(out[3]) and np.linalg.eigvalsh(np.asarray(out[0], np.float64))[0] > 0):
+        if not (bool(out[3]) and _positive_definite(out[0])):
             # block coordinate descent failed: ADMM where S is positive definite
-            if np.linalg.eigvalsh(s_host)[0] > 0:
+            if _positive_definite(s_host):
                 admm, sound = _admm_fallback(np.asarray(s), a, tol_eff)
                 if sound:
                     out = jax.tree.map(jnp.asarray, admm)
@@ -662,22 +666,21 @@ def _sdml_checked(
             max_iter=int(max_iter),
         )
         out, ok, sound, s, lam_min, lam_max = jax.device_get(out)
-        projected, s_raw, admm_ran = False, s, False
+        projected = admm_ran = False
         if not ok:
             # ADMM on S if S is positive definite (the same problem), else on its
             # projection onto {S >= floor I}: the projection puts every negative
             # eigenvalue at the floor, a cluster on which block coordinate descent can run
             # its max_iter sweeps without reaching a positive definite precision (raw
             # digits: 100 sweeps, about 100 s; ADMM: 0.25 s)
-            if lam_min <= 0:
+            matrix, onto_floor = s, lam_min <= 0
+            if onto_floor:
                 lam_s, vec = np.linalg.eigh(np.asarray(s, np.float64))
                 s_proj = (vec * np.maximum(lam_s, eps)) @ vec.T
-                s, projected = (0.5 * (s_proj + s_proj.T)).astype(dt), True
-            admm, admm_sound = _admm_fallback(s, lam, tol_eff)
+                matrix = (0.5 * (s_proj + s_proj.T)).astype(dt)
+            admm, admm_sound = _admm_fallback(matrix, lam, tol_eff)
             if admm_sound or not sound:  # else keep the positive definite last sweep
-                out, sound, admm_ran = admm, admm_sound, True
-            else:
-                s, projected = s_raw, False
+                out, sound, s, projected, admm_ran = admm, admm_sound, matrix, bool(onto_floor), True
     res = GraphicalLassoResult(*out[:5])
     theta, converged = res.precision, bool(res.converged)
     if projected:

@@ -12,7 +12,7 @@ import pathlib
 PKG = pathlib.Path(__file__).resolve().parents[1] / "metricjax"
 
 LAYERS = [
-    ("metricjax._typing", "metricjax._checks", "metricjax.exceptions"),
+    ("metricjax._typing", "metricjax._checks", "metricjax._host", "metricjax.exceptions"),
     ("metricjax._rules",),
     ("metricjax._distances", "metricjax.reference"),
     ("metricjax.jacobians",),

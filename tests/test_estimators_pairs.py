@@ -179,6 +179,36 @@ def test_accuracy_threshold_is_optimal_and_can_reject_everything():
     assert np.all(est.predict(pairs) == -1)
 
 
+def _metric_learn_accuracy_threshold(scores, y):
+    """metric-learn 0.7.0's ``calibrate_threshold(strategy="accuracy")`` after its scores."""
+    n_samples = len(scores)
+    order = np.argsort(scores)[::-1]
+    scores_sorted, y_ordered = scores[order], y[order]
+    scores_sorted = np.concatenate([[scores_sorted[0] + 1], scores_sorted])
+    cum_tp = np.concatenate([[0.0], np.cumsum(y_ordered == 1)])
+    cum_tn_inv = np.cumsum(y_ordered[::-1] == -1)
+    cum_tn = np.concatenate([[0.0], cum_tn_inv])[::-1]
+    return -scores_sorted[np.argmax((cum_tp + cum_tn) / n_samples)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_accuracy_rule_equals_metric_learns_bitwise(dtype):
+    # one cumulative sum of the labels in place of metric-learn's two counts: the same
+    # split, hence the same threshold, also with ties, one class only and one pair
+    rng = np.random.default_rng(0)
+    est = ITML()
+    for trial in range(300):
+        n = int(rng.integers(1, 60))
+        scores = -rng.integers(0, 6 if trial % 2 else 10**6, size=n).astype(dtype) / 7
+        q = rng.uniform()
+        y = rng.choice([-1, 1], size=n, p=[q, 1 - q])
+        if trial % 10 == 0:
+            y = np.full(n, 1 if trial % 20 else -1)
+        y = y.astype(np.int64)
+        est._threshold_from_scores(scores, y)
+        assert est.threshold_ == float(_metric_learn_accuracy_threshold(scores, y)), trial
+
+
 def test_set_threshold_and_predict():
     _, _, pairs, y = _iris_pairs()
     est = MMC().fit(pairs, y)

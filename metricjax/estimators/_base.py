@@ -62,6 +62,7 @@ except ImportError:  # pragma: no cover - scikit-learn < 1.6
 
 
 from metricjax._checks import error_with_note
+from metricjax._host import member_difference
 from metricjax._train import fit as _fit
 from metricjax._train import fit_minibatch as _fit_minibatch
 from metricjax._train import resolve_optimizer
@@ -474,7 +475,7 @@ class _Reporter:
 # ----------------------------------------------------------------------------------
 def pair_distances(pairs: np.ndarray, components: np.ndarray) -> np.ndarray:
     r""":math:`\lVert L(b_p - a_p)\rVert` of validated ``(n_pairs, 2, d)`` pairs, ``L`` = ``components``."""
-    diff = (pairs[:, 1, :] - pairs[:, 0, :]) @ components.T.astype(pairs.dtype)
+    diff = member_difference(pairs, 1, 0) @ components.T.astype(pairs.dtype)
     return np.sqrt(np.einsum("ij,ij->i", diff, diff))
 
 

@@ -362,18 +362,17 @@ class PairsLearner(_TuplesLearner):
 
     def _threshold_from_scores(self, scores, y_valid, strategy="accuracy", min_rate=None, beta=1.0):
         """:meth:`calibrate_threshold`'s rule on validated scores and ``{-1, +1}`` labels."""
-        n_samples = len(scores)
         if strategy == "accuracy":
+            # metric-learn's rule: the pairs sorted by decreasing score, the split that
+            # accepts the first j of them (j = 0: a candidate above the best score) and
+            # maximises true positives among them plus true negatives after them. That
+            # count is n_negatives + (y_1 + ... + y_j) for labels in {-1, +1}: one
+            # cumulative sum, the same split (the first maximum) as metric-learn's two
             order = np.argsort(scores)[::-1]
-            scores_sorted = scores[order]
-            y_ordered = y_valid[order]
-            # a first candidate that rejects every pair
-            scores_sorted = np.concatenate([[scores_sorted[0] + 1], scores_sorted])
-            cum_tp = np.concatenate([[0.0], np.cumsum(y_ordered == 1, dtype=np.float64)])
-            cum_tn_inv = np.cumsum(y_ordered[::-1] == -1, dtype=np.float64)
-            cum_tn = np.concatenate([[0.0], cum_tn_inv])[::-1]
-            imax = np.argmax((cum_tp + cum_tn) / n_samples)
-            self.threshold_ = float(-scores_sorted[imax])
+            gain = np.cumsum(y_valid[order], dtype=np.int64)
+            j = int(np.argmax(np.concatenate([[0], gain])))
+            best = scores[order[0]] + 1 if j == 0 else scores[order[j - 1]]
+            self.threshold_ = float(-best)
             return self
         if strategy == "f_beta":
             precision, recall, thresholds = precision_recall_curve(y_valid, scores, pos_label=1)

@@ -14,6 +14,7 @@ from jaxtyping import Array, ArrayLike, Float, Int, Shaped
 
 from metricjax import _checks
 from metricjax._checks import _is_traced, check_pairs
+from metricjax._host import member_difference
 from metricjax._rules import mm
 from metricjax.losses._pairs import pair_differences, pair_sq_mahalanobis
 
@@ -167,7 +168,7 @@ def itml_loss(
         dt = _checks.compute_dtype(metric, pairs)
         w = _checks.sample_weight(sample_weight, n, dt, per="constraint", min_positive=1)
     if not (_is_traced(pairs) or _is_traced(y)):
-        diff = np.asarray(pairs)[:, 0] - np.asarray(pairs)[:, 1]
+        diff = member_difference(np.asarray(pairs), 0, 1)
         coincident = (np.asarray(y) == -1) & ~np.any(diff != 0, axis=1)
         if w is not None and not _is_traced(w):
             coincident &= np.asarray(w) > 0  # an absent pair is no problem

@@ -7,6 +7,7 @@ from jaxtyping import Array, ArrayLike, Float, Int, Shaped
 
 from metricjax import _checks
 from metricjax._checks import _is_traced, check_pairs
+from metricjax._host import member_difference
 from metricjax._rules import mm
 from metricjax.losses._pairs import pair_differences, pair_sq_mahalanobis
 
@@ -32,7 +33,7 @@ def _mmc_value(dist, y, c, weight=None):
 def _check_values(pairs, y, weight=None):
     if _is_traced(pairs) or _is_traced(y) or _is_traced(weight):
         return
-    diff = np.asarray(pairs)[:, 0] - np.asarray(pairs)[:, 1]
+    diff = member_difference(np.asarray(pairs), 0, 1)
     yy = np.asarray(y)
     present = np.ones(len(yy), bool) if weight is None else np.asarray(weight) > 0
     if weight is not None and not np.any(present & (yy == -1)):

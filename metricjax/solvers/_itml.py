@@ -20,6 +20,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from metricjax import _checks
 from metricjax._checks import check_pairs
+from metricjax._host import member_difference
 from metricjax.losses._itml import check_bounds, check_gamma
 from metricjax.solvers._prior import initial_metric, on_device, padded_size
 
@@ -282,7 +283,7 @@ def itml_solve(
     dt = _checks.compute_dtype(pairs)
     host = np.asarray(pairs, dtype=np.float64)
     yy = np.asarray(y)
-    diff = host[:, 0] - host[:, 1]
+    diff = member_difference(host, 0, 1)
     coincident = (yy == -1) & ~np.any(diff != 0, axis=1)
     if coincident.any():
         raise ValueError(

@@ -18,6 +18,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from metricjax import _checks
+from metricjax._host import member_difference
 from metricjax._rules import mm
 from metricjax.losses._pairs import check_tuples, sq_mahalanobis_rows
 from metricjax.losses._scml import (
@@ -117,7 +118,7 @@ def scml_triplet_diffs_basis(triplets, *, n_basis=None, random_state=None) -> np
             f"Number of features ({d}) is greater than the number of triplets({n}).\n"
             "Consider using dimensionality reduction or using another basis generation scheme."
         )
-    pos, neg = t[:, 0] - t[:, 1], t[:, 0] - t[:, 2]
+    pos, neg = member_difference(t, 0, 1), member_difference(t, 0, 2)
     if not (np.any(pos) or np.any(neg)):
         raise ValueError("`triplets` are degenerate: every a - b and a - c is zero")
     rng = _random_state(random_state)

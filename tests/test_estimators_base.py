@@ -69,6 +69,51 @@ def test_transformers_are_the_learners_metric_learn_makes_transformers():
         assert issubclass(ours, MahalanobisLearner) and hasattr(ours, "transform"), name
 
 
+POINTS_LEARNERS = ("NCA", "LMNN", "MLKR", "Covariance", "LFDA", "RCA_Supervised",
+                   "ITML_Supervised", "MMC_Supervised", "SDML_Supervised", "LSML_Supervised",
+                   "SCML_Supervised")  # fmt: skip
+
+
+@pytest.mark.parametrize("name", POINTS_LEARNERS)
+def test_set_output_configures_transform(name):
+    # scikit-learn's set_output wraps the transform a class defines itself: transform,
+    # not only fit_transform, returns the chosen container
+    pd = pytest.importorskip("pandas")
+    X, y = load_iris(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    df = pd.DataFrame(X, columns=["sl", "sw", "pl", "pw"], index=np.arange(150) + 1000)
+    kw = {"max_iter": 5} if name in ("NCA", "MLKR", "LMNN") else {}
+    if name.endswith("_Supervised"):
+        kw["random_state"] = 0
+    if name == "RCA_Supervised":
+        kw["n_chunks"] = 30
+    est = getattr(mj.estimators, name)(**kw).set_output(transform="pandas")
+    target = X[:, 0] if name == "MLKR" else y
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence and constraint-count warnings
+        est.fit(df, target)
+    out = est.transform(df)
+    assert isinstance(out, pd.DataFrame), type(out)
+    assert list(out.columns) == list(est.get_feature_names_out())
+    assert list(out.index) == list(df.index)
+    np.testing.assert_array_equal(out.to_numpy(), df.to_numpy() @ est.components_.T)
+    est.set_output(transform="default")
+    assert isinstance(est.transform(df), np.ndarray)
+
+
+def test_set_output_in_a_pipeline():
+    pd = pytest.importorskip("pandas")
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_iris(return_X_y=True)
+    df = pd.DataFrame(X, columns=["sl", "sw", "pl", "pw"])
+    pipe = make_pipeline(StandardScaler(), mj.estimators.Covariance()).set_output(transform="pandas")
+    out = pipe.fit(df, y).transform(df)
+    assert isinstance(out, pd.DataFrame)
+    assert list(out.columns) == [f"covariance{i}" for i in range(4)]
+
+
 def test_get_metric_squeezes_its_points_as_metric_learn():
     # metric-learn's metric_fun squeezes u and v (scipy's validate_vector): a (1, d) row is
     # a point, and with one feature so is a scalar; two rows are refused

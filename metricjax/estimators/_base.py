@@ -721,6 +721,24 @@ class PointsTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Mahal
     def _n_features_out(self):
         return self.components_.shape[0]
 
+    def transform(self, X):
+        """Embed ``X`` with the learned map: ``X @ components_.T`` (``set_output`` applies).
+
+        Defined here, not only in :class:`MahalanobisLearner`: scikit-learn's
+        ``set_output`` wraps the ``transform`` a transformer class defines itself, so
+        ``set_output(transform="pandas")`` configures ``transform`` as well as
+        ``fit_transform``.
+
+        Args:
+            X: array-like of shape ``(n_samples, n_features)`` (or 1-D indices with a
+                ``preprocessor``).
+
+        Returns:
+            Array of shape ``(n_samples, n_components)``, in the dtype of ``X``
+            (``float64`` for non-float input), or the container ``set_output`` chose.
+        """
+        return super().transform(X)
+
 
 # ----------------------------------------------------------------------------------
 # supervised learners: fit(X, y) by minimising a loss of metricjax.losses

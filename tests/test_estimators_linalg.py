@@ -261,3 +261,18 @@ def test_float32_input_is_solved_in_float64():
         want = clone(est).fit(X.astype(np.float32).astype(np.float64), y).components_
         np.testing.assert_allclose(f32, want.astype(np.float32), rtol=1e-6, atol=0)
         assert np.abs(f32 - f64).max() <= 1e-3 * np.abs(f64).max(), type(est).__name__
+
+
+def test_covariance_fits_of_similar_sizes_share_one_compiled_program(wine):
+    # the rows are padded to padded_size(n): cross-validation folds of unequal sizes
+    # compile once (0.3 s), not once per size
+    from metricjax.solvers import _covariance
+
+    x, _ = wine
+    before = _covariance._covariance_core._cache_size()
+    for n in range(100, 110):  # one bucket: 97..112
+        got = Covariance().fit(x[:n]).get_mahalanobis_matrix()
+        want = np.linalg.inv(np.cov(x[:n].T))
+        np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-10 * np.abs(want).max())
+    assert _covariance._covariance_core._cache_size() - before <= 1
+

@@ -241,6 +241,22 @@ def test_lfda_matches_metric_learn_with_its_bugs_fixed(multimodal, embedding_typ
 
 
 @pytest.mark.usefixtures("x64")
+def test_lfda_sizes_of_one_bucket_share_one_compiled_program(multimodal):
+    # rows and class tables padded to their buckets (padded_size): the folds of a
+    # cross-validation compile once (0.7 s), not once per size; every fit is exact
+    from metricjax.solvers import _lfda
+
+    x, y = multimodal
+    before = _lfda._lfda_core._cache_size()
+    for n in (57, 60, 63):  # one bucket: 57..64 rows
+        with metric_learn_lfda_fixed():
+            ref = ml.LFDA(k=4, n_components=3).fit(x[:n], y[:n])
+        got = lfda_components(x[:n], y[:n], k=4, n_components=3)
+        assert rel_rows_up_to_sign(got, ref.components_) < RTOL
+    assert _lfda._lfda_core._cache_size() - before <= 1
+
+
+@pytest.mark.usefixtures("x64")
 def test_lfda_matches_paper_oracle(multimodal):
     x, y = multimodal
     slb, slw = lfda_scatters_oracle(x, y, k=7)

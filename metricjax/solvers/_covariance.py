@@ -16,6 +16,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from metricjax import _checks
 from metricjax._rules import mm
+from metricjax.solvers._prior import padded_size
 
 
 # ----------------------------------------------------------------------------------
@@ -121,12 +122,28 @@ def components_from_psd(metric):
 # Covariance
 # ----------------------------------------------------------------------------------
 @jax.jit
-def _covariance_core(x):
-    n = x.shape[0]
-    xc = x - jnp.mean(x, axis=0, keepdims=True)
+def _covariance_core(x, n):
+    """``x``: ``(P, d)``, its first ``n`` rows the points and the rest zero padding
+    (:func:`pad_rows`): one compiled program per bucket of sizes, not per ``n``."""
+    valid = (jnp.arange(x.shape[0], dtype=jnp.int32) < n)[:, None]
+    n = n.astype(x.dtype)
+    xc = jnp.where(valid, x - jnp.sum(x, axis=0, keepdims=True) / n, 0)
     cov = symmetrize(mm(xc.T, xc)) / (n - 1)
     metric = pinvh(cov)
     return components_from_psd(metric), metric
+
+
+def pad_rows(x, size=None):
+    """``(x padded with zero rows to size, n)``, ``size`` by default ``padded_size(n)``,
+    ``n`` an int32 scalar: fits of similar sizes (the folds of a cross-validation, a
+    learning curve) share one compiled program instead of compiling one per number of
+    rows (0.3 s each for Covariance, 0.7 s for LFDA)."""
+    n, d = x.shape
+    size = padded_size(n) if size is None else size
+    if size > n:  # NumPy for concrete input: jnp's eager concatenate compiles per shape
+        xp = jnp if _checks._is_traced(x) else np
+        x = xp.concatenate([xp.asarray(x), xp.zeros((size - n, d), x.dtype)])
+    return x, np.int32(n)
 
 
 def covariance_components(
@@ -166,4 +183,4 @@ def covariance_components(
         Proceedings of the National Institute of Sciences of India, 1936.
     """
     x = prepare_points(x, "x", min_rows=2)
-    return _covariance_core(x)
+    return _covariance_core(*pad_rows(x))

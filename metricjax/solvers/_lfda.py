@@ -47,9 +47,11 @@ from metricjax.solvers._covariance import (
     check_n_components,
     generalized_eigh,
     numerical_rank,
+    pad_rows,
     prepare_points,
     symmetrize,
 )
+from metricjax.solvers._prior import padded_size
 
 _EMBEDDINGS = ("weighted", "orthonormalized", "plain")
 _DEFAULT_K = 7  # Sugiyama (2007), after Zelnik-Manor & Perona (2005)
@@ -68,14 +70,15 @@ def _check_k(k) -> int:
     return int(k)
 
 
-def _class_table(codes: np.ndarray, n_classes: int):
-    """Row indices grouped by class, padded with ``n`` to ``(n_classes, max_size)``."""
+def _class_table(codes: np.ndarray, n_classes: int, pad: int):
+    """Row indices grouped by class, padded with ``pad`` to ``(n_classes, width)``, the
+    width the largest class's size rounded up to its bucket (``padded_size``)."""
     n = len(codes)
     counts = np.bincount(codes, minlength=n_classes)
     order = np.argsort(codes, kind="stable")
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     slot = np.arange(n) - starts[codes[order]]
-    table = np.full((n_classes, int(counts.max())), n, dtype=np.int32)
+    table = np.full((n_classes, padded_size(int(counts.max()))), pad, dtype=np.int32)
     table[codes[order], slot] = order
     return table, counts
 
@@ -95,7 +98,10 @@ def _class_scatters(z, valid, k):
     """
     pair = valid[:, None] & valid[None, :]
     dist = _rules.zero_diagonal(jnp.maximum(_rules.sq_euclidean(z), 0))
-    sigma = jnp.sqrt(jnp.sort(jnp.where(pair, dist, jnp.inf), axis=0)[k])
+    kth = jnp.sort(jnp.where(pair, dist, jnp.inf), axis=0)[k]
+    # padding rows: a finite placeholder (their pairs are masked below), so that no
+    # 0 * inf enters the gradient through sigma_i * sigma_j
+    sigma = jnp.sqrt(jnp.where(valid, kth, 1))
     scale = sigma[:, None] * sigma[None, :]
     ok = pair & (scale > 0)
     a = jnp.where(ok, jnp.exp(-dist / jnp.where(ok, scale, 1)), 0)
@@ -105,15 +111,21 @@ def _class_scatters(z, valid, k):
 
 
 @functools.partial(jax.jit, static_argnames=("dim", "embedding_type"))
-def _lfda_core(x, table, ks, counts, *, dim, embedding_type):
-    n, d = x.shape
-    xc = x - jnp.mean(x, axis=0, keepdims=True)
+def _lfda_core(x, n_points, table, ks, counts, *, dim, embedding_type):
+    """``x``: ``(P, d)``, its first ``n_points`` rows the points, the rest zero padding;
+    ``table``: each class's row indices, padded with ``P`` (:func:`_class_table`). Sizes
+    are rounded up to buckets (:func:`metricjax.solvers._prior.padded_size`), so the fits
+    of similar sizes (cross-validation folds) share one compiled program."""
+    size, d = x.shape
+    n = n_points.astype(x.dtype)
+    real = (jnp.arange(size, dtype=jnp.int32) < n_points)[:, None]
+    xc = jnp.where(real, x - jnp.sum(x, axis=0, keepdims=True) / n, 0)
     mixture = mm(xc.T, xc)  # S^(m) = (1/2) sum_ij (1/n) (x_i - x_j)(x_i - x_j)^T
     xpad = jnp.concatenate([xc, jnp.zeros((1, d), x.dtype)])
 
     def one_class(carry, inputs):
         rows, k, nc = inputs
-        valid = rows < n
+        valid = rows < n_points
         xk = xpad[rows]
         mean = jnp.sum(xk, axis=0, keepdims=True) / nc
         z = jnp.where(valid[:, None], xk - mean, 0)
@@ -223,7 +235,8 @@ def lfda_components(
         raise ValueError(f"LFDA needs at least two classes in `labels`, got one ({classes[0]!r})")
     dim = check_n_components(n_components, d)
     k_req = _check_k(k)
-    table, counts = _class_table(codes, len(classes))
+    size = padded_size(x.shape[0])
+    table, counts = _class_table(codes, len(classes), size)
     ks = np.minimum(k_req, counts - 1)
     if np.any(counts == 1):
         warnings.warn(
@@ -239,7 +252,7 @@ def lfda_components(
             stacklevel=2,
         )
     comps, vals, rank = _lfda_core(
-        x,
+        *pad_rows(x, size),
         jnp.asarray(table),
         jnp.asarray(ks, jnp.int32),
         jnp.asarray(counts, jnp.int32),

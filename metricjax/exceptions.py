@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["NonPSDError"]
+__all__ = ["NonPSDError", "PreprocessorError"]
 
 #: metric-learn 0.7.0's ``NonPSDError`` message, word for word.
 NON_PSD_MESSAGE = "Matrix is not positive semidefinite (PSD)."
@@ -34,3 +34,35 @@ class NonPSDError(np.linalg.LinAlgError):
                 self.add_note(detail)
         else:  # pragma: no cover - Python 3.10
             super().__init__(f"{NON_PSD_MESSAGE} {detail}")
+
+
+class PreprocessorError(ValueError):
+    """The ``preprocessor`` failed on the indices it was given (metric-learn's
+    ``PreprocessorError``).
+
+    Raised, as in metric-learn 0.7.0, for any exception of the preprocessor: an index
+    out of range or not an integer (array preprocessors), or whatever a callable
+    preprocessor raised, which is kept as ``__cause__`` and ``original_error``.
+    ``str(err)`` is metric-learn's message, word for word; ``detail`` (what metricjax
+    was doing: the points or the tuples) is attached as a note. A subclass of
+    ``ValueError`` (metric-learn's derives from ``Exception``), so that code catching
+    either ``PreprocessorError`` or ``ValueError`` catches it.
+
+    Args:
+        original_error: the exception the preprocessor raised.
+        detail: context, e.g. "the `preprocessor` failed on the pairs".
+    """
+
+    def __init__(self, original_error: BaseException, detail: str | None = None):
+        self.original_error = original_error
+        self.detail = detail
+        message = (
+            "An error occurred when trying to use the preprocessor: "
+            f"{original_error!r}"
+        )
+        if detail is None or hasattr(BaseException, "add_note"):
+            super().__init__(message)
+            if detail is not None:
+                self.add_note(detail)
+        else:  # pragma: no cover - Python 3.10
+            super().__init__(f"{message} ({detail})")

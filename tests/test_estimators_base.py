@@ -166,6 +166,35 @@ def test_preprocessor_turns_indices_into_points(iris, kind):
     np.testing.assert_allclose(a.pair_distance(pair_idx), b.pair_distance(X[pair_idx]), rtol=1e-10)
 
 
+def test_preprocessor_failures_are_metric_learns_preprocessor_error(iris):
+    # metric-learn wraps every failure of the preprocessor in its PreprocessorError:
+    # ported code that catches it catches ours; ours is also a ValueError
+    from benchmarks._reference_libs import metric_learn_compat
+    from metricjax.exceptions import PreprocessorError
+
+    ml = metric_learn_compat()
+    from metric_learn.exceptions import PreprocessorError as MLPreprocessorError
+
+    X, y = iris
+    pairs = np.array([[0, 1000], [1, 2]])
+    py = np.array([1, -1])
+
+    def failing(indices):
+        raise KeyError("no such point")
+
+    for prep, idx in ((X, pairs), (X, pairs.astype(float)), (failing, pairs[1:] % 150)):
+        with pytest.raises(PreprocessorError) as ours:
+            mj.estimators.ITML(preprocessor=prep).fit(idx, py[: len(idx)])
+        with pytest.raises(MLPreprocessorError) as theirs, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ml.ITML(preprocessor=prep).fit(idx, py[: len(idx)])
+        prefix = "An error occurred when trying to use the preprocessor: "
+        assert str(ours.value).startswith(prefix) and str(theirs.value).startswith(prefix)
+        assert isinstance(ours.value, ValueError)
+        assert isinstance(ours.value.__cause__, type(ours.value.original_error))
+    assert isinstance(ours.value.original_error, KeyError)
+
+
 def test_preprocessor_errors_name_the_argument(iris):
     X, y = iris
     est = _quiet(NCA(n_components=2, max_iter=5, preprocessor=X), np.arange(len(X)), y)

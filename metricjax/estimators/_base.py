@@ -66,6 +66,7 @@ from metricjax._host import member_difference
 from metricjax._train import fit as _fit
 from metricjax._train import fit_minibatch as _fit_minibatch
 from metricjax._train import resolve_optimizer
+from metricjax.exceptions import PreprocessorError
 
 #: Relative loss-change tolerance used when an estimator has ``tol=None``.
 DEFAULT_TOL = 1e-6
@@ -350,10 +351,11 @@ def input_dimension_error(code: str, data, estimator) -> ValueError:
 
 
 def _apply_preprocessor(preprocessor, indices, what: str):
+    """``preprocessor(indices)`` as an array; any failure as metric-learn's ``PreprocessorError``."""
     try:
         out = preprocessor(indices)
-    except (TypeError, ValueError) as err:
-        raise type(err)(f"the `preprocessor` failed on the {what}: {err}") from err
+    except Exception as err:  # noqa: BLE001 - metric-learn wraps every error alike
+        raise PreprocessorError(err, f"the `preprocessor` failed on the {what}") from err
     return np.asarray(out)
 
 

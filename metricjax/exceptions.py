@@ -10,6 +10,14 @@ __all__ = ["NonPSDError", "PreprocessorError"]
 NON_PSD_MESSAGE = "Matrix is not positive semidefinite (PSD)."
 
 
+def _message_and_note(message: str, detail: str | None):
+    """``(str(err), note)``: metric-learn's message and our detail as a note (Python >= 3.11),
+    or the detail appended to the message where exceptions have no notes (3.10)."""
+    if detail is None or hasattr(BaseException, "add_note"):
+        return message, detail
+    return f"{message} {detail}", None  # pragma: no cover - Python 3.10
+
+
 class NonPSDError(np.linalg.LinAlgError):
     """A matrix that must be positive semi-definite (an ``init``, a ``prior``, a learned
     metric) has a negative eigenvalue.
@@ -28,12 +36,10 @@ class NonPSDError(np.linalg.LinAlgError):
 
     def __init__(self, detail: str | None = None):
         self.detail = detail
-        if detail is None or hasattr(BaseException, "add_note"):
-            super().__init__(NON_PSD_MESSAGE)
-            if detail is not None:
-                self.add_note(detail)
-        else:  # pragma: no cover - Python 3.10
-            super().__init__(f"{NON_PSD_MESSAGE} {detail}")
+        message, note = _message_and_note(NON_PSD_MESSAGE, detail)
+        super().__init__(message)
+        if note is not None:
+            self.add_note(note)
 
 
 class PreprocessorError(ValueError):
@@ -56,13 +62,9 @@ class PreprocessorError(ValueError):
     def __init__(self, original_error: BaseException, detail: str | None = None):
         self.original_error = original_error
         self.detail = detail
-        message = (
-            "An error occurred when trying to use the preprocessor: "
-            f"{original_error!r}"
+        message, note = _message_and_note(
+            f"An error occurred when trying to use the preprocessor: {original_error!r}", detail
         )
-        if detail is None or hasattr(BaseException, "add_note"):
-            super().__init__(message)
-            if detail is not None:
-                self.add_note(detail)
-        else:  # pragma: no cover - Python 3.10
-            super().__init__(f"{message} ({detail})")
+        super().__init__(message)
+        if note is not None:
+            self.add_note(note)

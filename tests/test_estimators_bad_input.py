@@ -79,7 +79,7 @@ est_row(
     ALL,
     fit_with(np.full((12, 3), "a")),
     ValueError,
-    r"could not convert string to float",
+    r"dtype='numeric' is not compatible with arrays of bytes/strings",  # scikit-learn's
 )
 est_row(
     "fit-X-complex", ALL, fit_with(XE.astype(complex)), ValueError, r"Complex data not supported"
@@ -264,6 +264,13 @@ est_row(
 )
 est_row("transform-nan", ALL, use("transform", _nan(XE)), ValueError, r"Input X contains NaN")
 est_row("transform-rank1", ALL, use("transform", XE[0]), ValueError, r"Found 1D array instead:\ninput=\[.*\]\. Reshape your data and/or use a preprocessor\.")
+est_row(
+    "transform-strings",
+    ALL,
+    use("transform", XE.astype(str)),
+    ValueError,
+    r"dtype='numeric' is not compatible with arrays of bytes/strings",
+)
 est_row(
     "transform-empty", ALL, use("transform", XE[:0]), ValueError, r"Found array with 0 sample\(s\)"
 )

@@ -343,6 +343,8 @@ def test_bad_input_names_the_argument(cls):
     bad[0, 1, 2] = np.nan
     with pytest.raises(ValueError, match="`pairs` contains NaN"):
         est.fit(bad, y)
+    with pytest.raises(ValueError, match=r"arrays of bytes/strings.* \(`pairs` holds strings\)"):
+        est.fit(pairs.astype(str), y)  # refused as scikit-learn and metric-learn do
     with pytest.raises(ValueError, match="indices out of range for the `preprocessor`"):
         cls(preprocessor=X).fit(idx + 1000, y)
     est = cls(preprocessor=X).fit(idx, y)

@@ -350,6 +350,23 @@ def input_dimension_error(code: str, data, estimator) -> ValueError:
     )
 
 
+def _refuse_strings(data, name: str) -> None:
+    """Refuse arrays of strings or bytes, as scikit-learn's ``check_array`` (its message).
+
+    The dtype list the estimators validate with would otherwise convert numeric strings
+    silently; scikit-learn and metric-learn refuse them. Object arrays (of numbers) and
+    DataFrames are left to scikit-learn's validation.
+    """
+    kind = getattr(getattr(data, "dtype", None), "kind", None)
+    if kind is None and isinstance(data, (list, tuple)):
+        kind = np.asarray(data).dtype.kind
+    if kind in ("U", "S"):
+        raise ValueError(
+            "dtype='numeric' is not compatible with arrays of bytes/strings.Convert your data "
+            f"to numeric values explicitly instead. (`{name}` holds strings)"
+        )
+
+
 def _apply_preprocessor(preprocessor, indices, what: str):
     """``preprocessor(indices)`` as an array; any failure as metric-learn's ``PreprocessorError``."""
     try:
@@ -551,6 +568,7 @@ class MahalanobisLearner(BaseEstimator):
             X = _apply_preprocessor(prep, X, "points")
             if X.ndim != 2:
                 raise input_dimension_error("111", X, self)
+        _refuse_strings(X, "X")
         return _validate_data(self, X, *args, reset=reset, dtype=list(FLOAT_DTYPES), **kwargs)
 
     def _tuples(self, tuples, tuple_size: int, *, name: str = "pairs", reset: bool = False):
@@ -559,6 +577,7 @@ class MahalanobisLearner(BaseEstimator):
         ``(n_tuples, tuple_size)`` integer arrays are indices through the preprocessor.
         """
         refuse_complex(tuples, name)
+        _refuse_strings(tuples, name)
         arr = np.asarray(tuples)
         prep = resolve_preprocessor(self.preprocessor)
         # metric-learn's check_input_tuples and its messages

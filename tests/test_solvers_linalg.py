@@ -257,6 +257,23 @@ def test_lfda_sizes_of_one_bucket_share_one_compiled_program(multimodal):
 
 
 @pytest.mark.usefixtures("x64")
+def test_lfda_features_of_very_different_scales(multimodal):
+    # features over 1e-4..1e4: the local within-class scatter is full rank, only badly
+    # scaled; its rank is judged after diagonal scaling (the plain eigenvalue rank called
+    # it singular), and the result equals metric-learn's (bugs fixed) on the same data
+    x, y = multimodal
+    xs = x * np.logspace(-4, 4, 5)
+    with metric_learn_lfda_fixed():
+        ref = ml.LFDA(k=4, n_components=3).fit(xs, y)
+    got = lfda_components(xs, y, k=4, n_components=3)
+    assert np.isfinite(np.asarray(got)).all()
+    assert rel_rows_up_to_sign(got, ref.components_) < 1e-6
+    # a truly singular scatter is still refused: a duplicated feature
+    with pytest.raises(ValueError, match="singular"):
+        lfda_components(np.column_stack([xs, xs[:, 0]]), y, k=4)
+
+
+@pytest.mark.usefixtures("x64")
 def test_lfda_matches_paper_oracle(multimodal):
     x, y = multimodal
     slb, slw = lfda_scatters_oracle(x, y, k=7)

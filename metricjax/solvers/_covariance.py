@@ -74,6 +74,20 @@ def numerical_rank(a):
     return jnp.sum(jnp.abs(w) > eig_cutoff(w))
 
 
+def scaled_numerical_rank(a):
+    r""":func:`numerical_rank` of :math:`D^{-1/2} A D^{-1/2}`, :math:`D = \mathrm{diag}(A)`
+    (a zero diagonal entry: its row and column count as zero).
+
+    Invariant to rescaling the features: the rank a Cholesky factorisation can rely on
+    (its accuracy depends on the condition number after this scaling), where the plain
+    numerical rank of a scatter whose features span 1e-4..1e4 counts the small ones as
+    zero.
+    """
+    diag = jnp.diagonal(a)
+    inv = jnp.where(diag > 0, 1 / jnp.sqrt(jnp.where(diag > 0, diag, 1)), 0)
+    return numerical_rank(a * inv[:, None] * inv[None, :])
+
+
 def pinvh(a):
     r"""Pseudo-inverse :math:`V \mathrm{diag}(w^{+}) V^T` of a symmetric matrix (``scipy.linalg.pinvh``)."""
     w, v = jnp.linalg.eigh(a)

@@ -46,9 +46,9 @@ from metricjax._rules import mm
 from metricjax.solvers._covariance import (
     check_n_components,
     generalized_eigh,
-    numerical_rank,
     pad_rows,
     prepare_points,
+    scaled_numerical_rank,
     symmetrize,
 )
 from metricjax.solvers._prior import padded_size
@@ -146,7 +146,9 @@ def _lfda_core(x, n_points, table, ks, counts, *, dim, embedding_type):
         vecs = vecs * jnp.sqrt(jnp.maximum(vals, 0))[None, :]
     elif embedding_type == "orthonormalized":
         vecs = jnp.linalg.qr(vecs)[0]
-    return vecs.T, vals, numerical_rank(within)
+    # the rank after diagonal scaling: features of very different scales are no reason
+    # to refuse, the Cholesky factorisation of generalized_eigh is accurate on them
+    return vecs.T, vals, scaled_numerical_rank(within)
 
 
 # ----------------------------------------------------------------------------------

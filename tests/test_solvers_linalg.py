@@ -479,6 +479,23 @@ def test_rca_matches_metric_learn(wine, n_components):
 
 
 @pytest.mark.usefixtures("x64")
+def test_rca_sizes_of_one_bucket_share_one_compiled_program(wine):
+    # the chunklets' points padded to padded_size(m): fits whose chunklets hold 118..120
+    # points compile once, and each equals metric-learn's
+    from metricjax.solvers import _rca
+
+    x, y = wine
+    chunks = Constraints(y).chunks(40, chunk_size=3, random_state=0)
+    before = _rca._rca_core._cache_size()
+    for drop in (0, 1, 2):
+        ids = chunks.copy()
+        ids[np.flatnonzero(ids >= 0)[:drop]] = -1  # chunklets of 2 points remain valid
+        ref = ml.RCA().fit(x, ids).components_
+        assert rel(gram(rca_components(x, ids)), gram(ref)) < RTOL
+    assert _rca._rca_core._cache_size() - before <= 1
+
+
+@pytest.mark.usefixtures("x64")
 def test_rca_supervised_pipeline_matches_metric_learn(wine):
     x, y = wine
     ref = ml.RCA_Supervised(n_chunks=40, chunk_size=3, random_state=3).fit(x, y).components_

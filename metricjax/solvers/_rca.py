@@ -22,6 +22,7 @@ from metricjax.solvers._covariance import (
     generalized_eigh,
     inv_sqrtm,
     numerical_rank,
+    pad_rows,
     prepare_points,
     symmetrize,
 )
@@ -46,12 +47,18 @@ def _chunk_ids(chunks, n: int):
 
 
 @functools.partial(jax.jit, static_argnames=("n_chunks", "dim"))
-def _rca_core(xs, seg, *, n_chunks, dim):
-    m, d = xs.shape
-    xs = xs - jnp.mean(xs, axis=0, keepdims=True)  # the covariances are shift invariant
+def _rca_core(xs, n_points, seg, *, n_chunks, dim):
+    """``xs``: ``(P, d)``, its first ``n_points`` rows the chunklets' points, the rest zero
+    padding (:func:`pad_rows`) with chunk id ``n_chunks`` (dropped by the segment sums):
+    fits of similar sizes share one compiled program."""
+    size, d = xs.shape
+    valid = (jnp.arange(size, dtype=jnp.int32) < n_points)[:, None]
+    m = n_points.astype(xs.dtype)
+    # the covariances are shift invariant
+    xs = jnp.where(valid, xs - jnp.sum(xs, axis=0, keepdims=True) / m, 0)
     sums = jax.ops.segment_sum(xs, seg, num_segments=n_chunks)
-    sizes = jax.ops.segment_sum(jnp.ones((m,), xs.dtype), seg, num_segments=n_chunks)
-    z = xs - (sums / sizes[:, None])[seg]
+    sizes = jax.ops.segment_sum(valid[:, 0].astype(xs.dtype), seg, num_segments=n_chunks)
+    z = jnp.where(valid, xs - (sums / sizes[:, None])[jnp.minimum(seg, n_chunks - 1)], 0)
     inner = symmetrize(mm(z.T, z)) / m  # within-chunklet covariance C
     rank = numerical_rank(inner)
     if dim == d:
@@ -126,9 +133,14 @@ def rca_components(
             "`chunks` has no chunklet with two or more points: RCA needs points known to "
             "share a class"
         )
+    rows = np.flatnonzero(member)
+    # NumPy's gather for concrete x: jnp's eager one compiles per shape
+    xs, m = pad_rows(x[rows] if _checks._is_traced(x) else np.asarray(x)[rows])
+    seg = np.concatenate([seg.reshape(-1), np.full(xs.shape[0] - m, len(uniq))])
     comps, rank = _rca_core(
-        x[np.flatnonzero(member)],
-        jnp.asarray(seg.reshape(-1), jnp.int32),
+        xs,
+        m,
+        jnp.asarray(seg, jnp.int32),
         n_chunks=len(uniq),
         dim=dim,
     )

@@ -139,12 +139,22 @@ def components_from_psd(metric):
 def _covariance_core(x, n):
     """``x``: ``(P, d)``, its first ``n`` rows the points and the rest zero padding
     (:func:`pad_rows`): one compiled program per bucket of sizes, not per ``n``."""
-    valid = (jnp.arange(x.shape[0], dtype=jnp.int32) < n)[:, None]
-    n = n.astype(x.dtype)
-    xc = jnp.where(valid, x - jnp.sum(x, axis=0, keepdims=True) / n, 0)
+    xc, _, n = centre_padded(x, n)
     cov = symmetrize(mm(xc.T, xc)) / (n - 1)
     metric = pinvh(cov)
     return components_from_psd(metric), metric
+
+
+def centre_padded(x, n_points):
+    """``x`` ``(P, d)`` of :func:`pad_rows` centred on the mean of its first ``n_points``
+    rows, its padding rows kept at zero.
+
+    Returns:
+        ``(centred x, row mask (P, 1), n_points in the dtype of x)``.
+    """
+    valid = (jnp.arange(x.shape[0], dtype=jnp.int32) < n_points)[:, None]
+    n = n_points.astype(x.dtype)
+    return jnp.where(valid, x - jnp.sum(x, axis=0, keepdims=True) / n, 0), valid, n
 
 
 def pad_rows(x, size=None):

@@ -44,6 +44,7 @@ from jaxtyping import Array, ArrayLike, Float, Shaped
 from metricjax import _checks, _rules
 from metricjax._rules import mm
 from metricjax.solvers._covariance import (
+    centre_padded,
     check_n_components,
     generalized_eigh,
     pad_rows,
@@ -116,10 +117,8 @@ def _lfda_core(x, n_points, table, ks, counts, *, dim, embedding_type):
     ``table``: each class's row indices, padded with ``P`` (:func:`_class_table`). Sizes
     are rounded up to buckets (:func:`metricjax.solvers._prior.padded_size`), so the fits
     of similar sizes (cross-validation folds) share one compiled program."""
-    size, d = x.shape
-    n = n_points.astype(x.dtype)
-    real = (jnp.arange(size, dtype=jnp.int32) < n_points)[:, None]
-    xc = jnp.where(real, x - jnp.sum(x, axis=0, keepdims=True) / n, 0)
+    d = x.shape[1]
+    xc, _, n = centre_padded(x, n_points)
     mixture = mm(xc.T, xc)  # S^(m) = (1/2) sum_ij (1/n) (x_i - x_j)(x_i - x_j)^T
     xpad = jnp.concatenate([xc, jnp.zeros((1, d), x.dtype)])
 

@@ -18,6 +18,7 @@ from jaxtyping import Array, ArrayLike, Float, Int
 from metricjax import _checks
 from metricjax._rules import mm
 from metricjax.solvers._covariance import (
+    centre_padded,
     check_n_components,
     generalized_eigh,
     inv_sqrtm,
@@ -51,11 +52,8 @@ def _rca_core(xs, n_points, seg, *, n_chunks, dim):
     """``xs``: ``(P, d)``, its first ``n_points`` rows the chunklets' points, the rest zero
     padding (:func:`pad_rows`) with chunk id ``n_chunks`` (dropped by the segment sums):
     fits of similar sizes share one compiled program."""
-    size, d = xs.shape
-    valid = (jnp.arange(size, dtype=jnp.int32) < n_points)[:, None]
-    m = n_points.astype(xs.dtype)
-    # the covariances are shift invariant
-    xs = jnp.where(valid, xs - jnp.sum(xs, axis=0, keepdims=True) / m, 0)
+    d = xs.shape[1]
+    xs, valid, m = centre_padded(xs, n_points)  # the covariances are shift invariant
     sums = jax.ops.segment_sum(xs, seg, num_segments=n_chunks)
     sizes = jax.ops.segment_sum(valid[:, 0].astype(xs.dtype), seg, num_segments=n_chunks)
     z = jnp.where(valid, xs - (sums / sizes[:, None])[jnp.minimum(seg, n_chunks - 1)], 0)

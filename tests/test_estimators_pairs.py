@@ -221,6 +221,7 @@ def test_set_threshold_and_predict():
     assert np.all(est.predict(pairs) == 1)
     with pytest.raises(ValueError, match="threshold must be a real number"):
         est.set_threshold("high")
+    assert est.set_threshold(True).threshold_ == 1.0  # metric-learn takes a bool as 0 / 1
     del est.threshold_
     with pytest.raises(AttributeError, match="threshold for this estimator has not been set"):
         est.predict(pairs)
@@ -289,6 +290,22 @@ def test_preprocessor_indices_give_the_same_fit(cls):
     np.testing.assert_allclose(indexed.components_, formed.components_, rtol=1e-12)
     np.testing.assert_array_equal(indexed.predict(idx), formed.predict(X[idx]))
     np.testing.assert_allclose(indexed.transform(np.arange(5)), formed.transform(X[:5]))
+
+
+def test_a_callable_preprocessor_takes_string_indicators():
+    """Pairs of ids or file names, as metric-learn takes them: the preprocessor turns
+    them into points; only string *data* is refused."""
+    X = np.array([[1.0, 2, 3], [0, 1, 5], [2, 7, 1], [4, 1, 0.5]])
+    load = lambda ids: X[[int(s[2:]) for s in ids]]
+    pairs = np.array([["id0", "id1"], ["id2", "id1"], ["id0", "id3"], ["id2", "id3"]])
+    y = np.array([1, -1, 1, -1])
+    est = ITML(preprocessor=load).fit(pairs, y)
+    ref = ITML().fit(X[[[0, 1], [2, 1], [0, 3], [2, 3]]], y)
+    np.testing.assert_allclose(est.components_, ref.components_, rtol=1e-12)
+    np.testing.assert_array_equal(est.predict(pairs), ref.predict(X[[[0, 1], [2, 1], [0, 3], [2, 3]]]))
+    np.testing.assert_allclose(est.pair_distance(pairs), ref.pair_distance(X[[[0, 1], [2, 1], [0, 3], [2, 3]]]))
+    with pytest.raises(ValueError, match=r"\(`pairs` holds strings\)"):
+        ITML(preprocessor=lambda ids: np.asarray(ids).astype(str).reshape(-1, 1)).fit(pairs, y)
 
 
 @pytest.mark.parametrize("cls", [ITML_Supervised, MMC_Supervised])

@@ -577,7 +577,6 @@ class MahalanobisLearner(BaseEstimator):
         ``(n_tuples, tuple_size)`` integer arrays are indices through the preprocessor.
         """
         refuse_complex(tuples, name)
-        _refuse_strings(tuples, name)
         arr = np.asarray(tuples)
         prep = resolve_preprocessor(self.preprocessor)
         # metric-learn's check_input_tuples and its messages
@@ -589,6 +588,8 @@ class MahalanobisLearner(BaseEstimator):
             arr = arr.reshape(n_tuples, size, -1)
         elif arr.ndim != 3:
             raise input_dimension_error("420" if prep is not None else "200", arr, self)
+        # the data, not the indicators: a preprocessor may take any (file names, ids)
+        _refuse_strings(arr, name)
         if arr.shape[1] != tuple_size:
             raise ValueError(
                 f"Tuples of {tuple_size} element(s) expected by {type(self).__name__}. Got "

@@ -282,13 +282,14 @@ class PairsLearner(_TuplesLearner):
         """Set ``threshold_`` (a distance): pairs closer than it are predicted similar.
 
         Args:
-            threshold: a real number.
+            threshold: a real number (a NumPy scalar or one-element array too; a bool is
+                0 or 1, as metric-learn takes it).
 
         Returns:
             ``self``.
         """
         check_is_fitted(self, "components_")
-        if isinstance(threshold, bool) or not isinstance(threshold, (numbers.Real, np.ndarray)):
+        if not isinstance(threshold, (numbers.Real, np.ndarray)):
             raise ValueError(
                 f"Parameter threshold must be a real number. Got {type(threshold)} instead."
             )

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -37,8 +38,10 @@ def test_sdml_is_the_solver_and_supervised_draws_the_same_pairs():
 
 
 def test_ill_posed_problem_warns_and_float32():
-    with pytest.warns(SDMLWarning, match="not positive definite"):
+    with pytest.warns(SDMLWarning, match="not positive definite") as caught:
         SDML(balance_param=0.5).fit(PAIRS, YP)
+    # and scikit-learn's ConvergenceWarning, metric-learn's category for this warning
+    assert all(issubclass(w.category, ConvergenceWarning) for w in caught)
     est32 = SDML(balance_param=1e-3).fit(PAIRS.astype(np.float32), YP)
     assert est32.components_.dtype == np.float32
 

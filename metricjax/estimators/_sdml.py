@@ -1,9 +1,18 @@
 r"""SDML estimators: Sparse Determinant Metric Learning (Qi et al., 2009)."""
 
+from sklearn.exceptions import ConvergenceWarning
+
 from metricjax.estimators import _tuples
 from metricjax.estimators._base import class_doc
 from metricjax.estimators._tuples import PairsLearner, SupervisedTuplesLearner, fit_solver
-from metricjax.solvers._sdml import _sdml_checked
+from metricjax.solvers._sdml import SDMLWarning, _sdml_checked
+
+
+class SDMLConvergenceWarning(SDMLWarning, ConvergenceWarning):
+    """The estimators' SDML warnings: a :class:`metricjax.solvers.SDMLWarning` and
+    scikit-learn's ``ConvergenceWarning``, metric-learn's category for them (a matrix
+    that is not positive definite, a graphical lasso that did not converge), so filters
+    written for either catch them."""
 
 _SDML_ARGS = _tuples.tuples_args(
     r"""
@@ -40,7 +49,7 @@ class _BaseSDML:
             # the pairs and labels are validated already: the solver's core, not sdml_solve
             self, ("n_iter", "converged"), _sdml_checked, pairs, y.astype(pairs.dtype),
             balance_param=self.balance_param, sparsity_param=self.sparsity_param,
-            prior=self.prior, random_state=self.random_state,
+            prior=self.prior, random_state=self.random_state, warning=SDMLConvergenceWarning,
         )  # fmt: skip
 
 

@@ -641,10 +641,12 @@ def _sdml_checked(
     tol=1e-10,
     max_iter=100,
     stacklevel=2,
+    warning=SDMLWarning,
 ) -> SDMLResult:
     """:func:`sdml_solve` of pairs and labels already validated (``check_pairs``), as NumPy
     arrays of one floating dtype: the estimators' path, which validated them once already.
-    Checks the hyperparameters; returns NumPy ``metric`` and ``emp_cov``."""
+    Checks the hyperparameters; returns NumPy ``metric`` and ``emp_cov``. ``warning`` is
+    the category of its warnings (a subclass of :class:`SDMLWarning`)."""
     eta = _checks.nonnegative_float(balance_param, "balance_param")
     lam = _checks.nonnegative_float(sparsity_param, "sparsity_param")
     floor = _checks.nonnegative_float(eig_floor, "eig_floor")
@@ -703,7 +705,7 @@ def _sdml_checked(
             "and the graphical lasso has no solution for it; S was projected onto "
             f"{{S >= {eps:.3g} I}} (eig_floor * smallest eigenvalue of prior^-1). Decrease "
             "`balance_param` or use fewer dissimilar pairs for the unprojected problem.",
-            SDMLWarning,
+            warning,
             stacklevel=stacklevel,
         )
     if not bool(sound):
@@ -726,7 +728,7 @@ def _sdml_checked(
             f"SDML: the graphical lasso did not converge {how} (dual gap "
             f"{float(res.dual_gap):.3g}); the last iterate, positive definite, is returned. "
             + advice,
-            SDMLWarning,
+            warning,
             stacklevel=stacklevel,
         )
     return SDMLResult(

@@ -70,6 +70,9 @@ def test_preprocessor_cv_float32_and_bad_input():
     np.testing.assert_array_equal(b.components_, comp)
     with pytest.raises(ValueError, match="at least 2 classes in `y`"):
         SCML_Supervised().fit(X, np.zeros(len(X), int))
+    # metric-learn's message word for word (its test matches it, missing space included)
+    with pytest.raises(ValueError, match="LDA bases, n_basisshould be smaller than"):
+        SCML_Supervised(n_basis=10**6).fit(X, np.arange(len(X)) % 2)
 
 
 @parametrize_with_checks(

@@ -181,8 +181,9 @@ def scml_lda_basis(x, labels, *, n_basis=None, random_state=None) -> np.ndarray:
     num_eig = min(n_class - 1, d)
     k = _check_n_basis(n_basis, min(20 * d, x.shape[0] * 2 * num_eig - 1), "'lda' default")
     if k >= x.shape[0] * 2 * num_eig:
+        # metric-learn's text word for word, its missing space included (docs/input_policy.md)
         raise ValueError(
-            f"Not enough samples to generate {k} LDA bases, n_basis should be smaller than "
+            f"Not enough samples to generate {k} LDA bases, n_basisshould be smaller than "
             f"{x.shape[0] * 2 * num_eig}"
         )
     if k < n_class:

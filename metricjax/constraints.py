@@ -365,7 +365,9 @@ class Constraints:
         in the other classes (Euclidean, scikit-learn's ``NearestNeighbors`` as in
         metric-learn, so ties break the same way). A class too small for
         ``k_genuine`` (or with too few other points for ``k_impostor``) uses fewer,
-        with a warning; a class with one point gives no triplet.
+        with a warning; a class with one point gives no triplet. The warning is
+        metric-learn's, but the number of genuine neighbours it announces is the number
+        used (the class's size minus one), where metric-learn's text says one more.
 
         Args:
             X: points, shape ``(n, d)`` (rows align with ``partial_labels``).

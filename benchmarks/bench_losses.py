@@ -11,7 +11,10 @@ NCA, LMNN) and scikit-learn (NCA) in the same run, and writes
    (metricjax's MLKR with ``alpha=0``, the identity passed as an array so that it is not
    rescaled to the data: :func:`_same_start`): wall time (compilation included for
    metricjax, reported separately) and the final loss, evaluated for every result with
-   metricjax's float64 loss, so "equal or lower loss" is checked on one scale.
+   metricjax's float64 loss, so "equal or lower loss" is checked on one scale; and the
+   iterations and time metricjax needs to first reach the best reference's loss
+   (:func:`_to_reference_loss`), since its fits run to a tighter tolerance than the
+   references' stopping rules.
 3. **Quality** on scikit-learn's bundled data sets (and the same with pure-noise
    features added): MLKR kernel-regression test MSE; NCA and LMNN 3-NN test accuracy.
 
@@ -302,6 +305,12 @@ def bench_fit(sizes, d, rows, max_iter, *, large=5000, large_kinds=("MLKR", "NCA
             row[f"metricjax {tag} iters"] = int(est2.n_iter_)
             row[f"metricjax {tag} loss <= best ref"] = _not_worse(lv, min(ref_losses))
             row[f"speed-up {tag} vs {names[0]}"] = row[f"{names[0]} s"] / t2
+            reached = _to_reference_loss(kind, d, max_iter_k, xx, y, x, est2, min(ref_losses))
+            if reached is not None:
+                k, t_k = reached
+                row[f"metricjax {tag} iters to best ref loss"] = k
+                row[f"metricjax {tag} s to best ref loss"] = t_k
+                row[f"speed-up {tag} to best ref loss vs {names[0]}"] = row[f"{names[0]} s"] / t_k
         print(json.dumps(row), flush=True)
         rows.append(row)
 
@@ -315,6 +324,29 @@ def _same_start(kind, d):
     if kind == "MLKR":
         kw["alpha"] = 0.0
     return kw
+
+
+def _to_reference_loss(kind, d, max_iter, xx, y, x, fitted, best_ref):
+    """Iterations and time for metricjax to first reach the best reference's loss.
+
+    The fit above runs to ``tol=1e-9``, far past the references' own stopping rules
+    (scikit-learn's NCA stops at a relative loss change of 1e-5), so its time
+    overstates what reaching the references' result costs. The first iteration of its
+    loss history at or below the best reference's loss (``_not_worse``) is found, and
+    a fit capped there (the same iterates: the loop is deterministic) is timed, already
+    compiled; its final loss is checked with the float64 loss, one iteration more at a
+    time if rounding left it above. ``None`` when the fit never reaches it.
+    """
+    hist = np.asarray(fitted.loss_history_, np.float64)
+    hits = [k for k, v in enumerate(hist) if _not_worse(v, best_ref)]
+    if not hits:
+        return None
+    for k in range(max(hits[0], 1), min(hits[0] + 5, len(hist))):
+        est = getattr(mj, kind)(**_same_start(kind, d), max_iter=k, tol=1e-9)
+        t = _timed_fit(est, xx, y.astype(xx.dtype) if kind == "MLKR" else y)
+        if _not_worse(_f64_loss(kind, est.components_, x, y), best_ref):
+            return k, t
+    return None
 
 
 def _not_worse(loss, best_ref, rtol=1e-6):
@@ -478,7 +510,11 @@ def render(data, out_dir):
            "compilation included, and their difference (compile s) are in their own columns. "
            "NCA and LMNN fits are capped at 200 iterations for every library; n = 5000 is run "
            "for MLKR and NCA (scikit-learn) only. The speed-up is against the first reference "
-           "(metric-learn for MLKR and LMNN, scikit-learn for NCA).", "",
+           "(metric-learn for MLKR and LMNN, scikit-learn for NCA). metricjax runs to tol = 1e-9, "
+           "past the references' stopping rules (scikit-learn's NCA stops at a relative loss "
+           "change of 1e-5); the 'to best ref loss' columns give the iterations after which "
+           "its loss first reaches the best reference's, and the time of a fit capped there "
+           "(compiled, the same iterates), checked with the float64 loss.", "",
            _table(data["fit"])]
     md += ["## Quality of the learned metric (bundled data sets, 70/30 split, standardised)", "",
            _table(data["quality"])]

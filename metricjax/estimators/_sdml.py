@@ -61,7 +61,9 @@ class SDML(_BaseSDML, PairsLearner):
     (a_p - b_p)(a_p - b_p)^\top` (:func:`metricjax.solvers.sdml_solve`; where
     :math:`S` is not positive definite it is projected onto the cone, where
     metric-learn 0.7.0 fails). ``decision_function``, ``predict``, ``score`` (ROC AUC),
-    ``set_threshold`` and ``calibrate_threshold`` are metric-learn's.""",
+    ``set_threshold`` and ``calibrate_threshold`` are metric-learn's. Its warnings (a
+    projected :math:`S`, a graphical lasso that did not converge) are both
+    :class:`metricjax.solvers.SDMLWarning` and scikit-learn's ``ConvergenceWarning``.""",
         args=_SDML_ARGS,
         attrs=_SDML_ATTRS + _tuples.THRESHOLD_ATTR,
         references=_REFERENCES,

@@ -316,6 +316,23 @@ def test_supervised_in_pipeline_with_knn(cls):
     assert pipe.fit(X_tr, y_tr).score(X_te, y_te) > 0.85
 
 
+def test_negative_labels_are_unlabelled_points_and_say_so():
+    """metric-learn's convention: a negative label marks an unlabelled point. y in {-1, +1}
+    is easy to mean as two classes, so the points left out are never left out silently."""
+    X, y = load_iris(return_X_y=True)
+    with pytest.warns(UserWarning, match=r"50 sample\(s\) with negative labels \[-1\] are unlabelled"):
+        shifted = ITML_Supervised(n_constraints=50, random_state=0).fit(X, y - 1)
+    moved = X + 1000.0 * (y == 0)[:, None]  # the unlabelled points elsewhere: unused
+    with pytest.warns(UserWarning, match="unlabelled"):
+        ref = ITML_Supervised(n_constraints=50, random_state=0).fit(moved, y - 1)
+    np.testing.assert_array_equal(shifted.components_, ref.components_)
+    with pytest.raises(ValueError, match=r"got 1 \(50 sample\(s\) with negative labels \[-1\]"):
+        ITML_Supervised().fit(X[:100], np.where(y[:100] > 0, 1, -1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # labels >= 0: no warning
+        ITML_Supervised(n_constraints=50, random_state=0).fit(X, y)
+
+
 def test_supervised_accepts_string_labels():
     X, y = load_iris(return_X_y=True)
     names = np.array(["setosa", "versicolor", "virginica"])[y]

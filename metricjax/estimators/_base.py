@@ -384,6 +384,10 @@ def constraint_labels(y, estimator: str, *, min_classes: int = 2) -> np.ndarray:
     that are not integers) are encoded as ``0 .. n_classes - 1`` in sorted order, as
     scikit-learn's classifiers accept them. At least ``min_classes`` known classes are
     required (two to draw dissimilar constraints; RCA's chunklets need one).
+
+    Negative labels are easy to mean as a class (``y`` in {-1, +1}), so they never pass
+    silently: a ``UserWarning`` says how many points they leave out, and the error for
+    too few classes says that they were left out.
     """
     check_classification_targets(y)
     y = np.asarray(y)
@@ -393,12 +397,22 @@ def constraint_labels(y, estimator: str, *, min_classes: int = 2) -> np.ndarray:
         labels = y.astype(np.int64)
     else:
         labels = np.unique(y, return_inverse=True)[1].reshape(-1).astype(np.int64)
-    n_known = len(np.unique(labels[labels >= 0]))
+    unknown = labels < 0
+    n_known = len(np.unique(labels[~unknown]))
+    note = (
+        f"{int(unknown.sum())} sample(s) with negative labels "
+        f"{sorted(int(v) for v in np.unique(labels[unknown]))} are unlabelled points "
+        "(metric-learn's convention for partial labels) and draw no constraints; use "
+        "labels >= 0 (or strings) for classes"
+    )
     if n_known < min_classes:
         raise ValueError(
             f"{estimator} needs samples of at least {min_classes} class"
             f"{'es' if min_classes > 1 else ''} in `y` to draw constraints; got {n_known}"
+            + (f" ({note})" if unknown.any() else "")
         )
+    if unknown.any():
+        warnings.warn(f"{estimator}: {note}.", UserWarning, stacklevel=4)
     return labels
 
 

@@ -141,7 +141,9 @@ class ITML_Supervised(_BaseITML, SupervisedTuplesLearner):
         Args:
             X: points ``(n_samples, n_features)`` (or 1-D indices with a
                 ``preprocessor``).
-            y: class labels ``(n_samples,)`` (at least 2 classes).
+            y: class labels ``(n_samples,)`` (at least 2 classes). A negative
+                integer label marks an unlabelled point (metric-learn's
+                convention): it draws no constraint, with a ``UserWarning``.
             bounds: :math:`(u, \ell)`, as in :meth:`ITML.fit`.
 
         Returns:

@@ -119,7 +119,9 @@ class RCA_Supervised(RCA):  # noqa: N801  (metric-learn's name)
 
         Args:
             X: array-like ``(n_samples, n_features)``, finite.
-            y: class labels ``(n_samples,)``.
+            y: class labels ``(n_samples,)``. A negative integer label marks an
+                unlabelled point (metric-learn's convention): it joins no chunklet,
+                with a ``UserWarning``.
 
         Returns:
             ``self``.

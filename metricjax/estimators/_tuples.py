@@ -496,7 +496,9 @@ class SupervisedTuplesLearner(PointsTransformer):
         Args:
             X: points ``(n_samples, n_features)`` (or 1-D indices with a
                 ``preprocessor``).
-            y: class labels ``(n_samples,)`` (at least 2 classes).
+            y: class labels ``(n_samples,)`` (at least 2 classes). A negative
+                integer label marks an unlabelled point (metric-learn's
+                convention): it draws no constraint, with a ``UserWarning``.
 
         Returns:
             ``self``.

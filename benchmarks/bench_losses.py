@@ -292,11 +292,9 @@ def bench_fit(sizes, d, rows, max_iter, *, large=5000, large_kinds=("MLKR", "NCA
             row[f"{name} loss"] = lv
             row[f"{name} iters"] = iters
         for tag, dt in (("f64", np.float64), ("f32", np.float32)):
-            est = getattr(mj, kind)(**_same_start(kind, d), max_iter=max_iter_k, tol=1e-9)
             xx = x.astype(dt)
-            t = _timed_fit(est, xx, y.astype(dt) if kind == "MLKR" else y)
-            est2 = getattr(mj, kind)(**_same_start(kind, d), max_iter=max_iter_k, tol=1e-9)
-            t2 = _timed_fit(est2, xx, y.astype(dt) if kind == "MLKR" else y)  # compiled
+            t, _ = _metricjax_fit(kind, d, max_iter_k, xx, y)
+            t2, est2 = _metricjax_fit(kind, d, max_iter_k, xx, y)  # compiled
             lv = _f64_loss(kind, est2.components_, x, y)
             row[f"metricjax {tag} s"] = t2
             row[f"metricjax {tag} s (with compile)"] = t
@@ -305,7 +303,7 @@ def bench_fit(sizes, d, rows, max_iter, *, large=5000, large_kinds=("MLKR", "NCA
             row[f"metricjax {tag} iters"] = int(est2.n_iter_)
             row[f"metricjax {tag} loss <= best ref"] = _not_worse(lv, min(ref_losses))
             row[f"speed-up {tag} vs {names[0]}"] = row[f"{names[0]} s"] / t2
-            reached = _to_reference_loss(kind, d, max_iter_k, xx, y, x, est2, min(ref_losses))
+            reached = _to_reference_loss(kind, d, xx, y, x, est2, min(ref_losses))
             if reached is not None:
                 k, t_k = reached
                 row[f"metricjax {tag} iters to best ref loss"] = k
@@ -326,10 +324,21 @@ def _same_start(kind, d):
     return kw
 
 
-def _to_reference_loss(kind, d, max_iter, xx, y, x, fitted, best_ref):
+#: metricjax's whole fits run to this relative loss change (or their iteration cap).
+_FIT_TOL = 1e-9
+
+
+def _metricjax_fit(kind, d, max_iter, xx, y):
+    """``(seconds, estimator)`` of a metricjax fit from :func:`_same_start` on ``xx``
+    (MLKR's targets in the dtype of ``xx``)."""
+    est = getattr(mj, kind)(**_same_start(kind, d), max_iter=max_iter, tol=_FIT_TOL)
+    return _timed_fit(est, xx, y.astype(xx.dtype) if kind == "MLKR" else y), est
+
+
+def _to_reference_loss(kind, d, xx, y, x, fitted, best_ref):
     """Iterations and time for metricjax to first reach the best reference's loss.
 
-    The fit above runs to ``tol=1e-9``, far past the references' own stopping rules
+    The fit above runs to ``tol=_FIT_TOL``, far past the references' own stopping rules
     (scikit-learn's NCA stops at a relative loss change of 1e-5), so its time
     overstates what reaching the references' result costs. The first iteration of its
     loss history at or below the best reference's loss (``_not_worse``) is found, and
@@ -342,8 +351,7 @@ def _to_reference_loss(kind, d, max_iter, xx, y, x, fitted, best_ref):
     if not hits:
         return None
     for k in range(max(hits[0], 1), min(hits[0] + 5, len(hist))):
-        est = getattr(mj, kind)(**_same_start(kind, d), max_iter=k, tol=1e-9)
-        t = _timed_fit(est, xx, y.astype(xx.dtype) if kind == "MLKR" else y)
+        t, est = _metricjax_fit(kind, d, k, xx, y)
         if _not_worse(_f64_loss(kind, est.components_, x, y), best_ref):
             return k, t
     return None

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metricjax.exceptions import InvalidParameterError
+
 
 def _dtype_problem(dt) -> str | None:
     """Why ``dt`` is refused (``None`` if it is a supported real dtype)."""
@@ -204,14 +206,59 @@ def nonnegative_float(value, name: str) -> float:
         ValueError: ``value`` is negative, NaN or infinite.
     """
     if isinstance(value, bool) or _is_traced(value):
-        raise TypeError(f"`{name}` must be a non-negative Python number, got {value!r}")
+        raise InvalidParameterError(f"`{name}` must be a non-negative Python number, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"`{name}` must be a non-negative number, got {value!r}") from err
+        raise InvalidParameterError(f"`{name}` must be a non-negative number, got {value!r}") from err
     if not (math.isfinite(v) and v >= 0):
         raise ValueError(f"`{name}` must be a non-negative finite number, got {value!r}")
     return v
+
+
+def is_int(value) -> bool:
+    """Whether ``value`` is an int (NumPy integers included, booleans not)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def is_real(value) -> bool:
+    """Whether ``value`` is a real number (NumPy numbers included, booleans not)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def wrong_type_or_value(type_ok: bool) -> type[Exception]:
+    """The error class for a hyperparameter that failed its check:
+    :class:`~metricjax.exceptions.InvalidParameterError` (a ``ValueError`` and a
+    ``TypeError``) for the wrong type, ``ValueError`` for a value out of range."""
+    return ValueError if type_ok else InvalidParameterError
+
+
+def count(value, name: str, minimum: int = 1) -> int:
+    """An iteration count ``value`` as a Python int ``>= minimum``.
+
+    Raises:
+        InvalidParameterError: ``value`` is not an int (booleans included).
+        ValueError: ``value`` is below ``minimum``.
+    """
+    if not (is_int(value) and value >= minimum):
+        raise wrong_type_or_value(is_int(value))(
+            f"`{name}` must be an integer >= {minimum}, got {value!r}"
+        )
+    return int(value)
+
+
+def tolerance(value, name: str = "tol") -> float:
+    """A tolerance ``value`` as a Python float ``>= 0``.
+
+    Raises:
+        InvalidParameterError: ``value`` is not a real number (booleans included).
+        ValueError: ``value`` is negative or NaN.
+    """
+    if not (is_real(value) and value >= 0):
+        raise wrong_type_or_value(is_real(value))(
+            f"`{name}` must be a number >= 0, got {value!r}"
+        )
+    return float(value)
 
 
 def integer(value, name: str, minimum: int = 1) -> int:
@@ -222,7 +269,9 @@ def integer(value, name: str, minimum: int = 1) -> int:
             word for word, which its SCML checks) or is below ``minimum``.
     """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} should be an integer, instead it is of type {type(value)}")
+        raise InvalidParameterError(
+            f"{name} should be an integer, instead it is of type {type(value)}"
+        )
     if value < minimum:
         raise ValueError(f"`{name}` must be at least {minimum}, got {value}")
     return int(value)

@@ -16,8 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from metricjax import _linesearch
+from metricjax import _checks, _linesearch
 from metricjax._typing import PyTree
+from metricjax.exceptions import InvalidParameterError
 
 
 class FitResult(NamedTuple):
@@ -267,13 +268,9 @@ def resolve_optimizer(optimizer, default: str) -> optax.GradientTransformation:
 
 
 def _check_settings(max_iter, tol, gtol) -> None:
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"`max_iter` must be an integer >= 1, got {max_iter!r}")
-    for name, value in (("tol", tol), ("gtol", gtol)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
-            value >= 0
-        ):
-            raise ValueError(f"`{name}` must be a number >= 0, got {value!r}")
+    _checks.count(max_iter, "max_iter")
+    _checks.tolerance(tol, "tol")
+    _checks.tolerance(gtol, "gtol")
 
 
 def _float_params(params):
@@ -744,7 +741,7 @@ def _cached_minibatch_loop(loss_fn, optimizer, batch_size, num_steps, eval_every
 
 def _check_count(value, name: str, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"`{name}` must be an int, got {value!r}")
+        raise InvalidParameterError(f"`{name}` must be an int, got {value!r}")
     if value < low:
         raise ValueError(f"`{name}` must be >= {low}, got {value}")
     return int(value)

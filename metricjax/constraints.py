@@ -40,6 +40,7 @@ import warnings
 import numpy as np
 
 from metricjax import _checks
+from metricjax.exceptions import InvalidParameterError
 
 __all__ = [
     "Constraints",
@@ -82,7 +83,7 @@ def _int_labels(labels, name: str) -> np.ndarray:
 def _count(value, name: str, minimum: int) -> int:
     """``value`` as a Python int ``>= minimum`` (booleans refused)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"`{name}` must be an int, got {value!r}")
+        raise InvalidParameterError(f"`{name}` must be an int, got {value!r}")
     if value < minimum:
         raise ValueError(f"`{name}` must be at least {minimum}, got {value}")
     return int(value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["NonPSDError", "PreprocessorError"]
+__all__ = ["InvalidParameterError", "NonPSDError", "PreprocessorError"]
 
 #: metric-learn 0.7.0's ``NonPSDError`` message, word for word.
 NON_PSD_MESSAGE = "Matrix is not positive semidefinite (PSD)."
@@ -68,3 +68,16 @@ class PreprocessorError(ValueError):
         super().__init__(message)
         if note is not None:
             self.add_note(note)
+
+
+class InvalidParameterError(ValueError, TypeError):
+    """A hyperparameter of the wrong type, e.g. ``NCA(max_iter="a")`` or ``ITML(gamma=None)``.
+
+    A subclass of both ``ValueError`` and ``TypeError``, as scikit-learn's
+    ``sklearn.utils._param_validation.InvalidParameterError``: code ported from
+    scikit-learn (which raises that error for every invalid hyperparameter) or from
+    metric-learn (which raises ``ValueError`` for most) and written ``except ValueError``
+    catches it, and so does ``except TypeError``. Values of the right type but out of
+    range (``max_iter=0``) raise ``ValueError``; bad data raise ``ValueError`` or
+    ``TypeError`` as described in ``docs/input_policy.md``.
+    """

@@ -46,6 +46,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 from metricjax import _checks
 from metricjax._distances import pairwise_sq_transformed
 from metricjax._typing import Array, Float, OtherPoints, Pairwise, Points
+from metricjax.exceptions import InvalidParameterError
 
 __all__ = ["MahalanobisMetric"]
 
@@ -174,7 +175,7 @@ class MahalanobisMetric(nnx.Module):
 
 def _positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"`{name}` must be an int, got {value!r}")
+        raise InvalidParameterError(f"`{name}` must be an int, got {value!r}")
     if value < 1:
         raise ValueError(f"`{name}` must be >= 1, got {value}")
     return int(value)

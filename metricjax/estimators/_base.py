@@ -61,12 +61,13 @@ except ImportError:  # pragma: no cover - scikit-learn < 1.6
         return estimator._validate_data(*args, **kwargs)
 
 
+from metricjax import _checks
 from metricjax._checks import error_with_note
 from metricjax._host import member_difference
 from metricjax._train import fit as _fit
 from metricjax._train import fit_minibatch as _fit_minibatch
 from metricjax._train import resolve_optimizer
-from metricjax.exceptions import PreprocessorError
+from metricjax.exceptions import InvalidParameterError, PreprocessorError
 
 #: Relative loss-change tolerance used when an estimator has ``tol=None``.
 DEFAULT_TOL = 1e-6
@@ -211,7 +212,7 @@ def weighted_lda(X, codes, weight, k: int):
 # ----------------------------------------------------------------------------------
 def check_int(value, name: str, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"`{name}` must be an int, got {value!r}")
+        raise InvalidParameterError(f"`{name}` must be an int, got {value!r}")
     if value < low:
         raise ValueError(f"`{name}` must be >= {low}, got {value}")
     return int(value)
@@ -219,7 +220,7 @@ def check_int(value, name: str, low: int) -> int:
 
 def check_real(value, name: str, low: float, high: float = np.inf) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a real number, got {value!r}")
+        raise InvalidParameterError(f"`{name}` must be a real number, got {value!r}")
     v = float(value)
     if not (low <= v <= high):
         raise ValueError(f"`{name}` must lie in [{low}, {high}], got {value}")
@@ -231,7 +232,7 @@ def check_mesh(mesh):
     if mesh is None:
         return None
     if not isinstance(mesh, jax.sharding.Mesh):
-        raise TypeError(f"`mesh` must be a jax.sharding.Mesh or None, got {type(mesh).__name__}")
+        raise InvalidParameterError(f"`mesh` must be a jax.sharding.Mesh or None, got {type(mesh).__name__}")
     if len(mesh.axis_names) != 1:
         raise ValueError(f"`mesh` must have one axis (the rows), got axes {mesh.axis_names}")
     return mesh
@@ -240,8 +241,10 @@ def check_mesh(mesh):
 def check_block_size(value):
     if value is None or (isinstance(value, str) and value == "auto"):
         return "auto"
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"`block_size` must be a positive int, 'auto' or None, got {value!r}")
+    if not (_checks.is_int(value) and value >= 1):
+        raise _checks.wrong_type_or_value(_checks.is_int(value))(
+            f"`block_size` must be a positive int, 'auto' or None, got {value!r}"
+        )
     return int(value)
 
 
@@ -631,12 +634,25 @@ class MahalanobisLearner(BaseEstimator):
             )
         return arr
 
+    def _check_random_state(self) -> None:
+        """Refuse a bad ``random_state`` before any work, whether or not the fit draws from
+        it (scikit-learn and metric-learn check it up front too)."""
+        seed = getattr(self, "random_state", None)
+        try:
+            check_random_state(seed)
+        except ValueError as err:
+            raise InvalidParameterError(
+                "`random_state` must be None, an int or a numpy.random.RandomState, got "
+                f"{seed!r}"
+            ) from err
+
     def _fit_atomic(self, compute, *args):
         """Run ``compute(*args) -> dict of fitted attributes`` and set them.
 
         A ``compute`` that raises leaves ``self`` exactly as it was.
         """
         with restore_on_failure(self):  # validate_data sets n_features_in_ early
+            self._check_random_state()
             fitted = compute(*args)
         for name, value in fitted.items():
             setattr(self, name, value)
@@ -858,13 +874,13 @@ class SupervisedLearner(PointsTransformer):
             y = _numeric_targets(y, type(self).__name__)
         callback = getattr(self, "callback", None)
         if callback is not None and not callable(callback):
-            raise TypeError(
+            raise InvalidParameterError(
                 f"`callback` must be None or a callable (transformation, n_iter), got "
                 f"{type(callback).__name__}"
             )
         warm = getattr(self, "warm_start", False)
         if not isinstance(warm, (bool, np.bool_)):
-            raise TypeError(f"`warm_start` must be True or False, got {warm!r}")
+            raise InvalidParameterError(f"`warm_start` must be True or False, got {warm!r}")
         # warm_start (scikit-learn's NCA): start from the previous fit's map, used as given
         start = self.components_ if warm and hasattr(self, "components_") else None
         X, y = self._points(
@@ -978,7 +994,7 @@ class SupervisedLearner(PointsTransformer):
         n_components = self.n_components
         if n_components is not None:
             if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral):
-                raise TypeError(f"`n_components` must be an int or None, got {n_components!r}")
+                raise InvalidParameterError(f"`n_components` must be an int or None, got {n_components!r}")
             if not 1 <= n_components <= n_features:  # metric-learn's message, scikit-learn's note
                 raise error_with_note(
                     ValueError,

@@ -24,6 +24,7 @@ from metricjax.estimators._base import (
     refuse_complex,
 )
 from metricjax.estimators._mlkr import DEFAULT_ALPHA, MLKR, _weighted_mlkr_objective, ridge_weight
+from metricjax.exceptions import InvalidParameterError
 from metricjax.losses import kernel_regression
 
 #: Default grid of :class:`MLKRCV`: 8 strengths, about half a decade apart, from 0.003
@@ -174,7 +175,7 @@ class MLKRCV(MLKR):
         try:
             alphas = np.asarray(self.alphas, dtype=np.float64)
         except (TypeError, ValueError) as err:
-            raise TypeError(
+            raise InvalidParameterError(
                 f"`alphas` must be a sequence of real numbers, got {self.alphas!r}"
             ) from err
         if alphas.ndim != 1 or alphas.size == 0:

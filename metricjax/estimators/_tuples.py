@@ -34,6 +34,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
 from sklearn.utils.validation import check_is_fitted
 
+from metricjax import _checks
 from metricjax._checks import check_pairs
 from metricjax.constraints import Constraints, default_n_constraints, wrap_pairs
 from metricjax.estimators._base import (
@@ -167,6 +168,7 @@ class _TuplesLearner(ClassifierMixin, MahalanobisLearner):
     def _fit_and_set(self, tuples, y, fit_args, after=None):
         """Validate, fit, set the attributes and run ``after``; all or nothing."""
         with restore_on_failure(self):
+            self._check_random_state()
             tuples = self._tuples(tuples, self._tuple_size, name=self._tuple_name, reset=True)
             y = self._labels_for_fit(y, len(tuples))
             fitted = self._fit_tuples(tuples, y, **fit_args)
@@ -513,8 +515,10 @@ class SupervisedTuplesLearner(PointsTransformer):
         n = self._renamed("n_constraints", "num_constraints")
         if n is None:
             return default_n_constraints(labels)
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-            raise ValueError(f"`n_constraints` must be a positive int or None, got {n!r}")
+        if not (_checks.is_int(n) and n >= 1):
+            raise _checks.wrong_type_or_value(_checks.is_int(n))(
+                f"`n_constraints` must be a positive int or None, got {n!r}"
+            )
         return int(n)
 
     def _draw(self, X, labels, n_constraints, random_state):
@@ -527,6 +531,7 @@ class SupervisedTuplesLearner(PointsTransformer):
 
     def _supervised_fit(self, X, y, **fit_args):
         with restore_on_failure(self):
+            self._check_random_state()
             X, y = self._points(X, y, reset=True, ensure_min_samples=2)
             labels = constraint_labels(y, type(self).__name__)
             n_constraints = self._n_constraints(labels)

@@ -66,6 +66,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from metricjax import _checks
 from metricjax._rules import (
     laplacian_combine,
     laplacian_metric_finish,
@@ -139,8 +140,10 @@ def block_rows(
             return m
         b = max(min_rows, min(budget // max(1, per_row), _MAX_ROWS))
         return min(int(b), m)
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"`block_size` must be a positive int, None or 'auto', got {block_size!r}")
+    if not (_checks.is_int(block_size) and block_size >= 1):
+        raise _checks.wrong_type_or_value(_checks.is_int(block_size))(
+            f"`block_size` must be a positive int, None or 'auto', got {block_size!r}"
+        )
     return min(int(block_size), m)
 
 

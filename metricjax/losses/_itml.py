@@ -16,6 +16,7 @@ from metricjax import _checks
 from metricjax._checks import _is_traced, check_pairs
 from metricjax._host import member_difference
 from metricjax._rules import mm
+from metricjax.exceptions import InvalidParameterError
 from metricjax.losses._pairs import pair_differences, pair_sq_mahalanobis
 
 
@@ -25,11 +26,11 @@ from metricjax.losses._pairs import pair_differences, pair_sq_mahalanobis
 def check_gamma(gamma, *, allow_inf: bool) -> float:
     """``gamma`` as a positive Python float (``inf`` only if ``allow_inf``)."""
     if _is_traced(gamma) or isinstance(gamma, bool):
-        raise TypeError(f"`gamma` must be a positive Python number, got {gamma!r}")
+        raise InvalidParameterError(f"`gamma` must be a positive Python number, got {gamma!r}")
     try:
         g = float(gamma)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"`gamma` must be a positive number, got {gamma!r}") from err
+        raise InvalidParameterError(f"`gamma` must be a positive number, got {gamma!r}") from err
     if not g > 0 or (math.isinf(g) and not allow_inf):
         extra = " (inf means hard constraints: use the solver)" if math.isinf(g) else ""
         raise ValueError(f"`gamma` must be a positive finite number, got {gamma!r}{extra}")
@@ -44,7 +45,7 @@ def check_bounds(bounds) -> np.ndarray:
     try:
         b = np.array(bounds, dtype=np.float64).ravel()
     except (TypeError, ValueError) as err:
-        raise TypeError(f"`bounds` must be an array-like of two numbers, got {bounds!r}") from err
+        raise InvalidParameterError(f"`bounds` must be an array-like of two numbers, got {bounds!r}") from err
     if b.size != 2:
         raise ValueError(f"`bounds` must be an array-like of two elements, got {b.size}")
     if not np.all(np.isfinite(b)) or np.any(b < 0):

@@ -29,6 +29,7 @@ from metricjax._typing import (
     TargetNeighbors,
     Transform,
 )
+from metricjax.exceptions import InvalidParameterError
 from metricjax.losses import _engine, _lmnn_active
 from metricjax.losses._lmnn_active import primal_value, push_is_on
 
@@ -41,7 +42,7 @@ _HOST_CHUNK = 1024
 # ----------------------------------------------------------------------------------
 def _check_n_neighbors(n_neighbors) -> int:
     if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)):
-        raise TypeError(f"`n_neighbors` must be a positive int, got {n_neighbors!r}")
+        raise InvalidParameterError(f"`n_neighbors` must be a positive int, got {n_neighbors!r}")
     if n_neighbors < 1:
         raise ValueError(f"`n_neighbors` must be at least 1, got {n_neighbors}")
     return int(n_neighbors)
@@ -55,7 +56,7 @@ def _static_float(value, name: str) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"`{name}` must be a real number, got {value!r}") from err
+        raise InvalidParameterError(f"`{name}` must be a real number, got {value!r}") from err
     if not math.isfinite(v):
         raise ValueError(f"`{name}` must be finite, got {v}")
     return v

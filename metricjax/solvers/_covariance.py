@@ -16,6 +16,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from metricjax import _checks
 from metricjax._rules import mm
+from metricjax.exceptions import InvalidParameterError
 from metricjax.solvers._prior import padded_size
 
 
@@ -44,7 +45,7 @@ def check_n_components(n_components, d: int) -> int:
     if n_components is None:
         return d
     if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)):
-        raise TypeError(f"`n_components` must be None or an int, got {n_components!r}")
+        raise InvalidParameterError(f"`n_components` must be None or an int, got {n_components!r}")
     if not 0 < n_components <= d:
         raise ValueError(
             f"Invalid n_components, must be in [1, {d}]"  # metric-learn's message

@@ -275,11 +275,8 @@ def itml_solve(
     """
     pairs, y = check_pairs(pairs, y)
     gamma = check_gamma(gamma, allow_inf=True)
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"`max_iter` must be a positive int, got {max_iter!r}")
-    tol = float(tol)
-    if not tol >= 0:
-        raise ValueError(f"`tol` must be a non-negative number, got {tol}")
+    _checks.count(max_iter, "max_iter")
+    tol = _checks.tolerance(tol, "tol")
     dt = _checks.compute_dtype(pairs)
     host = np.asarray(pairs, dtype=np.float64)
     yy = np.asarray(y)

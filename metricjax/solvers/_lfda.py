@@ -43,6 +43,7 @@ from jaxtyping import Array, ArrayLike, Float, Shaped
 
 from metricjax import _checks, _rules
 from metricjax._rules import mm
+from metricjax.exceptions import InvalidParameterError
 from metricjax.solvers._covariance import (
     centre_padded,
     check_n_components,
@@ -65,7 +66,7 @@ def _check_k(k) -> int:
     if k is None:
         return _DEFAULT_K
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"`k` must be None or a positive int, got {k!r}")
+        raise InvalidParameterError(f"`k` must be None or a positive int, got {k!r}")
     if k < 1:
         raise ValueError(f"`k` must be at least 1 (a number of nearest neighbours), got {k}")
     return int(k)

@@ -197,10 +197,8 @@ def lsml_solve(
     """
     q = check_tuples(quadruplets, "quadruplets", 4)
     n = np.shape(q)[0]
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"`max_iter` must be an integer >= 1, got {max_iter!r}")
-    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.number)) or not tol >= 0:
-        raise ValueError(f"`tol` must be a number >= 0, got {tol!r}")
+    _checks.count(max_iter, "max_iter")
+    _checks.tolerance(tol, "tol")
     prior = "identity" if prior is None else prior
     dt = _checks.float_dtype(q)
     m0, prior_inv = initial_metric(

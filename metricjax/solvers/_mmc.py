@@ -22,6 +22,7 @@ from metricjax import _checks
 from metricjax._checks import check_pairs
 from metricjax._host import member_difference
 from metricjax._rules import mm, rowdot
+from metricjax.exceptions import InvalidParameterError
 from metricjax.losses._pairs import pair_outer_sum
 from metricjax.solvers._prior import initial_metric, on_device, padded_size
 
@@ -282,8 +283,10 @@ def _padded_differences(pairs, mask, dtype):
 
 
 def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}")
+    if not (_checks.is_int(value) and value >= 1):
+        raise _checks.wrong_type_or_value(_checks.is_int(value))(
+            f"`{name}` must be a positive int, got {value!r}"
+        )
     return int(value)
 
 
@@ -291,7 +294,7 @@ def _non_negative(value, name):
     try:
         v = float(value)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"`{name}` must be a number, got {value!r}") from err
+        raise InvalidParameterError(f"`{name}` must be a number, got {value!r}") from err
     if not v >= 0 or not np.isfinite(v):
         raise ValueError(f"`{name}` must be a finite non-negative number, got {value!r}")
     return v

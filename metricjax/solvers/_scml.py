@@ -20,6 +20,7 @@ from jaxtyping import Array, ArrayLike, Float
 from metricjax import _checks
 from metricjax._host import member_difference
 from metricjax._rules import mm
+from metricjax.exceptions import InvalidParameterError
 from metricjax.losses._pairs import check_tuples, sq_mahalanobis_rows
 from metricjax.losses._scml import (
     basis_metric,
@@ -387,7 +388,7 @@ def scml_solve(
     try:
         g = float(gamma)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"`gamma` must be a positive number, got {gamma!r}") from err
+        raise InvalidParameterError(f"`gamma` must be a positive number, got {gamma!r}") from err
     if isinstance(gamma, bool) or not (math.isfinite(g) and g > 0):
         raise ValueError(f"`gamma` must be a positive finite number, got {gamma!r}")
 

@@ -444,8 +444,7 @@ def graphical_lasso(
     if cov_init is not None:
         cov_init = _checks.square_metric(cov_init, d, "cov_init")
     for name, value in (("max_iter", max_iter), ("inner_max_iter", inner_max_iter)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}")
+        _checks.count(value, name)
     tol = _checks.nonnegative_float(tol, "tol")
     dt = _checks.float_dtype(s, cov_init)
     s_host = np.asarray(s, dtype=np.float64)
@@ -653,8 +652,7 @@ def _sdml_checked(
     if not floor > 0:
         raise ValueError(f"`eig_floor` must be positive, got {eig_floor!r}")
     tol = _checks.nonnegative_float(tol, "tol")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"`max_iter` must be an integer >= 1, got {max_iter!r}")
+    _checks.count(max_iter, "max_iter")
     dt = pairs.dtype
     d = pairs.shape[2]
     # the prior reads the data only for "covariance" (a pass over all pairs otherwise saved)

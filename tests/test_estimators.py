@@ -9,6 +9,7 @@ shape hit the cache.
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 import warnings
 
@@ -304,6 +305,26 @@ def test_custom_optimizer_and_verbose(capsys):
     assert quiet.n_iter_ == loud.n_iter_
     out = capsys.readouterr().out
     assert out.count("\n[NCA] ") == 2 + loud.n_iter_ + 1  # header, rows, training time
+
+
+@pytest.mark.parametrize(
+    ("init", "line"),
+    [("pca", "Finding principal components... "),
+     ("lda", "Finding most discriminative components... "),
+     ("identity", None)],
+)  # fmt: skip
+def test_verbose_logs_the_initialisation_as_metric_learn(init, line, capsys):
+    """metric-learn's ``_initialize_components`` log: the line, then ``done in  0.01s``."""
+    x, y = classification()
+    with no_convergence_warnings():
+        NCA(init=init, n_components=1, verbose=True, max_iter=2).fit(x, y)
+    out = capsys.readouterr().out.splitlines()
+    if line is None:
+        assert out[0] == "[NCA]"
+    else:
+        assert out[0] == line
+        assert re.fullmatch(r"done in [ \d]+\d\.\d\ds", out[1])
+        assert out[2] == "[NCA]"
 
 
 # ------------------------------------------------------------------------------ imports

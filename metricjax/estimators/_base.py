@@ -39,6 +39,7 @@ import warnings
 
 import jax
 import numpy as np
+import scipy.spatial.distance
 
 try:
     from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
@@ -82,23 +83,38 @@ _SCALE_ROWS = 1000  # rows used to measure the data's median pairwise distance
 def median_sq_distance(z, weight=None) -> float:
     """Median squared pairwise distance of (at most 1000 evenly spaced) rows of ``z``.
 
+    Every ``ceil(n / 1000)``-th row; the squared distances of the pairs ``i < j`` by
+    ``scipy.spatial.distance.pdist`` (differences squared: accurate far from the origin,
+    and 3x faster than the Gram-matrix form at 750 rows, where an MLKR fit in a
+    ``GridSearchCV`` spent a quarter of its time here).
+
     The data's scale for the unit-bandwidth kernels of MLKR and NCA: their initial map
     is divided by its square root, so that ``fit(X * c)`` starts from ``L0 / c``. With
     ``weight`` (positive sample weights, one per row) it is the weighted median, pair
     :math:`(i, j)` counting :math:`s_i s_j` times.
     """
     z = np.asarray(z, np.float64)
-    step = max(1, len(z) // _SCALE_ROWS)
+    step = -(-len(z) // _SCALE_ROWS)  # ceil: at most _SCALE_ROWS rows
     z = z[::step]
-    sq = np.sum(z**2, axis=1)
-    d = sq[:, None] + sq[None, :] - 2 * z @ z.T
-    upper = np.triu_indices(len(z), 1)
+    # the pairs i < j in row-major order, each distance as a sum of squared differences
+    # (no cancellation, unlike |a|^2 + |b|^2 - 2 a.b), without an (m, m) matrix
+    d = scipy.spatial.distance.pdist(z, "sqeuclidean")
     if weight is None:
-        med = float(np.median(d[upper]))
+        med = _median(d)
     else:
         w = np.asarray(weight, np.float64)[::step]
-        med = weighted_median(d[upper], np.outer(w, w)[upper])
+        med = weighted_median(d, np.outer(w, w)[np.triu_indices(len(z), 1)])
     return med if med > 0 else 1.0
+
+
+def _median(values: np.ndarray) -> float:
+    """``np.median`` of finite ``values`` (the same number), from one partition: ``np.median``
+    partitions around both middle ranks and scans for NaN, 5x slower at 500,000 values."""
+    m = values.size
+    a = np.partition(values, m // 2)
+    if m % 2:
+        return float(a[m // 2])
+    return float(np.mean([a[: m // 2].max(), a[m // 2]]))
 
 
 def weighted_median(values, weights) -> float:

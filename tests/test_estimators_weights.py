@@ -16,6 +16,7 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 import metricjax as mj
 from metricjax.estimators import LMNN, MLKR, NCA
 from metricjax.estimators._base import (
+    _median,
     median_sq_distance,
     weighted_lda,
     weighted_median,
@@ -184,3 +185,22 @@ def test_lmnn_unequal_weights_use_the_full_loss():
     a = LMNN(impostor_refresh=5).fit(x, y, sample_weight=w)
     b = LMNN().fit(x, y, sample_weight=w)
     np.testing.assert_array_equal(a.components_, b.components_)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 11, 1000, 1001])
+def test_median_is_numpys_median(m):
+    """``_median`` (one partition) returns ``np.median``'s number, ties and both parities."""
+    rng = np.random.default_rng(m)
+    for scale in (1.0, 1e6):
+        v = rng.normal(size=m) * scale
+        for values in (v, np.round(v / scale * 3)):
+            assert _median(values) == np.median(values)
+
+
+def test_median_sq_distance_uses_at_most_1000_rows_and_plain_distances():
+    """Every ``ceil(n / 1000)``-th row; the distances as squared differences."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1500, 3)) + 1e6  # far from the origin: no cancellation
+    sub = x[::2] - 1e6
+    d = ((sub[:, None, :] - sub[None, :, :]) ** 2).sum(-1)[np.triu_indices(len(sub), 1)]
+    np.testing.assert_allclose(median_sq_distance(x), np.median(d), rtol=1e-9)

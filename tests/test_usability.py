@@ -172,3 +172,42 @@ def test_positional_arguments_follow_metric_learns_order():
     assert (est.gamma, est.max_iter, est.tol) == (0.5, 20, 1e-4)
     est = mj.MLKR(2, "pca", 1e-5, 50)
     assert (est.n_components, est.init, est.tol, est.max_iter) == (2, "pca", 1e-5, 50)
+
+
+def _hessian_cases():
+    """``(name, loss of the parameters, parameters)`` for every public loss, float64."""
+    L = mj.losses
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(14, 3))
+    labels = np.arange(14) % 3
+    pairs = rng.normal(size=(10, 2, 3))
+    py = np.where(np.arange(10) % 2 == 0, 1, -1)
+    trip = rng.normal(size=(10, 3, 3))
+    quad = rng.normal(size=(10, 4, 3))
+    m0 = np.eye(3) + 0.1 * np.ones((3, 3))
+    t0 = 0.5 * np.eye(3) + 0.05 * rng.normal(size=(3, 3))
+    return [
+        ("mlkr_loss", lambda T: L.mlkr_loss(T, x, x[:, 0]), t0),
+        ("mlkr_ridge_loss", lambda T: L.mlkr_ridge_loss(T, x, x[:, 0], 0.1), t0),
+        ("nca_loss", lambda T: L.nca_loss(T, x, labels), t0),
+        ("lmnn_loss", lambda T: L.lmnn_loss(T, x, labels, n_neighbors=2), t0),
+        ("itml_loss", lambda M: L.itml_loss(M, pairs, py, bounds=np.array([1.0, 4.0])), m0),
+        ("itml_loss_transform",
+         lambda T: L.itml_loss_transform(T, pairs, py, bounds=np.array([1.0, 4.0])), t0),
+        ("mmc_loss", lambda M: L.mmc_loss(M, pairs, py), m0),
+        ("mmc_loss_transform", lambda T: L.mmc_loss_transform(T, pairs, py), t0),
+        ("lsml_loss", lambda M: L.lsml_loss(M, quad), m0),
+        ("lsml_transform_loss", lambda T: L.lsml_transform_loss(T, quad), t0),
+        ("scml_loss", lambda w: L.scml_loss(w, trip, np.eye(3)), np.array([0.5, 1.0, 2.0])),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", range(11))
+def test_hessian_of_every_loss_is_forward_over_its_closed_form_gradient(case, x64):
+    """``jax.hessian`` (jacfwd of the closed-form reverse rule) equals reverse-over-reverse."""
+    name, f, p = _hessian_cases()[case]
+    p = jnp.asarray(p, jnp.float64)
+    h = jax.hessian(f)(p)
+    want = jax.jacrev(jax.jacrev(f))(p)
+    assert np.all(np.isfinite(h)), name
+    np.testing.assert_allclose(h, want, rtol=1e-9, atol=1e-12, err_msg=name)

@@ -67,14 +67,17 @@ def sq_mahalanobis_vjp(diff, metric, g):
 def pair_sq_mahalanobis(diff, metric):
     r"""Squared distances of pairs :math:`d_p = u_p^\top M u_p`, shape ``(n_pairs,)``.
 
-    Closed-form reverse rule (:func:`sq_mahalanobis_vjp`). Forward mode is not
-    available (``custom_vjp``).
+    Closed-form reverse rule (:func:`sq_mahalanobis_vjp`). ``jax.jvp`` / ``jax.jacfwd``
+    of it are not available (``custom_vjp``); forward mode through its gradient is
+    (``jax.hessian``).
     """
     return sq_mahalanobis_rows(diff, metric)
 
 
 def _pair_sq_mahalanobis_fwd(diff, metric):
-    return pair_sq_mahalanobis(diff, metric), (diff, metric)
+    # the plain form, not the custom_vjp function itself: forward mode through the
+    # reverse rule (jax.hessian = jacfwd(jacrev)) then traces plain jnp only
+    return sq_mahalanobis_rows(diff, metric), (diff, metric)
 
 
 def _pair_sq_mahalanobis_bwd(res, g):

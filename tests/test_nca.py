@@ -46,6 +46,23 @@ def test_nca_labels_of_any_type_and_under_jit():
         jax.jit(lambda L, x, lab: nca_loss(L, x, lab))(L, x, jnp.asarray(labels))
 
 
+@pytest.mark.parametrize("bad", [-1, 3, 10])
+def test_label_out_of_range_under_jit_gives_nan_not_a_wrong_loss(bad):
+    """Under jit a label outside [0, num_classes) cannot raise; one_hot alone made its row
+    zero, a finite, wrong loss. The loss and the gradient are NaN instead."""
+    L, x, _, labels = _data()
+    lab = jnp.asarray(labels).at[0].set(bad)
+    f = jax.jit(jax.value_and_grad(lambda L, x, lab: nca_loss(L, x, lab, num_classes=3)))
+    val, g = f(L, x, lab)
+    assert np.isnan(val) and np.all(np.isnan(g))
+    # 1-based labels within range: the loss of their distinct values, as outside jit
+    one_based = jnp.asarray(labels) + 1
+    val4, _ = jax.jit(jax.value_and_grad(lambda L, x, lab: nca_loss(L, x, lab, num_classes=4)))(
+        L, x, one_based
+    )
+    np.testing.assert_allclose(val4, nca_loss(L, x, labels), rtol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dtype_preserved_by_the_gradient(dtype):
     L, x, _, labels = _data()

@@ -28,7 +28,10 @@ def encode_labels(labels, num_classes: int | None = None):
             )
         if not jnp.issubdtype(labels.dtype, jnp.integer):
             raise TypeError(f"`labels` must be integers under jit, got dtype {labels.dtype}")
-        return jax.nn.one_hot(labels, num_classes)
+        # a label outside [0, num_classes) cannot raise here: its row is NaN, so the loss
+        # and its gradient are NaN (one_hot alone would give a zero row, a wrong loss)
+        valid = (labels >= 0) & (labels < num_classes)
+        return jnp.where(valid[:, None], jax.nn.one_hot(labels, num_classes), jnp.nan)
     arr = np.asarray(labels)
     if arr.ndim != 1:
         raise ValueError(f"`labels` must have shape (n,), got {arr.shape}")
@@ -82,7 +85,10 @@ def nca_loss(
         transform: :math:`L`, shape ``(k, d)``.
         x: inputs, shape ``(n, d)``, ``n >= 2``.
         labels: class labels, shape ``(n,)``. Any values on the host; under ``jit``
-            integers in ``[0, num_classes)`` together with ``num_classes``.
+            integers in ``[0, num_classes)`` together with ``num_classes``: a traced
+            label outside that range cannot raise, so it makes the loss and its
+            gradient NaN (the same labels outside ``jit`` are encoded by their distinct
+            values and give the loss).
         num_classes: number of classes (needed under ``jit`` only).
         sample_weight: weights :math:`s_i \ge 0`, shape ``(n,)`` (``None``: all 1):
             :math:`\ell = -\sum_i s_i P_i` with :math:`p_{ij} \propto s_j \exp(-D_{ij})`.

@@ -226,6 +226,36 @@ def test_itml_loss_float32_jit_and_barrier():
     assert np.isposinf(f(jnp.diag(jnp.array([1.0, 1.0, -1.0, 1.0])), pairs, y))
 
 
+def test_itml_loss_collapsed_dissimilar_pair_under_jit_is_inf_with_finite_gradient():
+    """Pairs from a network are traced: a dissimilar pair of identical points cannot be
+    refused there. Its term is +inf; its gradient is 0, not inf * 0 = NaN, so one collapsed
+    pair no longer turns every parameter NaN."""
+    pairs, y = DATA["iris"]
+    pairs = np.array(pairs, np.float32)
+    i = int(np.flatnonzero(y < 0)[0])
+    pairs[i, 1] = pairs[i, 0]
+    f = jax.jit(jax.value_and_grad(
+        lambda L, p: itml_loss_transform(L, p, y, bounds=np.array([0.2, 5.0])), (0, 1)))  # fmt: skip
+    val, (g_l, g_p) = f(jnp.eye(4, dtype=jnp.float32), pairs)
+    assert np.isposinf(val)
+    assert np.all(np.isfinite(g_l)) and np.all(np.isfinite(g_p))
+    np.testing.assert_array_equal(g_p[i], 0)
+    # the other pairs' gradient is the one without the collapsed pair (weight 0)
+    w = np.ones(len(y), np.float32)
+    w[i] = 0
+    absent = jax.jit(jax.value_and_grad(
+        lambda L, p: itml_loss_transform(L, p, y, bounds=np.array([0.2, 5.0]), sample_weight=w),
+        (0, 1)))  # fmt: skip
+    val_w, (want_l, _) = absent(jnp.eye(4, dtype=jnp.float32), pairs)
+    np.testing.assert_allclose(g_l, want_l, rtol=1e-5, atol=1e-6)
+    # weight 0 is an absent pair, collapsed or not: a finite loss (0 * inf was NaN),
+    # under jit and outside it (where a collapsed pair of weight 0 is accepted)
+    assert np.isfinite(val_w)
+    eager = itml_loss_transform(jnp.eye(4, dtype=jnp.float32), pairs, y,
+                                bounds=np.array([0.2, 5.0]), sample_weight=w)  # fmt: skip
+    np.testing.assert_allclose(eager, val_w, rtol=1e-6)
+
+
 @pytest.mark.usefixtures("x64")
 def test_itml_loss_minimiser_is_the_solver_fixed_point():
     """itml_loss is ITML's objective: its gradient vanishes at the Bregman fixed point.

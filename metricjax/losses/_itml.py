@@ -68,8 +68,15 @@ def _itml_value(metric, diff, y, bounds, prior, gamma, weight=None):
     similar = y > 0
     r = dist / jnp.where(similar, bounds[0], bounds[1])
     r = jnp.where(similar, jnp.maximum(r, 1), jnp.minimum(r, 1))
-    terms = r - jnp.log(r) - 1
-    slack = jnp.sum(terms if weight is None else weight * terms)
+    # a dissimilar pair at distance 0 (identical points, or a metric that collapses them;
+    # refused outside jit, not checkable under it): its term is +inf, and its gradient,
+    # (1 - 1/r) times d d_p = 0, is taken as 0 rather than inf * 0 = NaN (the distance is
+    # flat there: no direction separates the points to first order)
+    collapsed = r <= 0
+    r_safe = jnp.where(collapsed, 1, r)
+    terms = jnp.where(collapsed, jnp.inf, r_safe - jnp.log(r_safe) - 1)
+    # weight 0 is an absent pair, even a collapsed one (0 * inf would be NaN)
+    slack = jnp.sum(terms if weight is None else jnp.where(weight > 0, weight * terms, 0))
     return jnp.where(sign > 0, logdet_div + gamma * slack, jnp.inf)
 
 
@@ -131,6 +138,9 @@ def itml_loss(
 
     A non positive-definite ``metric`` gives ``+inf`` (the LogDet barrier), so line
     searches step back; for unconstrained optimisers use :func:`itml_loss_transform`.
+    So does a dissimilar pair at squared distance 0 (:math:`h(0) = +\infty`): refused
+    outside ``jit``; under it (pairs from a network) the loss is ``+inf`` and that pair's
+    part of the gradient is 0 (the distance is flat at 0), never NaN.
 
     Args:
         metric: Mahalanobis matrix :math:`M`, shape ``(d, d)``, symmetric positive definite.

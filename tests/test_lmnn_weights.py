@@ -115,6 +115,25 @@ def test_short_class_gets_itself_then_empty_slots(x64):
     assert bool(jnp.all(ok2[:7])) and np.asarray(tn2)[5].tolist() == [6, 5]
 
 
+def test_small_class_with_weights_same_outside_and_under_jit():
+    """With sample_weight, a class of fewer than n_neighbors points keeps fewer target
+    neighbours, as documented; outside jit this raised the unweighted loss's class-size
+    error while jit gave the loss."""
+    x = np.random.default_rng(2).standard_normal((12, 3)).astype(np.float32)
+    labels = np.array([0] * 6 + [1] * 5 + [2])  # class 2 has one point
+    w = np.ones(12, np.float32)
+
+    def f(L, x, lab):
+        return lmnn_loss(L, x, lab, n_neighbors=3, sample_weight=w)
+
+    L = jnp.eye(3, dtype=jnp.float32)
+    eager = jax.value_and_grad(f)(L, x, labels)
+    jitted = jax.jit(jax.value_and_grad(f))(L, x, jnp.asarray(labels))
+    for a, b in zip(eager, jitted):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert np.isfinite(eager[0]) and np.all(np.isfinite(eager[1]))
+
+
 @pytest.mark.usefixtures("x64")
 @pytest.mark.parametrize("push_weight", [0.5, 0.0])
 def test_weight_zero_is_a_dropped_point(push_weight):

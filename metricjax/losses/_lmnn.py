@@ -231,9 +231,9 @@ def _codes_and_targets(x, labels, target_neighbors, n_neighbors, weight=None):
         return codes, _check_target_neighbors(target_neighbors, n, host_codes), None
     if weight is not None:
         k = _check_n_neighbors(n_neighbors)
-        if host_codes is not None:
-            _check_class_sizes(*_checks.label_codes(labels, n), k)
-        elif k > n:
+        # no class-size check: a point short of k neighbours of positive weight keeps
+        # fewer (masked_target_neighbors), the same with concrete and traced inputs
+        if k > n:
             raise ValueError(f"n_neighbors={k} needs at least {k} points, got n={n}")
         if not _checks._is_traced(x) and not np.all(np.isfinite(np.asarray(x))):
             raise ValueError("`x` contains NaN or inf")

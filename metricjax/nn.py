@@ -26,7 +26,8 @@ Put it after a feature extractor to train a *metric head*::
             return self.head(nnx.relu(self.body(x)))
 
 The module works under ``nnx.jit``, ``nnx.grad`` and ``nnx.value_and_grad`` and
-with ``nnx.Optimizer``. This module needs flax, a dependency of metricjax.
+with ``nnx.Optimizer``. This module needs flax, metricjax's optional extra
+(``pip install "metricjax[flax]"``).
 """
 
 from collections.abc import Callable

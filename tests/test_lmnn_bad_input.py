@@ -154,7 +154,7 @@ row(
     (L, X, LAB),
     {},
     TypeError,
-    r"with target_neighbors=None, `x` and `labels` must be concrete",
+    r"with target_neighbors=None, `x` and `labels` must be concrete;(.|\n)*or sample_weight",
     ONLY_JIT,
 )
 row(

@@ -245,7 +245,9 @@ def _codes_and_targets(x, labels, target_neighbors, n_neighbors, weight=None):
         raise TypeError(
             "with target_neighbors=None, `x` and `labels` must be concrete; under "
             "jax.jit (or jax.grad with respect to x) pass "
-            "target_neighbors=lmnn_target_neighbors(x, labels, n_neighbors) computed outside"
+            "target_neighbors=lmnn_target_neighbors(x, labels, n_neighbors) computed outside, "
+            "or sample_weight (e.g. jnp.ones(n)): the target neighbours are then searched "
+            "inside the traced computation"
         )
     return codes, jnp.asarray(lmnn_target_neighbors(x, labels, n_neighbors), jnp.int32), None
 

@@ -44,6 +44,10 @@ def test_nca_labels_of_any_type_and_under_jit():
     np.testing.assert_allclose(jitted(L, x, jnp.asarray(labels)), ref, rtol=1e-6)
     with pytest.raises(ValueError, match="num_classes"):
         jax.jit(lambda L, x, lab: nca_loss(L, x, lab))(L, x, jnp.asarray(labels))
+    # boolean labels are two classes, under jit as outside it
+    two = jnp.asarray(labels == 0)
+    jit2 = jax.jit(lambda L, x, lab: nca_loss(L, x, lab, num_classes=2))
+    np.testing.assert_allclose(jit2(L, x, two), nca_loss(L, x, np.asarray(two)), rtol=1e-6)
 
 
 @pytest.mark.parametrize("bad", [-1, 3, 10])

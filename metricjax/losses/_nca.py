@@ -26,6 +26,8 @@ def encode_labels(labels, num_classes: int | None = None):
             raise ValueError(
                 "under jit, pass `num_classes` and integer labels in [0, num_classes)"
             )
+        if labels.dtype == jnp.bool_:  # two classes, False = 0 and True = 1, as outside jit
+            labels = labels.astype(jnp.int32)
         if not jnp.issubdtype(labels.dtype, jnp.integer):
             raise TypeError(f"`labels` must be integers under jit, got dtype {labels.dtype}")
         # a label outside [0, num_classes) cannot raise here: its row is NaN, so the loss

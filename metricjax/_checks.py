@@ -216,14 +216,27 @@ def nonnegative_float(value, name: str) -> float:
     return v
 
 
+def _concrete_scalar_kind(value) -> str:
+    """The dtype kind of a concrete 0-d NumPy or JAX array (``""`` for anything else)."""
+    if isinstance(value, (np.ndarray, jax.Array)) and not _is_traced(value) and value.ndim == 0:
+        return np.dtype(value.dtype).kind
+    return ""
+
+
 def is_int(value) -> bool:
-    """Whether ``value`` is an int (NumPy integers included, booleans not)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    """Whether ``value`` is an int (NumPy integers and concrete 0-d integer arrays
+    included, booleans not)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return True
+    return _concrete_scalar_kind(value) in ("i", "u")
 
 
 def is_real(value) -> bool:
-    """Whether ``value`` is a real number (NumPy numbers included, booleans not)."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    """Whether ``value`` is a real number (NumPy numbers and concrete 0-d real arrays
+    included, booleans not)."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return True
+    return _concrete_scalar_kind(value) in ("i", "u", "f")
 
 
 def wrong_type_or_value(type_ok: bool) -> type[Exception]:

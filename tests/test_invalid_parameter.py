@@ -101,3 +101,21 @@ def test_failed_fit_leaves_the_fitted_estimator_unchanged(as_user):
         est.fit(X, Y)
     np.testing.assert_array_equal(est.components_, before[0])
     assert (est.n_iter_, est.n_features_in_) == before[1:]
+
+
+def test_counts_and_tolerances_take_concrete_scalar_arrays_not_traced_ones():
+    """``ITML(tol=jnp.float32(1e-3))`` worked before the checks were unified (``float(tol)``);
+    concrete 0-d NumPy / JAX arrays are numbers, traced ones and booleans are not."""
+    import jax
+    import jax.numpy as jnp
+
+    from metricjax import _checks
+
+    assert _checks.tolerance(jnp.float32(0.5)) == 0.5
+    assert _checks.tolerance(np.array(2)) == 2.0
+    assert _checks.count(jnp.array(3), "max_iter") == 3
+    for bad in (np.array([1.0]), np.array(True), "1e-3"):
+        with pytest.raises(InvalidParameterError, match="tol"):
+            _checks.tolerance(bad)
+    with pytest.raises(InvalidParameterError, match="max_iter"):
+        jax.jit(lambda m: _checks.count(m, "max_iter"))(3)

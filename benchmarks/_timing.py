@@ -114,7 +114,7 @@ def env_header() -> dict:
     except AttributeError:  # not on Linux
         affinity = None
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "jax": jax.__version__,
         "jaxlib": _jaxlib_version(),
         "devices": [str(dev) for dev in jax.devices()],

@@ -51,7 +51,7 @@ def main():
     args = ap.parse_args()
     sizes, dtypes = ((500,), ("float64",)) if args.quick else ((2000, 4000), ("float32", "float64"))
     lines = [
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; CPU: {cpu_model()}; "
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; CPU: {cpu_model()}; "
         f"load: {load_average()}; JAX {jax.__version__}",
         "",
         "| n | dtype | plain (ms) | weighted | weighted + search | traced mu |",

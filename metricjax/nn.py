@@ -41,7 +41,7 @@ try:
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError(
         'metricjax.nn needs flax (an optional extra); install it with pip install "metricjax[flax]" '
-        '(or pip install "flax>=0.11")'
+        '(or pip install "flax>=0.12")'
     ) from err
 
 from metricjax import _checks

@@ -48,9 +48,28 @@ _ESTIMATORS = ("MLKR", "MLKRCV", "NCA", "LMNN", "ITML", "ITML_Supervised", "MMC"
 _SUBMODULES = ("nn", "plot", "estimators")
 
 
+def _installed(module: str) -> bool:
+    """Whether an optional dependency can be imported (found, not imported)."""
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _lazy_names() -> set:
+    """The names imported on first use whose extra is installed: ``help(metricjax)``,
+    ``dir`` and ``from metricjax import *`` list only those (the others raise an
+    ImportError naming the extra when used)."""
+    names = {"plot"}  # imports without matplotlib; its functions name the extra
+    if _installed("sklearn"):
+        names |= {"estimators", *_ESTIMATORS}
+    if _installed("flax"):
+        names.add("nn")
+    return names
+
+
 def __dir__():
     # tab completion lists the names imported on first use as well
-    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))
+    return sorted(set(globals()) | set(__all__) | _lazy_names())
 
 
 def __getattr__(name):
@@ -87,10 +106,9 @@ __all__ = [
     "row_mesh",
     "shard_rows",
     "check_finite",
-    *_ESTIMATORS,
-    "estimators",
     "save_state",
     "load_state",
     "SavedState",
     "__version__",
+    *sorted(_lazy_names() - {"nn", "plot"}),  # the estimators, where scikit-learn is installed
 ]

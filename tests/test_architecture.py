@@ -115,6 +115,36 @@ def test_base_package_does_not_import_optional_dependencies():
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
+def test_without_the_extras_help_dir_and_star_import_work():
+    """Without scikit-learn and flax, ``help(metricjax)``, ``dir`` and ``from metricjax import
+    *`` skip the names of the missing extras (they listed them, and their ImportError broke
+    pydoc and the star import); using such a name still says which extra to install."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['sklearn'] = None\n"
+        "sys.modules['flax'] = None\n"
+        "import pydoc, metricjax\n"
+        "assert 'NCA' not in metricjax.__all__ and 'NCA' not in dir(metricjax)\n"
+        "assert 'nn' not in dir(metricjax) and 'fit' in dir(metricjax)\n"
+        "assert 'mlkr_loss' in pydoc.render_doc(metricjax) or 'losses' in pydoc.render_doc(metricjax)\n"
+        "ns = {}\n"
+        "exec('from metricjax import *', ns)\n"
+        "assert 'fit' in ns and 'NCA' not in ns\n"
+        "try:\n"
+        "    metricjax.NCA\n"
+        "except ImportError as err:\n"
+        "    assert 'metricjax[sklearn]' in str(err), err\n"
+        "else:\n"
+        "    raise AssertionError('metricjax.NCA without scikit-learn')\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stdout + out.stderr
+
+
 if __name__ == "__main__":  # print the graph
     for mod, deps in import_graph().items():
         print(f"{mod} (layer {_layer(mod)}) -> {', '.join(sorted(deps)) or '-'}")

@@ -282,14 +282,6 @@ def _padded_differences(pairs, mask, dtype):
     return out
 
 
-def _positive_int(value, name):
-    if not (_checks.is_int(value) and value >= 1):
-        raise _checks.wrong_type_or_value(_checks.is_int(value))(
-            f"`{name}` must be a positive int, got {value!r}"
-        )
-    return int(value)
-
-
 def _non_negative(value, name):
     try:
         v = float(value)
@@ -371,8 +363,8 @@ def mmc_solve(
         Application to Clustering with Side-Information*, NIPS 2002.
     """
     pairs, y = check_pairs(pairs, y)
-    max_iter = _positive_int(max_iter, "max_iter")
-    max_proj = _positive_int(max_proj, "max_proj")
+    max_iter = _checks.count(max_iter, "max_iter")
+    max_proj = _checks.count(max_proj, "max_proj")
     tol = _non_negative(tol, "tol")
     c = _non_negative(diagonal_c, "diagonal_c")
     dt = _checks.compute_dtype(pairs)

@@ -1076,8 +1076,8 @@ class SupervisedLearner(PointsTransformer):
                 init = "pca"
             else:
                 init = "identity"
-        if init in ("pca", "lda") and getattr(self, "verbose", False):
-            # metric-learn's _initialize_components log, word for word
+        log_init = init in ("pca", "lda") and bool(getattr(self, "verbose", False))
+        if log_init:  # metric-learn's _initialize_components log, word for word
             print(
                 "Finding principal components... "
                 if init == "pca"
@@ -1113,7 +1113,7 @@ class SupervisedLearner(PointsTransformer):
                 out = weighted_lda(X, target, sample_weight, k)
             if out.shape[0] < k:  # rank-deficient within-class scatter
                 out = np.vstack([out, np.eye(k, n_features)[out.shape[0] :]])
-        if init in ("pca", "lda") and getattr(self, "verbose", False):
+        if log_init:
             print(f"done in {time.time() - init_time:5.2f}s")
         if self._unit_free_init and rescale:  # median embedded squared distance 1, whatever the units
             out = out / np.sqrt(median_sq_distance(X @ np.asarray(out).T, sample_weight))

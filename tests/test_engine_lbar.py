@@ -33,9 +33,12 @@ def _data(n=N, d=5, k=3, c=1, seed=0):
 
 
 def _plain_p(L, x, w):
-    """Dense softmax rows with column weights: p_ij ∝ w_j exp(-D_ij), p_ii = 0."""
+    """Dense softmax rows with column weights: p_ij ∝ w_j exp(-D_ij), p_ii ∝ (w_i - 1)_+
+    (the other copies of a point of weight w_i, at distance 0)."""
     d = mj.reference.pairwise_sq_transformed(x, L)
-    logits = -d + jnp.log(w)[None, :] - jnp.diag(jnp.full(x.shape[0], jnp.inf, d.dtype))
+    logits = -d + jnp.log(w)[None, :]
+    self_logit = jnp.log(jnp.maximum(w - 1, 0))
+    logits = jnp.where(jnp.eye(x.shape[0], dtype=bool), self_logit[:, None], logits)
     return jax.nn.softmax(logits, axis=1)
 
 

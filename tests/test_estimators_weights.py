@@ -1,9 +1,11 @@
 """``fit(X, y, sample_weight=None)`` of MLKR, NCA and LMNN (issue 14).
 
-Weight 0 is exactly the sample removed (the fit equals the fit on the other samples);
-equal weights are no weights; unequal weights enter every data-dependent step of the
-fit (weighted median distance, SST, PCA / LDA), each checked against the same step on
-the samples repeated by integer weights where that is an identity.
+Weight 0 is exactly the sample removed (the fit equals the fit on the other samples).
+MLKR and NCA take weights as scikit-learn defines them, counts of copies: an integer
+weight ``c`` is the sample repeated ``c`` times, for the whole fit and for every
+data-dependent step of it (weighted median distance, SST, PCA / LDA, the loss), each
+checked against the repeated samples. LMNN's weights are relative (scaled to mean 1;
+equal weights are no weights).
 """
 
 import jax
@@ -64,8 +66,41 @@ def test_zero_weight_is_the_sample_removed(cls, kw):
 
 
 @pytest.mark.slow  # whole fits
-@pytest.mark.parametrize(("cls", "kw"), CASES[:3], ids=IDS[:3])
-def test_equal_weights_are_no_weights_and_weights_are_relative(cls, kw):
+@pytest.mark.parametrize(("cls", "kw"), CASES[:4], ids=IDS[:4])
+def test_integer_weights_are_the_samples_repeated(cls, kw):
+    """MLKR, NCA: a weight of ``c`` is the sample ``c`` times (scikit-learn's meaning).
+
+    The whole fit (initial map, ridge weight, loss, iterations) equals the fit on the
+    repeated samples; weights of 1 are no weights.
+    """
+    x, y = _data(cls)
+    plain = cls(**kw).fit(x, y)
+    np.testing.assert_array_equal(
+        cls(**kw).fit(x, y, sample_weight=np.ones(len(x))).components_, plain.components_
+    )
+    w = _weights(len(x))
+    rep = np.repeat(np.arange(len(x)), w.astype(int))
+    a = cls(**kw).fit(x, y, sample_weight=w)
+    b = cls(**kw).fit(x[rep], y[rep])
+    _equal_up_to_row_signs(a.components_, b.components_)
+    assert not np.allclose(a.components_, plain.components_, rtol=1e-3)  # they change the fit
+    # all weights 3: every sample three times, not the unweighted fit
+    three = cls(**kw).fit(x, y, sample_weight=np.full(len(x), 3.0)).components_
+    _equal_up_to_row_signs(three, cls(**kw).fit(np.repeat(x, 3, 0), np.repeat(y, 3)).components_)
+
+
+def _equal_up_to_row_signs(a, b):
+    """Equal maps up to the sign of each row: the repeated samples' LDA init is
+    scikit-learn's (its own signs), the weighted one ``weighted_lda``'s; the losses are
+    even in each row of ``L``."""
+    signs = np.sign(np.sum(a * b, axis=1))[:, None]
+    np.testing.assert_allclose(a, signs * b, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.slow  # whole fits
+@pytest.mark.parametrize(("cls", "kw"), CASES[4:], ids=IDS[4:])
+def test_lmnn_equal_weights_are_no_weights_and_weights_are_relative(cls, kw):
+    """LMNN's weights are relative (its hinges weigh s_i s_j s_l: no repetition form)."""
     x, y = _data(cls)
     plain = cls(**kw).fit(x, y).components_
     for w in (np.ones(len(x)), np.full(len(x), 3)):
@@ -84,8 +119,8 @@ def test_integer_weights_mlkr_objective_and_predict():
     w = _weights(len(x))
     model = MLKR().fit(x, y, sample_weight=w)
     keep = w > 0
-    s = w[keep] / w[keep].mean()
-    np.testing.assert_allclose(model.sample_weight_train_, s)
+    s = w[keep]  # counts of copies, kept as given
+    np.testing.assert_array_equal(model.sample_weight_train_, s)
     with jax.enable_x64(True):
         loss = mlkr_ridge_loss(model.components_, x[keep], y[keep], model.ridge_weight_,
                                sample_weight=s)  # fmt: skip
@@ -106,6 +141,12 @@ def test_weighted_steps_equal_the_repeated_samples():
     # SST (the ridge weight divided by the median): the repeated targets' sum of squares
     sst = ridge_weight(x, y, 1.0, 1, w) / median_sq_distance(x, w)
     assert sst == pytest.approx(np.sum((y[rep] - y[rep].mean()) ** 2), rel=1e-12)
+    # the weighted median squared distance = that of the repeated rows (whose copies
+    # are pairs at distance 0)
+    assert median_sq_distance(x, w) == pytest.approx(median_sq_distance(x[rep]), rel=1e-12)
+    assert median_sq_distance(x, np.full(len(x), 3.0)) == pytest.approx(
+        median_sq_distance(np.repeat(x, 3, 0)), rel=1e-12
+    )
     # weighted median = median of the repeated values (odd and even totals)
     rng = np.random.default_rng(0)
     for total in (0, 1):

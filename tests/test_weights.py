@@ -1,7 +1,8 @@
 """Sample weights in the soft-neighbour losses (issue 14).
 
 Weighted MLKR / NCA against plain jnp twins (float64, rtol 1e-10 on the loss and on
-the closed-form gradients vs autodiff of the twin); weight 0 equals dropping the point.
+the closed-form gradients vs autodiff of the twin); weight 0 equals dropping the point,
+an integer weight repeating it.
 """
 
 import jax
@@ -17,7 +18,9 @@ def _probs(L, x, w):
     z = x @ L.T
     d = jnp.sum((z[:, None, :] - z[None, :, :]) ** 2, axis=-1)
     logits = -d + jnp.log(w)[None, :]
-    logits = jnp.where(jnp.eye(x.shape[0], dtype=bool), -jnp.inf, logits)
+    # p_ii: the w_i - 1 other copies of a point of weight w_i > 1, at distance 0
+    self_logit = jnp.log(jnp.maximum(w - 1, 0))
+    logits = jnp.where(jnp.eye(x.shape[0], dtype=bool), self_logit[:, None], logits)
     return jax.nn.softmax(logits, axis=1)
 
 
@@ -85,6 +88,35 @@ def test_weight_zero_is_a_dropped_point(x64):
         # the dropped points get no gradient at all
         gx = jax.grad(weighted, 1)(L, x, w)
         assert np.all(np.asarray(gx)[~keep] == 0)
+
+
+@pytest.mark.parametrize("block_size", ["auto", 4])
+def test_integer_weight_is_the_point_repeated(x64, block_size):
+    """Weight c = the point c times (scikit-learn's meaning), copies being each other's
+    neighbours at distance 0: loss and gradients wrt L, x (summed over the copies) and,
+    for MLKR, y."""
+    L, x, y, labels, _ = _data()
+    w = np.random.default_rng(3).integers(0, 5, size=x.shape[0]).astype(float)
+    w[:3] = (3.0, 0.0, 1.0)
+    owner = np.repeat(np.arange(x.shape[0]), w.astype(int))
+
+    def per_point(g):  # the cotangents of the copies of each point, summed
+        return jax.ops.segment_sum(g, jnp.asarray(owner), num_segments=x.shape[0])
+
+    cases = [
+        (lambda L, x, y: mlkr_loss(L, x, y, sample_weight=w, block_size=block_size),
+         lambda L, x, y: mlkr_loss(L, x, y, block_size=block_size), y),
+        (lambda L, x, y: nca_loss(L, x, y, sample_weight=w, block_size=block_size),
+         lambda L, x, y: nca_loss(L, x, y, block_size=block_size), labels),
+    ]  # fmt: skip
+    for weighted, plain, target in cases:
+        argnums = (0, 1, 2) if target is y else (0, 1)
+        va, ga = jax.value_and_grad(weighted, argnums)(L, x, target)
+        vb, gb = jax.value_and_grad(plain, argnums)(L, x[owner], target[owner])
+        np.testing.assert_allclose(va, vb, rtol=1e-12)
+        np.testing.assert_allclose(ga[0], gb[0], rtol=1e-10, atol=1e-12)
+        for got, want in zip(ga[1:], gb[1:]):
+            np.testing.assert_allclose(got, per_point(want), rtol=1e-10, atol=1e-12)
 
 
 def test_unit_weights_change_nothing():

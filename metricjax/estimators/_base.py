@@ -90,8 +90,10 @@ def median_sq_distance(z, weight=None) -> float:
 
     The data's scale for the unit-bandwidth kernels of MLKR and NCA: their initial map
     is divided by its square root, so that ``fit(X * c)`` starts from ``L0 / c``. With
-    ``weight`` (positive sample weights, one per row) it is the weighted median, pair
-    :math:`(i, j)` counting :math:`s_i s_j` times.
+    ``weight`` (positive sample weights, one per row, counts of copies) it is the
+    weighted median, pair :math:`(i, j)` counting :math:`s_i s_j` times and the copies
+    of row :math:`i` adding :math:`s_i (s_i - 1) / 2` pairs at distance 0 (for
+    :math:`s_i > 1`): the median of the data with each row repeated :math:`s_i` times.
     """
     z = np.asarray(z, np.float64)
     step = -(-len(z) // _SCALE_ROWS)  # ceil: at most _SCALE_ROWS rows
@@ -103,7 +105,11 @@ def median_sq_distance(z, weight=None) -> float:
         med = _median(d)
     else:
         w = np.asarray(weight, np.float64)[::step]
-        med = weighted_median(d, np.outer(w, w)[np.triu_indices(len(z), 1)])
+        pair_w = np.outer(w, w)[np.triu_indices(len(z), 1)]
+        copies = float(np.sum(np.maximum(w * (w - 1), 0))) / 2
+        if copies > 0:  # the pairs of copies of one row, at distance 0
+            d, pair_w = np.append(d, 0.0), np.append(pair_w, copies)
+        med = weighted_median(d, pair_w)
     return med if med > 0 else 1.0
 
 
@@ -169,16 +175,20 @@ def check_sample_weight(sample_weight, n: int):
     return w
 
 
-def drop_zero_weights(X, y, sample_weight):
+def drop_zero_weights(X, y, sample_weight, *, counts: bool = False):
     """``(X, y, weights)`` without the samples of weight 0 (they are not there at all).
 
-    Weights are relative: equal ones become ``None`` (no weights), others are scaled
-    to mean 1. ``sample_weight`` is checked (:func:`check_sample_weight`) or ``None``.
+    ``counts=False``: weights are relative: equal ones become ``None`` (no weights),
+    others are scaled to mean 1. ``counts=True`` (MLKR, NCA: scikit-learn's meaning, a
+    weight of 2 is the sample twice): kept as given, ``None`` when all are 1.
+    ``sample_weight`` is checked (:func:`check_sample_weight`) or ``None``.
     """
     if sample_weight is None:
         return X, y, None
     keep = sample_weight > 0
     X, y, sample_weight = X[keep], y[keep], sample_weight[keep]
+    if counts:
+        return X, y, None if np.all(sample_weight == 1) else sample_weight
     if np.all(sample_weight == sample_weight[0]):
         return X, y, None
     return X, y, sample_weight / np.mean(sample_weight)
@@ -830,6 +840,9 @@ class SupervisedLearner(PointsTransformer):
     #: Rescale a string ``init`` so that the median squared pairwise distance of the
     #: initial embedding is 1 (MLKR, NCA: unit-bandwidth kernels, see median_sq_distance).
     _unit_free_init = False
+    # sample weights as counts of copies (scikit-learn's meaning, see drop_zero_weights)
+    # rather than relative weights scaled to mean 1
+    _weights_are_counts = False
 
     def fit(self, X, y, sample_weight=None):
         """Learn the linear map ``components_`` from ``X``, ``y`` and optional sample weights.
@@ -845,21 +858,24 @@ class SupervisedLearner(PointsTransformer):
                 of shape ``(n_samples,)``, at least 2 of them positive
                 (scikit-learn's ``sample_weight``). A weight of 0 is exactly the
                 sample removed: it is dropped before anything else, so the fit equals
-                the fit on the other samples. Weights are relative: equal weights are
-                no weights, and other weights are scaled to mean 1. They weight the
-                loss (each point's term, and each point as a neighbour: see
-                ``sample_weight`` of :func:`metricjax.losses.mlkr_loss`,
-                :func:`~metricjax.losses.nca_loss`, :func:`~metricjax.losses.lmnn_loss`)
-                and every data-dependent step of the fit: ``init="pca"`` / ``"lda"``
-                (weighted mean, covariance, class scatters), the median distance that
-                scales MLKR's and NCA's initial map, MLKR's ridge weight (weighted
-                sum of squares of ``y``); LMNN's target neighbours are searched among
-                the samples of positive weight. An integer weight is *not* the same as repeating the sample: a
-                leave-one-out loss would see a repeated sample as its own neighbour at
-                distance 0 (scikit-learn's
-                ``check_sample_weight_equivalence_on_dense_data`` fails by design).
-                Unequal weights are not supported together with ``mesh``, and LMNN
-                does not use its impostor active set with them (the full loss).
+                the fit on the other samples. MLKR and NCA read weights as
+                scikit-learn defines them, counts of copies: a weight of 3 is the
+                sample three times, a copy being a neighbour of the others at distance
+                0 (the fit equals the fit on the repeated samples; scikit-learn's
+                ``check_sample_weight_equivalence_on_dense_data`` passes), and weights
+                of 1 are no weights. LMNN's weights are relative: equal weights are no
+                weights, others are scaled to mean 1 (a repeated sample would be its
+                own target neighbour, which no weighting of its hinges reproduces; that
+                check fails for LMNN by design). Weights enter the loss (each point's
+                term, and each point as a neighbour: see ``sample_weight`` of
+                :func:`metricjax.losses.mlkr_loss`, :func:`~metricjax.losses.nca_loss`,
+                :func:`~metricjax.losses.lmnn_loss`) and every data-dependent step of
+                the fit: ``init="pca"`` / ``"lda"`` (weighted mean, covariance, class
+                scatters), the median distance that scales MLKR's and NCA's initial
+                map, MLKR's ridge weight (weighted sum of squares of ``y``); LMNN's
+                target neighbours are searched among the samples of positive weight,
+                and LMNN does not use its impostor active set with unequal weights
+                (the full loss).
 
         Returns:
             The fitted estimator (``self``).
@@ -874,7 +890,7 @@ class SupervisedLearner(PointsTransformer):
     def _tol(self) -> float:
         return DEFAULT_TOL if self.tol is None else check_real(self.tol, "tol", 0.0)
 
-    def _constant_loss(self, codes) -> bool:
+    def _constant_loss(self, codes, sample_weight=None) -> bool:
         """Whether the loss cannot change with the map for these class codes (one class)."""
         return int(codes.max()) == 0
 
@@ -909,7 +925,9 @@ class SupervisedLearner(PointsTransformer):
                 f"({start.shape[1]})."
             )
         sample_weight = check_sample_weight(sample_weight, X.shape[0])
-        X, y, sample_weight = drop_zero_weights(X, y, sample_weight)
+        X, y, sample_weight = drop_zero_weights(
+            X, y, sample_weight, counts=self._weights_are_counts
+        )
         n_samples, n_features = X.shape
         dtype = X.dtype
         extra = {}
@@ -927,7 +945,7 @@ class SupervisedLearner(PointsTransformer):
             target = np.asarray(y, dtype=dtype)
         loss, args, more = self._objective(X, target, extra.get("classes_"), sample_weight)
         extra.update(more)
-        constant = self._classification and self._constant_loss(target)
+        constant = self._classification and self._constant_loss(target, sample_weight)
         # a constant loss learns nothing: the initial map as named, not rescaled to the data
         params = self._initial_components(X, target, n_features, n_samples, sample_weight,
                                           init=start, rescale=not constant)  # fmt: skip
@@ -1246,6 +1264,8 @@ COMMON_ATTRS = """
 
 class SoftNeighbourLearner(SupervisedLearner):
     """Shared constructor of MLKR and NCA (same hyperparameters)."""
+
+    _weights_are_counts = True  # the soft-neighbour losses' weights are copies (§12)
 
     def __init__(
         self,

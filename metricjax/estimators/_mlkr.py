@@ -117,8 +117,8 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
         + r"""        X_train_: training inputs used by :meth:`predict` (the samples of positive
             weight).
         y_train_: training targets used by :meth:`predict`.
-        sample_weight_train_: ``None``, or the (unequal, mean-1) weights of the
-            training samples: :meth:`predict` weighs each one's kernel by it.
+        sample_weight_train_: ``None``, or the positive weights (counts of copies)
+            of the training samples: :meth:`predict` weighs each one's kernel by it.
         ridge_weight_: the penalty weight :math:`w` used (``loss_history_`` holds
             :func:`metricjax.losses.mlkr_ridge_loss` with it).""",
         references="""

@@ -294,7 +294,9 @@ class MLKRCV(MLKR):
                     f"{len(train)} and {len(test)}"
                 )
             # what MLKR.fit computes from the training part, on the host
-            xf, yf, swf = drop_zero_weights(X[train], y[train], None if sw is None else sw[train])
+            xf, yf, swf = drop_zero_weights(
+                X[train], y[train], None if sw is None else sw[train], counts=True
+            )
             starts.append(base._initial_components(xf, yf, d, len(xf), swf))
             ridges.append(ridge_weight(xf, yf, 1.0, k, swf))
             trains.append((xf, yf, np.ones(len(xf)) if swf is None else swf))

@@ -73,8 +73,14 @@ class NCA(SoftNeighbourLearner):
     _min_classes = 1  # one class: a constant loss, the initial map is returned
     _log_sign = -1.0  # the verbose log prints metric-learn's objective, -loss
 
-    def _constant_loss(self, codes) -> bool:
-        """One class, or no two points of one class (every neighbour term is 0)."""
+    def _constant_loss(self, codes, sample_weight=None) -> bool:
+        """One class, or no two points of one class (every neighbour term is 0).
+
+        A point of weight :math:`s > 1` stands for :math:`s` copies, neighbours of each
+        other: its class has two points.
+        """
+        if sample_weight is not None and np.any(sample_weight > 1):
+            return int(codes.max()) == 0
         return int(codes.max()) == 0 or int(np.bincount(codes).max()) < 2
 
     def _objective(self, X, codes, classes, sample_weight=None):

@@ -12,9 +12,11 @@ A *soft-neighbour* loss of a linear map :math:`L` (``(k, d)``) is
 
 with per-point "values" :math:`v_j` and "targets" :math:`u_i` (rows of ``(n, c)``
 arrays). With sample weights :math:`s_i \ge 0` the loss is
-:math:`\sum_i s_i f(a_i, u_i)` with :math:`p_{ij} \propto s_j \exp(-D_{ij})`: a point of
-weight 0 is neither a query nor a neighbour, exactly as if it were dropped, and the
-gradient keeps its form with :math:`w_i = s_i\,\partial f/\partial a_i` (``docs/derivations.md``). MLKR takes :math:`v = u = y` and :math:`f(a, u) = \lVert a - u\rVert^2`;
+:math:`\sum_i s_i f(a_i, u_i)` with :math:`p_{ij} \propto s_j \exp(-D_{ij})` and
+:math:`p_{ii} \propto \max(s_i - 1, 0)`: a weight counts copies of the point (the
+other copies are neighbours at distance 0), a point of weight 0 is neither a query nor
+a neighbour, exactly as if it were dropped, and the gradient keeps its form with
+:math:`w_i = s_i\,\partial f/\partial a_i` and :math:`G_{ii} = 0` (``docs/derivations.md`` §12). MLKR takes :math:`v = u = y` and :math:`f(a, u) = \lVert a - u\rVert^2`;
 NCA takes one-hot labels and :math:`f(a, u) = -a \cdot u`.
 
 Gradient. With :math:`w_i = \partial f / \partial a_i`, the chain rule through the
@@ -240,10 +242,11 @@ def rows_pass(
         n_valid: points with index ``>= n_valid`` are padding: they are no
             neighbour of anyone and their query rows count for nothing (static;
             ``None``: all ``n``).
-        qw, cw: sample weights of the query rows ``(m,)`` (they scale ``f``) and of
-            all points ``(n,)`` (they multiply the kernel); ``None``: all ones. A
-            point of weight 0 in both is neither a query nor a neighbour: exactly a
-            dropped point.
+        qw, cw: sample weights of the query rows ``(m,)`` (they scale ``f``, and a
+            query of weight ``s > 1`` has ``s - 1`` copies of itself among its
+            neighbours at distance 0) and of all points ``(n,)`` (they multiply the
+            kernel); ``None``: all ones. A point of weight 0 in both is neither a query
+            nor a neighbour: exactly a dropped point.
         block_size: query rows per block (static).
         with_grad: also return the gradient pieces (:class:`RowsPass`).
         need_values: accumulate ``P^T W`` (the values' cotangent).
@@ -267,6 +270,9 @@ def rows_pass(
     # log of the column weights, added to the logits: w_j exp(-D_ij); log 0 = -inf drops j
     logcw = None if cw is None else jnp.log(cw)
     qwp = None if qw is None else jnp.pad(qw, (0, pad))
+    # a query of weight s_i > 1 stands for s_i copies: s_i - 1 of them are its neighbours
+    # at distance 0 (log of (s_i - 1)_+ as its own logit; -inf for s_i <= 1)
+    logself = None if qwp is None else jnp.log(jnp.maximum(qwp - 1, 0))
     vones = jnp.concatenate([values, jnp.ones((n, 1), dt)], axis=1)
 
     def block(start):
@@ -276,7 +282,8 @@ def rows_pass(
         local = start + jnp.arange(b)
         rows = jnp.asarray(row_offset).astype(local.dtype) + local  # int32 axis_index, int64 arange
         logits = -(qi[:, None] + q[None, :] - 2 * mm(zi, z.T))
-        drop = cols[None, :] == rows[:, None]
+        own = cols[None, :] == rows[:, None]
+        drop = own
         valid = local < m
         if n_valid < n:  # padded points: never a neighbour, never a query
             drop = drop | (cols >= n_valid)[None, :]
@@ -284,6 +291,8 @@ def rows_pass(
         if logcw is not None:
             logits = logits + logcw[None, :]
         logits = jnp.where(drop, neg_inf, logits)
+        if logself is not None:  # the copies of a weighted query (D_ii = 0 exactly)
+            logits = jnp.where(own, jax.lax.dynamic_slice_in_dim(logself, start, b)[:, None], logits)
         e = jnp.exp(logits - jnp.max(logits, axis=1, keepdims=True))
         # p = e / s is never stored: its uses below scale e (or a small factor).
         # Row sums and weighted sums from one product E [V 1]: one read of the block.
@@ -294,12 +303,12 @@ def rows_pass(
         vw = valid.astype(dt)
         if qwp is not None:
             vw = vw * jax.lax.dynamic_slice_in_dim(qwp, start, b)
-        return zi, ui, e, inv, a, vw, start
+        return zi, ui, e, inv, a, vw, start, own
 
     if not with_grad:
 
         def body(total, i):
-            _, ui, _, _, a, vw, _ = block(i * b)
+            _, ui, _, _, a, vw, _, _ = block(i * b)
             return total + jnp.sum(jnp.where(vw != 0, vw * f(a, ui), 0)), None
 
         total, _ = jax.lax.scan(body, jnp.zeros((), dt), jnp.arange(nblocks))
@@ -316,12 +325,14 @@ def rows_pass(
 
     def body(carry, i):
         total, xgx, colsum, gtz, vbar = carry
-        zi, ui, e, inv, a, vw, start = block(i * b)
+        zi, ui, e, inv, a, vw, start, own = block(i * b)
         li, f_vjp = jax.vjp(f, a, ui)
         li = jnp.where(vw != 0, vw * li, 0)
         w, ubar = f_vjp(vw)
         # G_ij = dl/dD_ij = -p_ij (v_j . w_i - a_i . w_i)
         g = -(e * inv[:, None]) * (_outer(w, values) - rowdot(a, w)[:, None])
+        if logself is not None:  # the copies' D_ii = 0 is a constant: no G_ii
+            g = jnp.where(own, 0, g)
         # Column sums as products with a small left factor: XLA's CPU column
         # reduction of a (b, n) block gets ~10-70x slower once n > ~16k, a dot does not.
         if lbar_form:

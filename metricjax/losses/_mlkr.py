@@ -70,9 +70,12 @@ def mlkr_loss(
         y: targets, shape ``(n,)`` (or ``(n, c)`` for several outputs).
         sample_weight: weights :math:`s_i \ge 0`, shape ``(n,)`` (``None``: all 1):
             :math:`\ell = \sum_i s_i \lVert \hat y_i - y_i\rVert^2` with
-            :math:`k_{ij}` multiplied by :math:`s_j`. Weight 0 is exactly a dropped
-            point (neither predicted nor a neighbour), so cross-validation folds are
-            weight vectors to ``jax.vmap`` over. Not differentiated.
+            :math:`k_{ij}` multiplied by :math:`s_j` and, for :math:`s_i > 1`, the
+            :math:`s_i - 1` other copies of point :math:`i` among its neighbours (at
+            distance 0): an integer weight is the point repeated. Weight 0 is exactly
+            a dropped point (neither predicted nor a neighbour), so cross-validation
+            folds are weight vectors to ``jax.vmap`` over. Not differentiated
+            (``docs/derivations.md`` §12).
         block_size: rows of the pairwise matrix processed at a time. ``"auto"`` (or
             ``None``) uses one dense block when its temporaries fit 32 MiB, else
             rows of 128 to 1024 (memory then grows linearly in ``n``, see

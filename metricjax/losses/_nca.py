@@ -93,8 +93,10 @@ def nca_loss(
             values and give the loss).
         num_classes: number of classes (needed under ``jit`` only).
         sample_weight: weights :math:`s_i \ge 0`, shape ``(n,)`` (``None``: all 1):
-            :math:`\ell = -\sum_i s_i P_i` with :math:`p_{ij} \propto s_j \exp(-D_{ij})`.
-            Weight 0 is exactly a dropped point. Not differentiated.
+            :math:`\ell = -\sum_i s_i P_i` with :math:`p_{ij} \propto s_j \exp(-D_{ij})`
+            and :math:`p_{ii} \propto \max(s_i - 1, 0)` (the other copies of point
+            :math:`i`, at distance 0): an integer weight is the point repeated. Weight
+            0 is exactly a dropped point. Not differentiated.
         block_size: rows processed at a time (see :func:`metricjax.losses.mlkr_loss`).
 
     Returns:

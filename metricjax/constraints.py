@@ -416,11 +416,12 @@ class Constraints:
         for i, count in enumerate(labels_count):
             if k_gen[i] < k_genuine:
                 warnings.warn(
+                    # metric-learn's text, word for word (its own tests compare it): the
+                    # neighbourhood asked for counted with the point itself (k_genuine + 1),
+                    # and its trailing newline
                     f"The class {labels[i]} has {count} elements, which is not sufficient to "
-                    f"generate {k_genuine} genuine neighbors as specified by k_genuine. Will "
-                    # metric-learn's text (its trailing newline too); metric-learn says
-                    # k_genuine + 1 here, counting the point itself: the count is k_genuine
-                    f"generate {k_gen[i]} genuine neighbors instead.\n",
+                    f"generate {k_genuine + 1} genuine neighbors as specified by k_genuine. "
+                    f"Will generate {k_gen[i]} genuine neighbors instead.\n",
                     stacklevel=2,
                 )
             if k_imp[i] < k_impostor:

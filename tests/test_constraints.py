@@ -289,6 +289,15 @@ def test_knn_triplets_warn_like_metric_learn():
         Constraints(y).generate_knntriplets(x, 3, 2)
     with pytest.warns(UserWarning, match="The class 0 has 7 elements of other classes"):
         Constraints(y).generate_knntriplets(x, 1, 8)
+    # word for word, as metric-learn's own tests compare them
+    for k_genuine, k_impostor in [(3, 2), (1, 8), (5, 20)]:
+        texts = []
+        for constraints in (mlc.Constraints(y), Constraints(y)):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                constraints.generate_knntriplets(x, k_genuine, k_impostor)
+            texts.append([str(w.message) for w in caught if "sufficient" in str(w.message)])
+        assert texts[0] and texts[1] == texts[0]
 
 
 def test_knn_triplets_with_unknown_labels_index_the_given_x():

@@ -117,6 +117,31 @@ def test_metric_learn_conventions_dimension_reduction_warning_and_int_checks():
         assert str(err.value) == f"{arg} should be an integer, instead it is of type <class 'float'>"
 
 
+def test_bad_basis_message_is_metric_learns():
+    """An unknown named basis: metric-learn's message, built from ``_authorized_basis``
+    as metric-learn's own tests build it; SCML_Supervised's lists its default 'lda'."""
+    triplets = np.array([[[0, 1], [2, 1], [0, 0]], [[2, 1], [0, 1], [2, 0]],
+                         [[0, 0], [2, 0], [0, 1]], [[2, 0], [0, 0], [2, 1]]], dtype=float)  # fmt: skip
+    X, y = np.array([[0.0, 0], [0, 1], [2, 0], [2, 1]]), np.array([1, 0, 1, 0])
+    for ours, theirs, data in [
+        (SCML(basis="bad_basis", n_basis=33), ml.SCML(basis="bad_basis", n_basis=33), (triplets,)),
+        (SCML_Supervised(basis="bad_basis", n_basis=33),
+         ml.SCML_Supervised(basis="bad_basis", n_basis=33), (X, y)),
+    ]:  # fmt: skip
+        assert tuple(ours._authorized_basis) == tuple(theirs._authorized_basis)
+        msg = (
+            "`basis` must be one of the options '{}' or an array of shape "
+            "(n_basis, n_features).".format("', '".join(ours._authorized_basis))
+        )
+        for model in (theirs, ours):
+            with pytest.raises(ValueError) as err, warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model.fit(*data)
+            assert str(err.value) == msg
+        assert not hasattr(ours, "components_")
+    assert "'lda'" in msg
+
+
 @pytest.mark.usefixtures("x64")
 def test_verbose_log_is_metric_learns(capsys):
     # the same checkpoints, objectives and active-triplet counts, printed alike

@@ -264,8 +264,10 @@ def test_scml_weighted_gradients_match_autodiff_twin_and_zero_is_absent():
 def test_float32_gap_is_the_algorithms_sensitivity_to_rounding():
     """Why a float32 fit can end at another objective than the float64 one (see
     ``scml_solve``): even in float64, a relative 1e-7 perturbation of the triplets (the
-    size of float32 rounding) moves the result by more than 10% for some seed, while the
-    unperturbed fit is exactly repeatable. The spread is the algorithm's, not float32's."""
+    size of float32 rounding) moves the result by more than 1% for some seed (7% to 46%
+    on the machines measured: the iterates' course depends on the CPU's rounding), while
+    the unperturbed fit is exactly repeatable. The spread is the algorithm's, not
+    float32's."""
     noisy = T * (1 + 1e-7 * np.random.default_rng(1).standard_normal(T.shape))
     kw = dict(n_basis=200, max_iter=3000, output_iter=300)  # the program compiled above
     change = []
@@ -274,4 +276,4 @@ def test_float32_gap_is_the_algorithms_sensitivity_to_rounding():
         assert scml_solve(T, random_state=seed, **kw).objective == a
         b = scml_solve(noisy, random_state=seed, **kw).objective
         change.append(abs(b - a) / a)
-    assert max(change) > 0.1, change
+    assert max(change) > 1e-2, change  # 10^5 times the perturbation

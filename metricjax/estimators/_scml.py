@@ -43,7 +43,23 @@ _REFERENCES = r"""
 class _BaseSCML:
     """The solver call shared by :class:`SCML` and :class:`SCML_Supervised`."""
 
+    #: The named bases ``basis`` may take (metric-learn's attribute of the same name).
+    _authorized_basis = ("triplet_diffs",)
+
+    def _check_basis(self):
+        """A named ``basis`` must be one of :attr:`_authorized_basis` (metric-learn's message)."""
+        basis = self.basis
+        if isinstance(basis, str) and basis not in self._authorized_basis:
+            if basis == "lda":  # SCML: the solver says how to build an LDA basis
+                return
+            raise ValueError(
+                "`basis` must be one of the options '{}' or an array of shape "
+                "(n_basis, n_features).".format("', '".join(self._authorized_basis))
+            )
+
     def _fit_tuples(self, triplets, y=None, *, basis=None):
+        if basis is None:
+            self._check_basis()
         return fit_solver(
             self, ("weights", "basis", "objective", "n_iter"), scml_solve, triplets,
             beta=self.beta, basis=self.basis if basis is None else basis,
@@ -108,6 +124,8 @@ class SCML_Supervised(_BaseSCML, SupervisedTuplesLearner):
         references=_REFERENCES,
     )
 
+    _authorized_basis = ("triplet_diffs", "lda")
+
     def __init__(
         self,
         k_genuine=3,
@@ -129,6 +147,7 @@ class SCML_Supervised(_BaseSCML, SupervisedTuplesLearner):
         return None  # SCML draws no random constraints: all k-NN triplets
 
     def _draw(self, X, labels, n_constraints, random_state):
+        self._check_basis()  # before the triplets are drawn
         more = {}
         if isinstance(self.basis, str) and self.basis == "lda":
             more["basis"] = scml_lda_basis(

@@ -63,3 +63,19 @@ def test_type_errors_and_mlkr_refuses_lda():
         MLKR(n_components=1.5).fit(x, y)
     with pytest.raises(TypeError, match="optax.GradientTransformation"):
         MLKR(optimizer=object()).fit(x, y)
+
+
+@pytest.mark.parametrize("c", [1e-6, 1e-2, 1e4])
+def test_fit_does_not_depend_on_the_units_of_y(c):
+    """The loss and its ridge weight scale with y**2, the minimiser does not: the fit of
+    ``c * y`` takes the same steps to the same map, reported in the units of ``c * y``
+    (it stopped at its first step for ``c = 1e-6``: the stopping tests were absolute)."""
+    x, y = regression()
+    a = MLKR().fit(x, y)
+    b = MLKR().fit(x, c * y)
+    assert b.n_iter_ == a.n_iter_ > 3
+    np.testing.assert_allclose(b.components_, a.components_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(b.loss_history_, c**2 * a.loss_history_, rtol=1e-8)
+    assert b.ridge_weight_ == pytest.approx(c**2 * a.ridge_weight_, rel=1e-12)
+    np.testing.assert_allclose(b.predict(x), c * a.predict(x), rtol=1e-8, atol=1e-12 * c)
+

@@ -516,18 +516,19 @@ class _Reporter:
     on across its chunks.
     """
 
-    def __init__(self, log, callback):
-        self.log, self.callback, self.count = log, callback, 0
+    def __init__(self, log, callback, unit=1.0):
+        self.log, self.callback, self.count, self.unit = log, callback, 0, unit
 
     @classmethod
-    def of(cls, log, callback):
-        """A reporter for ``log`` and ``callback``, or ``None`` when both are ``None``."""
-        return None if log is None and callback is None else cls(log, callback)
+    def of(cls, log, callback, unit=1.0):
+        """A reporter for ``log`` and ``callback``, or ``None`` when both are ``None``;
+        ``unit`` converts the optimised loss to the reported one (MLKR's ``_loss_unit``)."""
+        return None if log is None and callback is None else cls(log, callback, unit)
 
     def __call__(self, iteration, loss, params):
         self.count += 1
         if self.log is not None:
-            self.log(iteration, loss, params)
+            self.log(iteration, loss * self.unit, params)
         if self.callback is not None:
             self.callback(np.array(params).ravel(), self.count)
 
@@ -944,6 +945,8 @@ class SupervisedLearner(PointsTransformer):
         else:
             target = np.asarray(y, dtype=dtype)
         loss, args, more = self._objective(X, target, extra.get("classes_"), sample_weight)
+        # the optimised loss times unit is the loss in the data's units (MLKR: see _objective)
+        unit = more.pop("_loss_unit", 1.0)
         extra.update(more)
         constant = self._classification and self._constant_loss(target, sample_weight)
         # a constant loss learns nothing: the initial map as named, not rescaled to the data
@@ -955,7 +958,7 @@ class SupervisedLearner(PointsTransformer):
             # return it too)
             components = np.array(params, dtype=dtype)
             with jax.enable_x64(dtype == np.float64):
-                history = np.array([loss(components, X, *args)])
+                history = np.array([loss(components, X, *args)]) * unit
             return {"components_": components, "n_iter_": 0, "loss_history_": history,
                     "converged_": True, **extra}  # fmt: skip
         with jax.enable_x64(dtype == np.float64):
@@ -965,10 +968,10 @@ class SupervisedLearner(PointsTransformer):
                 if batch_size is None:
                     log = self._log_class(type(self).__name__, self._log_sign) if self.verbose else None
                     res = self._minimise(loss, params, data, max_iter=max_iter, tol=tol,
-                                         log=_Reporter.of(log, callback))  # fmt: skip
+                                         log=_Reporter.of(log, callback, unit))  # fmt: skip
                     converged, n_iter = res.converged, res.num_iter
                     if log is not None:
-                        log.close(converged, n_iter, float(res.loss_history[-1]))
+                        log.close(converged, n_iter, float(res.loss_history[-1]) * unit)
                 else:
                     seed = int(check_random_state(self.random_state).randint(2**31 - 1))
                     # rows are sampled from the per-point arrays; the trailing scalar
@@ -991,7 +994,7 @@ class SupervisedLearner(PointsTransformer):
                     "features (e.g. with StandardScaler) or choose another `init`"
                 ) from err
             components = np.array(res.params, dtype=dtype)
-            history = np.array(res.loss_history)
+            history = np.array(res.loss_history) * unit
         if not np.all(np.isfinite(components)):  # pragma: no cover - refused steps
             raise FloatingPointError("the fit produced a non-finite transformation")
         if not converged and batch_size is None:

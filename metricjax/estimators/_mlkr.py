@@ -74,6 +74,20 @@ def ridge_weight(X, y, alpha: float, k: int, sample_weight=None) -> float:
     return alpha * sst * median_sq_distance(X, sample_weight) / max(k, 1)
 
 
+def target_scale(y, sample_weight=None) -> float:
+    r"""The spread :math:`\sqrt{\mathrm{SST} / \sum_i s_i}` of the targets (1 if they are constant).
+
+    MLKR's loss and ridge penalty are both proportional to :math:`y^2`, so ``fit`` gives
+    the optimiser ``y / target_scale(y)``: the same minimiser, at a loss of order ``n``
+    whatever the units of ``y``.
+    """
+    y = np.asarray(y, np.float64)
+    s = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    centred = y - np.average(y, axis=0, weights=s)
+    spread = float(np.sqrt(np.sum(s * np.sum(centred.reshape(len(y), -1) ** 2, axis=1)) / np.sum(s)))
+    return spread if np.isfinite(spread) and spread > 0 else 1.0
+
+
 #: Default ridge strength of :class:`MLKR` (see its ``alpha``), chosen by measurement.
 DEFAULT_ALPHA = 0.01
 
@@ -168,18 +182,26 @@ class MLKR(RegressorMixin, SoftNeighbourLearner):
         block_size, mesh = check_block_size(self.block_size), check_mesh(self.mesh)
         alpha = check_real(self.alpha, "alpha", 0.0)
         k = self._n_components_or_features(X.shape[1])
-        weight = np.asarray(ridge_weight(X, y, alpha, k, sample_weight), X.dtype)
+        # The loss and its ridge weight scale with y**2 and their minimiser does not:
+        # the optimiser sees y / scale (unit spread), so that its stopping tests (a change
+        # relative to max(|f|, 1), an absolute gradient norm) do not end a fit of small
+        # targets at its first step; losses are reported in the units of y (_loss_unit).
+        scale = target_scale(y, sample_weight)
+        y_fit = np.asarray(y / scale, X.dtype)
+        w_fit = ridge_weight(X, y_fit, alpha, k, sample_weight)
+        weight = np.asarray(w_fit, X.dtype)
         # copies of the (validated) training data, for predict
         fitted = {
             "X_train_": np.array(X),
             "y_train_": np.array(y),
             "sample_weight_train_": None if sample_weight is None else np.array(sample_weight),
-            "ridge_weight_": float(weight),
+            "ridge_weight_": float(np.asarray(w_fit * scale**2, X.dtype)),
+            "_loss_unit": scale**2,
         }
         if sample_weight is None:
-            return _mlkr_objective(block_size, mesh), (y, weight), fitted
+            return _mlkr_objective(block_size, mesh), (y_fit, weight), fitted
         sw = np.asarray(sample_weight, X.dtype)
-        return _weighted_mlkr_objective(block_size, mesh), (y, sw, weight), fitted
+        return _weighted_mlkr_objective(block_size, mesh), (y_fit, sw, weight), fitted
 
     def predict(self, X):
         r"""Kernel-regression prediction with the learned metric.

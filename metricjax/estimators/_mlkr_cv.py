@@ -23,7 +23,13 @@ from metricjax.estimators._base import (
     drop_zero_weights,
     refuse_complex,
 )
-from metricjax.estimators._mlkr import DEFAULT_ALPHA, MLKR, _weighted_mlkr_objective, ridge_weight
+from metricjax.estimators._mlkr import (
+    DEFAULT_ALPHA,
+    MLKR,
+    _weighted_mlkr_objective,
+    ridge_weight,
+    target_scale,
+)
 from metricjax.exceptions import InvalidParameterError
 from metricjax.losses import kernel_regression
 
@@ -298,9 +304,14 @@ class MLKRCV(MLKR):
                 X[train], y[train], None if sw is None else sw[train], counts=True
             )
             starts.append(base._initial_components(xf, yf, d, len(xf), swf))
+            # the fold's targets in the units MLKR.fit optimises (y / target_scale: same
+            # minimiser, scale-free stopping); held-out R^2 does not depend on them
+            scale = target_scale(yf, swf)
+            yf = np.asarray(yf / scale, dtype)
             ridges.append(ridge_weight(xf, yf, 1.0, k, swf))
             trains.append((xf, yf, np.ones(len(xf)) if swf is None else swf))
-            tests.append((X[test], y[test], np.ones(len(test)) if sw is None else sw[test]))
+            y_test = np.asarray(y[test] / scale, dtype)
+            tests.append((X[test], y_test, np.ones(len(test)) if sw is None else sw[test]))
         x_train, y_train, w_train = _padded(trains)
         x_test, y_test, w_test = _padded(tests)
         options = _compile_options(starts[0], (x_train[0],))

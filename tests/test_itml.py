@@ -312,3 +312,29 @@ def test_itml_loss_weight_zero_is_an_absent_pair():
     for f in range(3):
         k = folds != f
         np.testing.assert_allclose(vals[f], itml_loss(metric, pairs[k], y[k], **kw), rtol=1e-12)
+
+
+def test_supervised_drops_dissimilar_pairs_of_duplicate_rows():
+    """Duplicate rows with different labels draw dissimilar pairs at distance 0 for every
+    metric (ITML.fit refuses them): ITML_Supervised drops them and says so."""
+    import warnings
+
+    import metricjax as mj
+
+    rng = np.random.RandomState(0)
+    x = rng.randn(30, 3)
+    y = np.arange(30) % 2
+    X, Y = np.vstack([x, x]), np.concatenate([y, 1 - y])  # every row twice, both labels
+    with pytest.warns(UserWarning, match=r"dropped \d+ of the 80 dissimilar pairs drawn"):
+        model = mj.ITML_Supervised(random_state=0).fit(X, Y)
+    assert np.all(np.isfinite(model.components_))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no duplicates: nothing dropped, no warning
+        mj.ITML_Supervised(random_state=0).fit(x, y)
+    # one point under two labels: every dissimilar pair is such a pair
+    model = mj.ITML_Supervised(random_state=0)
+    with pytest.raises(ValueError, match="`X`: every dissimilar pair drawn joins two identical"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Only generated ... constraints"
+            model.fit(np.repeat(x[:1], 4, axis=0), np.array([0, 0, 1, 1]))
+    assert not hasattr(model, "components_")

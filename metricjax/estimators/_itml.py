@@ -1,5 +1,7 @@
 r"""ITML estimators: Information-Theoretic Metric Learning (Davis et al., 2007)."""
 
+import warnings
+
 import numpy as np
 
 from metricjax.estimators import _tuples
@@ -150,3 +152,29 @@ class ITML_Supervised(_BaseITML, SupervisedTuplesLearner):
             ``self``.
         """
         return self._supervised_fit(X, y, bounds=bounds)
+
+    def _draw(self, X, labels, n_constraints, random_state):
+        """The drawn pairs without the dissimilar ones of two identical rows.
+
+        Duplicate rows of ``X`` with different labels make dissimilar pairs at distance 0
+        for every metric, which ITML's constraints cannot hold (``ITML.fit`` refuses
+        them): those pairs are dropped, with a ``UserWarning`` that says how many.
+        """
+        pairs, y, more = super()._draw(X, labels, n_constraints, random_state)
+        collapsed = (y == -1) & np.all(pairs[:, 0] == pairs[:, 1], axis=1)
+        n_bad, n_neg = int(collapsed.sum()), int(np.sum(y == -1))
+        if n_bad == n_neg and n_bad:
+            raise ValueError(
+                "`X`: every dissimilar pair drawn joins two identical rows with different "
+                "labels (duplicate points); no metric separates them"
+            )
+        if n_bad:
+            warnings.warn(
+                f"ITML_Supervised: dropped {n_bad} of the {n_neg} dissimilar pairs drawn: "
+                "each joins two identical rows of `X` with different labels (duplicate "
+                "points), which no metric separates",
+                UserWarning,
+                stacklevel=4,
+            )
+            pairs, y = pairs[~collapsed], y[~collapsed]
+        return pairs, y, more

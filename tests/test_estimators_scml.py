@@ -156,3 +156,32 @@ def test_verbose_log_is_metric_learns(capsys):
         got = capsys.readouterr().out
     assert got == want and want.count("[SCML_Supervised] iter ") == 3
     assert want.endswith("max iteration reached.\n")
+
+
+def test_zero_metric_is_named_and_lda_basis_survives_conflicting_duplicates():
+    """Every basis weight 0 is a map to 0 dimensions (metric-learn returns one too): the
+    warning says that the metric is zero and what to change. Points under both labels
+    leave local LDAs without a direction: those basis rows stay 0 (scikit-learn's
+    normalize crashed on them, in metric-learn too)."""
+    from sklearn.datasets import make_classification
+    from sklearn.model_selection import train_test_split
+
+    from metricjax.solvers import scml_lda_basis
+
+    rng = np.random.RandomState(0)
+    x = rng.randn(30, 3)
+    y = np.arange(30) % 2
+    X, Y = np.vstack([x, x]), np.concatenate([y, 1 - y])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # n_basis default
+        basis = scml_lda_basis(X, Y, random_state=0)
+    assert np.all(np.isfinite(basis)) and not np.any(basis)  # no direction anywhere
+    # fewer points than features: no basis weight survives the l1 penalty
+    X, Y = make_classification(n_samples=60, n_features=100, n_informative=5, random_state=2)
+    X, _, Y, _ = train_test_split(X, Y, test_size=0.3, random_state=0, stratify=Y)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = SCML_Supervised(random_state=0).fit(X, Y)
+    assert model.components_.shape == (0, 100)
+    assert any("reduces the dimension to 0. Every basis weight is 0: the learned metric is "
+               "zero" in str(w.message) for w in caught)  # fmt: skip

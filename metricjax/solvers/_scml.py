@@ -223,7 +223,10 @@ def scml_lda_basis(x, labels, *, n_basis=None, random_state=None) -> np.ndarray:
             start, finish = int(bounds[s, c]), int(bounds[s, c + 1])
             if start >= k:
                 break
-            rows = normalize(lda.scalings_.T)[: min(finish, k) - start]
+            scalings = lda.scalings_.T
+            if scalings.shape[0] == 0:  # no discriminant direction here (e.g. the same
+                continue  # points under every label): these basis rows stay 0
+            rows = normalize(scalings)[: min(finish, k) - start]
             basis[start : start + rows.shape[0]] = rows
     return basis
 
@@ -452,10 +455,18 @@ def scml_solve(
     active = w_host > 0
     b_host = np.asarray(basis_arr, dtype=np.float64)
     if active.sum() < d:
-        warnings.warn(  # metric-learn's warning
+        # metric-learn's warning; for the zero metric (metric-learn returns it too, a map
+        # to 0 dimensions) it says what that means and what to change
+        zero = (
+            " Every basis weight is 0: the learned metric is zero (every distance 0); "
+            "try a smaller `beta`, more iterations, other `basis` rows or more triplets."
+            if not active.any()
+            else ""
+        )
+        warnings.warn(
             "The number of bases with nonzero weight is less than the number of features of "
             "the input, in consequence the learned transformation reduces the dimension to "
-            f"{int(active.sum())}.",
+            f"{int(active.sum())}.{zero}",
             UserWarning,
             stacklevel=2,
         )

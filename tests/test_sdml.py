@@ -21,6 +21,17 @@ from sklearn.datasets import load_breast_cancer, load_iris, load_wine  # noqa: E
 _with_cov_init = _reference_libs.graphical_lasso_with_cov_init
 
 
+def _sk_precision(s, alpha):
+    """scikit-learn's graphical-lasso precision at its tightest settings. Its duality gap
+    may stop just above tol=1e-12 on some CPUs (1.9e-9 after 2000 iterations on an Intel
+    Xeon, a ConvergenceWarning): far below the 1e-8 the comparisons ask for."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return sk_graphical_lasso(s, alpha, tol=1e-12, enet_tol=1e-12, max_iter=2000)[1]
+
+
 @pytest.fixture
 def ml_sdml_working(monkeypatch):
     """metric-learn's SDML with its graphical-lasso call repaired (default tolerances)."""
@@ -72,7 +83,7 @@ BP_INDEFINITE = 1.01 / abs(np.linalg.eigvalsh(_SCATTER).min())
 @pytest.mark.parametrize(("d", "alpha"), [(5, 0.01), (13, 0.1), (13, 0.01)])
 def test_graphical_lasso_matches_scikit_learn(d, alpha):
     s = _spd(d, d)
-    _, want = sk_graphical_lasso(s, alpha, tol=1e-12, enet_tol=1e-12, max_iter=2000)
+    want = _sk_precision(s, alpha)
     res = graphical_lasso(s, alpha)
     got = np.asarray(res.precision)
     assert bool(res.converged) and abs(float(res.dual_gap)) < 1e-8
@@ -123,7 +134,7 @@ def test_graphical_lasso_support_solves_equal_plain_coordinate_descent():
     assert _kkt_residual(fast, s, alpha) <= max(_kkt_residual(plain, s, alpha), 1e-9)
     # and scikit-learn's answer where it converges (condition number 300)
     s = _ill_conditioned(16, 300)
-    _, want = sk_graphical_lasso(s, alpha, tol=1e-12, enet_tol=1e-12, max_iter=2000)
+    want = _sk_precision(s, alpha)
     got = np.asarray(graphical_lasso(s, alpha).precision)
     assert np.abs(got - want).max() / np.abs(want).max() < 1e-8
 
@@ -134,7 +145,7 @@ def test_admm_matches_scikit_learn_and_coordinate_descent(d, alpha):
     from metricjax.solvers._sdml import _glasso_admm
 
     s = _spd(d, d)
-    _, want = sk_graphical_lasso(s, alpha, tol=1e-12, enet_tol=1e-12, max_iter=2000)
+    want = _sk_precision(s, alpha)
     theta, w, _, converged, _, healthy = (np.asarray(a) for a in _glasso_admm(jnp.asarray(s), alpha, 1e-10))
     assert converged and healthy
     assert np.abs(theta - want).max() / np.abs(want).max() < 1e-8

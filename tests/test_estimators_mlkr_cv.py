@@ -2,8 +2,10 @@
 
 import numpy as np
 import pytest
+from _estimator_data import no_convergence_warnings
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import metricjax as mj
 from metricjax.estimators import MLKR, MLKRCV
@@ -113,3 +115,11 @@ def test_mlkrcv_bad_parameters(kw, exc, match):
     x, y = _data()
     with pytest.raises(exc, match=match):
         MLKRCV(**kw).fit(x, y)
+
+
+@parametrize_with_checks([MLKRCV(alphas=(0.01, 0.3), cv=3)])
+def test_sklearn_estimator_checks(estimator, check):
+    """scikit-learn's estimator checks, all of them (sample-weight equivalence included:
+    MLKR's weights are counts of copies)."""
+    with no_convergence_warnings():
+        check(estimator)

@@ -209,6 +209,20 @@ def test_accuracy_rule_equals_metric_learns_bitwise(dtype):
         assert est.threshold_ == float(_metric_learn_accuracy_threshold(scores, y)), trial
 
 
+def test_score_takes_zero_one_labels_as_metric_learn():
+    """metric-learn's score is roc_auc_score(y, decision_function), which takes {0, 1}
+    labels (1 = similar) as well: ported code scoring with them gets the same AUC."""
+    _, _, pairs, y = _iris_pairs()
+    est = ITML(random_state=0).fit(pairs, y)
+    auc = est.score(pairs, y)
+    for zero_one in ((y > 0).astype(int), (y > 0), list((y > 0).astype(float))):
+        assert est.score(pairs, zero_one) == auc
+    ref = _quiet(ml.ITML(random_state=0).fit, pairs, y)
+    assert ref.score(pairs, (y > 0).astype(int)) == pytest.approx(auc, abs=1e-12)
+    with pytest.raises(ValueError, match="labels"):
+        est.score(pairs, np.where(y > 0, 2, 0))  # neither {-1, 1} nor {0, 1}
+
+
 def test_set_threshold_and_predict():
     _, _, pairs, y = _iris_pairs()
     est = MMC().fit(pairs, y)

@@ -211,3 +211,17 @@ def test_hessian_of_every_loss_is_forward_over_its_closed_form_gradient(case, x6
     want = jax.jacrev(jax.jacrev(f))(p)
     assert np.all(np.isfinite(h)), name
     np.testing.assert_allclose(h, want, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_fit_of_nca_loss_says_how_to_bind_num_classes():
+    """mj.fit traces the loss: nca_loss then needs num_classes, and the error says how
+    to give it (fit's own keywords are its options, not the loss's)."""
+    import functools
+
+    x = np.random.default_rng(0).normal(size=(20, 3))
+    labels = np.arange(20) % 2
+    with pytest.raises(ValueError, match=r"functools.partial\(nca_loss, num_classes=C\)"):
+        mj.fit(mj.losses.nca_loss, np.eye(3)[:2], x, labels, max_iter=3)
+    res = mj.fit(functools.partial(mj.losses.nca_loss, num_classes=2), np.eye(3)[:2], x,
+                 labels, max_iter=3)  # fmt: skip
+    assert np.isfinite(res.loss_history[-1])

@@ -271,12 +271,22 @@ class PairsLearner(_TuplesLearner):
 
         Args:
             pairs: ``(n_pairs, 2, n_features)``, or ``(n_pairs, 2)`` indices.
-            y: labels in {-1, +1}, shape ``(n_pairs,)`` (both classes present).
+            y: labels in {-1, +1}, shape ``(n_pairs,)`` (both classes present); {0, 1}
+                (1 = similar) too, as metric-learn's ``roc_auc_score`` takes them.
 
         Returns:
             The ROC AUC, a float in [0, 1].
         """
         scores = self.decision_function(pairs)
+        labels = np.asarray(y) if isinstance(y, (list, tuple, np.ndarray)) else None
+        if (
+            labels is not None
+            and labels.dtype.kind in "biuf"
+            and labels.size
+            and np.all(np.isin(labels, (0, 1)))
+            and np.any(labels == 0)
+        ):
+            y = np.where(labels == 1, 1, -1)  # 0 = dissimilar
         y = self._check_labels(y, len(scores), require_both=True)
         return float(roc_auc_score(y, scores))
 

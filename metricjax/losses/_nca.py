@@ -24,7 +24,9 @@ def encode_labels(labels, num_classes: int | None = None):
     if isinstance(labels, jax.core.Tracer):
         if num_classes is None:
             raise ValueError(
-                "under jit, pass `num_classes` and integer labels in [0, num_classes)"
+                "under jit, pass `num_classes` and integer labels in [0, num_classes) "
+                "(inside mj.fit / mj.fit_minibatch, which trace the loss: bind it, e.g. "
+                "functools.partial(nca_loss, num_classes=C))"
             )
         if labels.dtype == jnp.bool_:  # two classes, False = 0 and True = 1, as outside jit
             labels = labels.astype(jnp.int32)

@@ -257,3 +257,30 @@ def test_metric_learn_style_code_runs_unchanged(iris):
                    regularization=0.5, convergence_tol=0.001, verbose=False,
                    preprocessor=None, n_components=None, random_state=0).fit(X, y)  # fmt: skip
     assert est.transform(X).shape == X.shape
+
+
+@pytest.mark.parametrize(
+    "est",
+    [mj.ITML(), mj.SCML(), mj.LSML(), mj.NCA(), mj.Covariance(), mj.RCA()],
+    ids=["ITML", "SCML", "LSML", "NCA", "Covariance", "RCA"],
+)
+def test_pair_tuples_are_checked_before_the_fit_as_in_metric_learn(est):
+    """metric-learn's own tests call ``_check_preprocessor()`` on an estimator not yet
+    fitted, give ``pair_score`` / ``pair_distance`` triplets and expect its tuple-size
+    message, word for word; valid pairs then meet the not-fitted error."""
+    from sklearn.exceptions import NotFittedError
+
+    est._check_preprocessor()
+    assert est.preprocessor_ is est.preprocessor
+    triplets = np.array([[[1.3, 6.3], [3.0, 6.8], [6.5, 4.4]],
+                         [[1.9, 5.3], [1.0, 7.8], [3.2, 1.2]]])  # fmt: skip
+    msg = (  # metric-learn's expected message (its make_context: " by <class name>")
+        f"Tuples of 2 element(s) expected by {type(est).__name__}. Got tuples of 3 "
+        f"element(s) instead (shape=(2, 3, 2)):\ninput={triplets}.\n"
+    )
+    for method in (est.pair_score, est.pair_distance):
+        with pytest.raises(ValueError) as err:
+            method(triplets)
+        assert str(err.value) == msg
+        with pytest.raises(NotFittedError):
+            method(triplets[:, :2])

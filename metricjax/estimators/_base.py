@@ -756,8 +756,11 @@ class MahalanobisLearner(BaseEstimator):
         Returns:
             Array of shape ``(n_pairs,)``.
         """
+        # the tuples first, as metric-learn checks them (its tests give triplets to an
+        # estimator not yet fitted and expect the tuple-size message)
+        pairs = self._tuples(pairs, 2, name="pairs")
         check_is_fitted(self, "components_")
-        return pair_distances(self._tuples(pairs, 2, name="pairs"), self.components_)
+        return pair_distances(pairs, self.components_)
 
     def pair_score(self, pairs):
         """Similarity of each pair: ``-pair_distance(pairs)`` (larger is more similar).
@@ -770,6 +773,13 @@ class MahalanobisLearner(BaseEstimator):
             Array of shape ``(n_pairs,)``.
         """
         return -self.pair_distance(pairs)
+
+    def _check_preprocessor(self):
+        """metric-learn's ``_check_preprocessor``: sets ``preprocessor_``, the
+        ``preprocessor`` as given (``None``, an array of points, or a callable). For
+        code written against metric-learn's base class; metricjax reads
+        ``preprocessor`` itself."""
+        self.preprocessor_ = self.preprocessor
 
     def score_pairs(self, pairs):
         """Deprecated alias of :meth:`pair_distance` (as in metric-learn 0.7).

@@ -50,3 +50,29 @@ def test_nca_knn_accuracy_not_worse_than_euclidean(loader):
     nca = NCA(max_iter=100, random_state=0).fit(x_tr, y_tr)
     acc = knn_accuracy(nca.transform(x_tr), y_tr, nca.transform(x_te), y_te)
     assert acc >= base - 0.05, (acc, base)
+
+
+def test_private_loss_grad_lbfgs_is_scikit_learns():
+    """scikit-learn's own NCA tests (test_finite_differences, the collapsing toy example)
+    call its private ``_loss_grad_lbfgs(transformation, X, same_class_mask, sign)``:
+    NCA's gives scikit-learn's numbers."""
+    from scipy.optimize import check_grad
+    from sklearn.datasets import make_classification
+    from sklearn.neighbors import NeighborhoodComponentsAnalysis
+
+    X, y = make_classification(random_state=0)
+    rng = np.random.RandomState(0)
+    M = rng.randn(3, X.shape[1])
+    mask = y[:, None] == y[None, :]
+    ref = NeighborhoodComponentsAnalysis()
+    ours = NCA()
+    ref.n_iter_ = ours.n_iter_ = 0
+    for sign in (1.0, -1.0):
+        want = ref._loss_grad_lbfgs(M.ravel(), X, mask, sign)
+        got = ours._loss_grad_lbfgs(M.ravel(), X, mask, sign)
+        assert got[0] == pytest.approx(want[0], rel=1e-10)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-8, atol=1e-12 * np.abs(want[1]).max())
+    assert ours.n_iter_ == 2
+    diff = check_grad(lambda m: ours._loss_grad_lbfgs(m, X, mask)[0],
+                      lambda m: ours._loss_grad_lbfgs(m, X, mask)[1], M.ravel())  # fmt: skip
+    assert diff == pytest.approx(0.0, abs=1e-4)

@@ -83,6 +83,34 @@ class NCA(SoftNeighbourLearner):
             return int(codes.max()) == 0
         return int(codes.max()) == 0 or int(np.bincount(codes).max()) < 2
 
+    def _loss_grad_lbfgs(self, transformation, X, same_class_mask, sign=1.0):
+        """scikit-learn's private ``NeighborhoodComponentsAnalysis._loss_grad_lbfgs``:
+        ``(sign * sum_i p_i, sign * gradient.ravel())`` at the flattened map
+        ``transformation``, the classes given by the ``(n, n)`` same-class mask.
+
+        For code (and scikit-learn's own NCA tests) written against it; computed in
+        float64 by :func:`metricjax.losses.nca_loss`, whose value is ``-sum_i p_i``.
+        """
+        import jax
+
+        X = np.asarray(X, np.float64)
+        mask = np.asarray(same_class_mask, bool)
+        if mask.shape != (X.shape[0], X.shape[0]):
+            raise ValueError(
+                f"`same_class_mask` must have shape (n, n) = ({X.shape[0]}, {X.shape[0]}), "
+                f"got {mask.shape}"
+            )
+        codes = np.unique(np.argmax(mask, axis=1), return_inverse=True)[1].astype(np.int32)
+        L = np.asarray(transformation, np.float64).reshape(-1, X.shape[1])
+        with jax.enable_x64(True):
+            loss, grad = jax.value_and_grad(nca_loss)(
+                L, X, codes, num_classes=int(codes.max()) + 1
+            )
+            loss, grad = -float(loss), -np.asarray(grad, np.float64)
+        if hasattr(self, "n_iter_"):
+            self.n_iter_ += 1
+        return sign * loss, sign * grad.ravel()
+
     def _objective(self, X, codes, classes, sample_weight=None):
         block_size, num_classes = check_block_size(self.block_size), int(codes.max()) + 1
         mesh = check_mesh(self.mesh)

@@ -66,12 +66,17 @@ def ridge_weight(X, y, alpha: float, k: int, sample_weight=None) -> float:
     :math:`\lVert L_0\rVert_F^2 \approx k / m`) is about :math:`\alpha\,\mathrm{SST}`,
     the loss of predicting the mean. ``alpha`` is dimensionless.
     """
+    return alpha * weighted_sst(y, sample_weight) * median_sq_distance(X, sample_weight) / max(k, 1)
+
+
+def weighted_sst(y, sample_weight=None) -> float:
+    r""":math:`\mathrm{SST} = \sum_i s_i (y_i - \bar y)^2` of targets ``(n,)``, :math:`\bar y`
+    their weighted mean (all :math:`s_i = 1` without ``sample_weight``; then in the
+    dtype of ``y``, else in float64)."""
     if sample_weight is None:
-        sst = float(np.sum((y - np.mean(y, axis=0)) ** 2))
-    else:
-        y, s = np.asarray(y, np.float64), np.asarray(sample_weight, np.float64)
-        sst = float(np.sum(s * (y - np.average(y, axis=0, weights=s)) ** 2))
-    return alpha * sst * median_sq_distance(X, sample_weight) / max(k, 1)
+        return float(np.sum((y - np.mean(y, axis=0)) ** 2))
+    y, s = np.asarray(y, np.float64), np.asarray(sample_weight, np.float64)
+    return float(np.sum(s * (y - np.average(y, axis=0, weights=s)) ** 2))
 
 
 def target_scale(y, sample_weight=None) -> float:
@@ -82,9 +87,8 @@ def target_scale(y, sample_weight=None) -> float:
     whatever the units of ``y``.
     """
     y = np.asarray(y, np.float64)
-    s = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
-    centred = y - np.average(y, axis=0, weights=s)
-    spread = float(np.sqrt(np.sum(s * np.sum(centred.reshape(len(y), -1) ** 2, axis=1)) / np.sum(s)))
+    total = len(y) if sample_weight is None else float(np.sum(sample_weight))
+    spread = float(np.sqrt(weighted_sst(y, sample_weight) / total))
     return spread if np.isfinite(spread) and spread > 0 else 1.0
 
 

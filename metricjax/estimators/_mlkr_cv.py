@@ -301,7 +301,8 @@ class MLKRCV(MLKR):
                 )
             # what MLKR.fit computes from the training part, on the host
             xf, yf, swf = drop_zero_weights(
-                X[train], y[train], None if sw is None else sw[train], counts=True
+                X[train], y[train], None if sw is None else sw[train],
+                counts=base._weights_are_counts,
             )
             starts.append(base._initial_components(xf, yf, d, len(xf), swf))
             # the fold's targets in the units MLKR.fit optimises (y / target_scale: same

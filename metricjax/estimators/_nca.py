@@ -2,6 +2,7 @@
 
 import functools
 
+import jax
 import numpy as np
 
 from metricjax.estimators._base import (
@@ -91,8 +92,6 @@ class NCA(SoftNeighbourLearner):
         For code (and scikit-learn's own NCA tests) written against it; computed in
         float64 by :func:`metricjax.losses.nca_loss`, whose value is ``-sum_i p_i``.
         """
-        import jax
-
         X = np.asarray(X, np.float64)
         mask = np.asarray(same_class_mask, bool)
         if mask.shape != (X.shape[0], X.shape[0]):

@@ -43,20 +43,8 @@ IDS = ["MLKR", "NCA", "LMNN"]
 
 
 # ------------------------------------------------------------------ estimator checks
-def _expected_failed_checks(estimator):
-    """scikit-learn's checks that LMNN fails by design (see its ``fit``); MLKR and NCA
-    pass them all (their integer weights are repeated samples)."""
-    if not isinstance(estimator, LMNN):
-        return {}
-    return {
-        "check_sample_weight_equivalence_on_dense_data": (
-            "LMNN's weights are relative: a repeated sample would be its own target "
-            "neighbour at distance 0, which no weighting of the hinges reproduces"
-        )
-    }
-
-
-@parametrize_with_checks([MLKR(), NCA(), LMNN()], expected_failed_checks=_expected_failed_checks)
+# every check passes, sample-weight equivalence included (integer weights are repeated samples)
+@parametrize_with_checks([MLKR(), NCA(), LMNN()])
 def test_sklearn_estimator_checks(estimator, check):
     with no_convergence_warnings():
         check(estimator)

@@ -852,7 +852,7 @@ class SupervisedLearner(PointsTransformer):
     #: initial embedding is 1 (MLKR, NCA: unit-bandwidth kernels, see median_sq_distance).
     _unit_free_init = False
     # sample weights as counts of copies (scikit-learn's meaning, see drop_zero_weights)
-    # rather than relative weights scaled to mean 1
+    # rather than relative weights scaled to mean 1 (every supervised learner sets it)
     _weights_are_counts = False
 
     def fit(self, X, y, sample_weight=None):
@@ -869,24 +869,24 @@ class SupervisedLearner(PointsTransformer):
                 of shape ``(n_samples,)``, at least 2 of them positive
                 (scikit-learn's ``sample_weight``). A weight of 0 is exactly the
                 sample removed: it is dropped before anything else, so the fit equals
-                the fit on the other samples. MLKR and NCA read weights as
-                scikit-learn defines them, counts of copies: a weight of 3 is the
-                sample three times, a copy being a neighbour of the others at distance
-                0 (the fit equals the fit on the repeated samples; scikit-learn's
+                the fit on the other samples. Weights are read as scikit-learn defines
+                them, counts of copies: a weight of 3 is the sample three times, a copy
+                being a neighbour of the others at distance 0 (the fit equals the fit
+                on the repeated samples; scikit-learn's
                 ``check_sample_weight_equivalence_on_dense_data`` passes), and weights
-                of 1 are no weights. LMNN's weights are relative: equal weights are no
-                weights, others are scaled to mean 1 (a repeated sample would be its
-                own target neighbour, which no weighting of its hinges reproduces; that
-                check fails for LMNN by design). Weights enter the loss (each point's
+                of 1 are no weights. LMNN reads a weight ``s`` as ``ceil(s)``
+                copies of weight ``s / ceil(s)``, whose own copies are among their
+                target neighbours
+                (``docs/derivations.md`` §15). Weights enter the loss (each point's
                 term, and each point as a neighbour: see ``sample_weight`` of
                 :func:`metricjax.losses.mlkr_loss`, :func:`~metricjax.losses.nca_loss`,
                 :func:`~metricjax.losses.lmnn_loss`) and every data-dependent step of
                 the fit: ``init="pca"`` / ``"lda"`` (weighted mean, covariance, class
                 scatters), the median distance that scales MLKR's and NCA's initial
-                map, MLKR's ridge weight (weighted sum of squares of ``y``); LMNN's
-                target neighbours are searched among the samples of positive weight,
-                and LMNN does not use its impostor active set with unequal weights
-                (the full loss).
+                map, MLKR's ridge weight (weighted sum of squares of ``y``), LMNN's
+                target neighbours (among the copies, and its class-size rule counts
+                copies); LMNN does not use its impostor active set with weights (the
+                full loss).
 
         Returns:
             The fitted estimator (``self``).

@@ -29,8 +29,14 @@ from metricjax.losses import (
     lmnn_target_neighbors,
     sharded_lmnn_loss,
 )
-from metricjax.losses._lmnn import with_capacity
+from metricjax.losses._lmnn import (
+    copies_of,
+    copy_target_neighbors,
+    lmnn_pairs_loss,
+    with_capacity,
+)
 from metricjax.losses._lmnn_active import PAIR_MEMORY, max_pairs_for
+from metricjax.losses._sharded import sharded_lmnn_pairs_loss
 
 
 class LMNN(SupervisedLearner):
@@ -118,7 +124,12 @@ class LMNN(SupervisedLearner):
         + r"""        classes_: the class labels, sorted.
         n_neighbors_: the number of target neighbours actually used.
         target_neighbors_: ``(n_samples, n_neighbors_)`` indices of the target
-            neighbours of the training points.""",
+            neighbours of the training points. Fitted with ``sample_weight``:
+            ``(n_kept, n_neighbors_ + 1)`` target slots of the samples of positive
+            weight (slot 0 the sample itself, for its own copies), and
+        target_weights_: ``None`` without ``sample_weight``; with it,
+            ``(n_kept, n_neighbors_ + 1)``, the slots' pair weights :math:`a_{ij} = s_i\, \omega_j\, m_{ij}` (0 on an
+            unused slot), ``docs/derivations.md`` §15.""",
         references="""
         K. Q. Weinberger and L. K. Saul, `Distance Metric Learning for Large Margin
         Nearest Neighbor Classification <https://jmlr.org/papers/v10/weinberger09a.html>`_,
@@ -127,6 +138,7 @@ class LMNN(SupervisedLearner):
     )
 
     _log_class = _LMNNLog  # verbose: metric-learn's LMNN lines
+    _weights_are_counts = True  # a weight counts copies of the sample (copy_target_neighbors)
 
     def __init__(
         self,
@@ -192,7 +204,11 @@ class LMNN(SupervisedLearner):
         k = check_int(n_neighbors, "n_neighbors", 1)
         push_weight = check_real(push_weight, "push_weight", 0.0, 1.0)
         margin = check_real(self.margin, "margin", 0.0)
-        smallest = int(np.bincount(codes).min())
+        # with weights, a sample of weight s counts ceil(s) copies (copy_target_neighbors)
+        if sample_weight is None:
+            smallest = int(np.bincount(codes).min())
+        else:
+            smallest = int(np.bincount(codes, weights=copies_of(sample_weight)[0]).min())
         if k > smallest:  # metric-learn raises here
             warnings.warn(
                 f"n_neighbors={k} is too large for the smallest class ({smallest} samples); "
@@ -202,15 +218,18 @@ class LMNN(SupervisedLearner):
             )
             k = smallest
         self._active_settings()  # validated before any work
-        tn = np.asarray(lmnn_target_neighbors(X, codes, k), dtype=np.int32)
         block_size, mesh = check_block_size(self.block_size), check_mesh(self.mesh)
-        fitted = {"n_neighbors_": k, "target_neighbors_": tn}
         if sample_weight is None:
+            tn = np.asarray(lmnn_target_neighbors(X, codes, k), dtype=np.int32)
+            fitted = {"n_neighbors_": k, "target_neighbors_": tn, "target_weights_": None}
             return _lmnn_objective(block_size, margin, push_weight, mesh), (codes, tn), fitted
-        # the zero weights are dropped already: the target neighbours above are the
-        # ones of the kept samples, and the weights scale pull and hinge terms
+        # the zero weights are dropped already; a weight counts copies of the sample:
+        # its own copies are among its targets, and a neighbour's copies fill its slots
+        tn, pair_weight = copy_target_neighbors(X, codes, sample_weight, k)
+        fitted = {"n_neighbors_": k, "target_neighbors_": tn, "target_weights_": pair_weight}
         loss = _weighted_lmnn_objective(block_size, margin, push_weight, mesh)
-        return loss, (codes, tn, np.asarray(sample_weight, X.dtype)), fitted
+        weights = (pair_weight.astype(X.dtype), np.asarray(sample_weight, X.dtype))
+        return loss, (codes, tn, *weights), fitted
 
     def _active_settings(self):
         """``(refresh, slack, max_pairs)``: ``refresh`` is ``None`` without an active set."""
@@ -372,15 +391,19 @@ def _lmnn_with_targets(
 
 
 def _weighted_lmnn(
-    transform, x, codes, target_neighbors, sample_weight, *, push_weight, margin, block_size,
-    mesh=None,
+    transform, x, codes, target_neighbors, pair_weight, sample_weight, *, push_weight, margin,
+    block_size, mesh=None,
 ):  # fmt: skip
-    """:func:`metricjax.losses.lmnn_loss` (row-sharded over ``mesh`` if given) with target
-    neighbours and sample weights as data."""
-    loss = lmnn_loss if mesh is None else functools.partial(sharded_lmnn_loss, mesh=mesh)
-    return loss(
-        transform, x, codes, target_neighbors=target_neighbors, push_weight=push_weight,
-        margin=margin, sample_weight=sample_weight, block_size=block_size,
+    """LMNN's loss (row-sharded over ``mesh`` if given) with the target slots, their pair
+    weights and the sample weights of :func:`copy_target_neighbors` as data."""
+    if mesh is None:
+        return lmnn_pairs_loss(
+            transform, x, codes, target_neighbors, pair_weight, sample_weight,
+            push_weight=push_weight, margin=margin, block_size=block_size,
+        )  # fmt: skip
+    return sharded_lmnn_pairs_loss(
+        transform, x, codes, target_neighbors, pair_weight, sample_weight, mesh=mesh,
+        push_weight=push_weight, margin=margin, block_size=block_size,
     )  # fmt: skip
 
 

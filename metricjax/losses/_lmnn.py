@@ -119,8 +119,16 @@ def lmnn_target_neighbors(
         raise ValueError("`x` contains NaN or inf")
     classes, codes = _checks.label_codes(labels, n)
     _check_class_sizes(classes, codes, k)
+    return _nearest_classmates(xa, codes, len(classes), k)
+
+
+def _nearest_classmates(xa, codes, n_classes: int, k: int):
+    """``(n, k)`` host indices: each point's nearest same-class points, nearest first (ties
+    to the smaller index), itself last where its class has ``k`` members, and itself
+    again in the slots its class cannot fill (fewer than ``k`` members)."""
+    n = xa.shape[0]
     out = np.empty((n, k), dtype=np.intp)
-    for c in range(len(classes)):
+    for c in range(n_classes):
         idx = np.flatnonzero(codes == c)
         xc = xa[idx] - xa[idx].mean(axis=0)
         sq = np.einsum("ij,ij->i", xc, xc)
@@ -128,8 +136,98 @@ def lmnn_target_neighbors(
             e = min(s + _HOST_CHUNK, idx.size)
             d2 = np.maximum(sq[s:e, None] + sq[None, :] - 2 * (xc[s:e] @ xc.T), 0)
             d2[np.arange(e - s), np.arange(s, e)] = np.inf
-            out[idx[s:e]] = idx[np.argsort(d2, axis=1, kind="stable")[:, :k]]
+            near = idx[np.argsort(d2, axis=1, kind="stable")[:, :k]]
+            if near.shape[1] < k:  # a class of fewer than k members: itself in the rest
+                own = np.repeat(idx[s:e, None], k - near.shape[1], axis=1)
+                near = np.concatenate([near, own], axis=1)
+            out[idx[s:e]] = near
     return out
+
+
+def copies_of(weight):
+    r"""The copy model of LMNN's sample weights: :math:`q_i = \lceil s_i ceil` copies of
+    weight :math:`\omega_i = s_i / q_i` each (``(q, omega)``, float64, positive weights)."""
+    s = np.asarray(weight, np.float64)
+    q = np.maximum(np.ceil(s * (1 - 1e-12)), 1.0)  # 2.0 is 2 copies, not 3 from rounding
+    return q, s / q
+
+
+def copy_target_neighbors(x, codes, weight, k: int):
+    r"""Target neighbours and pair weights of LMNN when weight :math:`s_i` is :math:`q_i =
+    \lceil s_i ceil` copies of the point, each of weight :math:`s_i / q_i`.
+
+    This is scikit-learn's meaning of an integer weight (the sample repeated: weights of
+    1 are no weights), and for weights in :math:`(0, 1]` it is the weighting of
+    :func:`lmnn_loss` (pair :math:`s_i s_j`, hinge :math:`s_i s_j s_l`). Each copy of
+    point :math:`i` takes as targets the :math:`k` nearest *copies* of its class: first
+    its own other :math:`q_i - 1` copies (distance 0), then the copies of its nearest
+    classmates in order, the last one possibly in part, and itself where its class has
+    exactly :math:`k` copies (metric-learn's rule). The :math:`q_i` copies of ``i`` share
+    these targets, so they are one anchor of weight :math:`s_i`: pair :math:`(i, j)`
+    weighs :math:`a_{ij} = s_i\, \omega_j\, m_{ij}` for :math:`m_{ij}` copies of ``j``
+    among the targets, and the hinges :math:`(i, j, l)` :math:`a_{ij} s_l` (the copies of
+    the impostor ``l``), which is exactly the loss of the repeated points.
+
+    Args:
+        x: ``(n, d)`` host inputs (the original space, as :func:`lmnn_target_neighbors`).
+        codes: ``(n,)`` integer class codes in ``[0, C)``.
+        weight: ``(n,)`` positive weights.
+        k: target copies per point; every class needs at least ``k`` copies.
+
+    Returns:
+        ``(tn, pair_weight)``: ``(n, k + 1)`` int32 slots (slot 0 the point itself, for
+        its own copies) and their float64 weights :math:`a_{ij}` (0 on empty slots).
+    """
+    xa = np.asarray(x, np.float64)
+    codes = np.asarray(codes)
+    s = np.asarray(weight, np.float64)
+    n = xa.shape[0]
+    q, omega = copies_of(s)
+    n_classes = int(codes.max()) + 1
+    copies = np.bincount(codes, weights=q, minlength=n_classes)
+    if np.any(copies < k):
+        raise ValueError(
+            f"n_neighbors={k} needs at least {k} copies per class (weights count copies), "
+            f"got {int(copies.min())}"
+        )
+    near = _nearest_classmates(xa, codes, n_classes, min(k, n - 1))
+    members = np.bincount(codes, minlength=n_classes)[codes]
+    left = np.full(n, float(k))
+    own = np.minimum(q - 1, left)
+    left -= own
+    mult = np.zeros((n, k + 1))
+    for t in range(near.shape[1]):
+        j = near[:, t]
+        real = t < members - 1  # slots past the class's other members repeat the point
+        take = np.where(real, np.minimum(q[j], left), 0.0)
+        mult[:, t + 1] = take
+        left -= take
+    own += left  # a class of exactly k copies: the point itself last
+    mult[:, 0] = own
+    tn = np.zeros((n, k + 1), np.int32)
+    tn[:, 0] = np.arange(n)
+    tn[:, 1 : near.shape[1] + 1] = near
+    if near.shape[1] < k:
+        tn[:, near.shape[1] + 1 :] = np.arange(n)[:, None]
+    return tn, s[:, None] * omega[tn] * mult
+
+
+def lmnn_pairs_loss(
+    transform, x, codes, target_neighbors, pair_weight, sample_weight, *, push_weight,
+    margin, block_size,
+):  # fmt: skip
+    r"""LMNN with explicit target-pair weights :math:`a_{ij}` and point weights :math:`s_l`:
+    pull :math:`(1 - \mu) \sum a_{ij} d_{ij}`, push :math:`\mu \sum a_{ij} s_l [m + d_{ij} -
+    d_{il}]_+`. The estimator's loss for :func:`copy_target_neighbors` (no checks: its
+    inputs are built by the estimator)."""
+    dt = jnp.result_type(transform, x)
+    tn = jnp.asarray(target_neighbors, jnp.int32)
+    b = _block_rows(block_size, x.shape[0], tn.shape[1], jnp.dtype(dt).itemsize)
+    weights = (jnp.asarray(pair_weight, dt), jnp.asarray(sample_weight, dt))
+    return _lmnn_jit(
+        jnp.asarray(transform, dt), jnp.asarray(x, dt), jnp.asarray(codes, jnp.int32), tn,
+        weights, None, float(push_weight), float(margin), b,
+    )
 
 
 def _label_codes(labels, n: int):

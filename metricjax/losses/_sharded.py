@@ -501,6 +501,21 @@ def sharded_lmnn_loss(
     )
 
 
+def sharded_lmnn_pairs_loss(
+    transform, x, codes, target_neighbors, pair_weight, sample_weight, *, mesh, push_weight,
+    margin, block_size,
+):  # fmt: skip
+    """:func:`metricjax.losses._lmnn.lmnn_pairs_loss` split by rows over ``mesh`` (no checks:
+    the estimator builds its inputs)."""
+    dt = jnp.result_type(transform, x)
+    weights = (jnp.asarray(pair_weight, dt), jnp.asarray(sample_weight, dt))
+    return _run_lmnn(
+        jnp.asarray(transform, dt), jnp.asarray(x, dt), jnp.asarray(codes, jnp.int32),
+        jnp.asarray(target_neighbors, jnp.int32), weights, mesh, _axis(mesh, None),
+        float(push_weight), float(margin), block_size, x.shape[0],
+    )
+
+
 def _check_block(block_size) -> None:
     sn.resolve_block_size(block_size, 2, 8)  # validates; the size is resolved per device
 

@@ -42,6 +42,14 @@ SCRIPT = textwrap.dedent(
         out[name] = rel(a.get_mahalanobis_matrix(), b.get_mahalanobis_matrix())
         out[name + "_iters"] = [int(a.n_iter_), int(b.n_iter_)]
         out[name + "_dtype"] = str(a.components_.dtype)
+    # integer weights (zeros dropped): LMNN's copy-model targets, sharded with padding
+    w = rng.integers(0, 4, size=30).astype(float)
+    kw = dict(max_iter=10, n_neighbors=2)
+    a = LMNN(mesh=mesh, **kw).fit(X, c, sample_weight=w)
+    b = LMNN(**kw).fit(X, c, sample_weight=w)
+    out["lmnn_weighted"] = rel(a.get_mahalanobis_matrix(), b.get_mahalanobis_matrix())
+    out["lmnn_weighted_iters"] = [int(a.n_iter_), int(b.n_iter_)]
+    out["lmnn_weighted_dtype"] = str(a.components_.dtype)
     print(json.dumps(out))
     """
 )
@@ -49,7 +57,7 @@ SCRIPT = textwrap.dedent(
 
 def test_sharded_fits_equal_unsharded_on_four_devices():
     out = run_on_cpu_devices(SCRIPT)
-    for name in ("mlkr", "nca", "lmnn", "mlkr_minibatch", "nca_minibatch"):
+    for name in ("mlkr", "nca", "lmnn", "mlkr_minibatch", "nca_minibatch", "lmnn_weighted"):
         assert out[name] < 1e-8, out
         assert out[name + "_iters"][0] == out[name + "_iters"][1], out
         assert out[name + "_dtype"] == "float64"

@@ -136,6 +136,15 @@ def test_lmnn_copy_model_is_the_repeated_points(seed):
     np.testing.assert_allclose(a.sum(axis=1), w * k)
 
 
+def test_lmnn_copies_of_a_weight():
+    """ceil(s) copies of weight s / ceil(s); rounding noise above an integer adds no copy."""
+    from metricjax.losses._lmnn import copies_of
+
+    q, omega = copies_of(np.array([1 + 1e-12, 2 - 1e-12, 2 + 1e-12, 0.5, 2.5, 1.2]))
+    np.testing.assert_array_equal(q, [1, 2, 2, 1, 3, 2])
+    np.testing.assert_allclose(omega, [1, 1, 1, 0.5, 2.5 / 3, 0.6], rtol=1e-11)
+
+
 def test_lmnn_weights_up_to_one_are_the_loss_weights():
     """Weights in (0, 1] are one copy each: the pairs weigh s_i s_j, the hinges s_i s_j s_l,
     over the k distinct nearest classmates: lmnn_loss's ``sample_weight``."""

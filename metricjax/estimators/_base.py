@@ -175,23 +175,18 @@ def check_sample_weight(sample_weight, n: int):
     return w
 
 
-def drop_zero_weights(X, y, sample_weight, *, counts: bool = False):
+def drop_zero_weights(X, y, sample_weight):
     """``(X, y, weights)`` without the samples of weight 0 (they are not there at all).
 
-    ``counts=False``: weights are relative: equal ones become ``None`` (no weights),
-    others are scaled to mean 1. ``counts=True`` (MLKR, NCA: scikit-learn's meaning, a
-    weight of 2 is the sample twice): kept as given, ``None`` when all are 1.
-    ``sample_weight`` is checked (:func:`check_sample_weight`) or ``None``.
+    The weights are kept as given, counts of copies (scikit-learn's meaning: a weight of
+    2 is the sample twice), and ``None`` when all are 1. ``sample_weight`` is checked
+    (:func:`check_sample_weight`) or ``None``.
     """
     if sample_weight is None:
         return X, y, None
     keep = sample_weight > 0
     X, y, sample_weight = X[keep], y[keep], sample_weight[keep]
-    if counts:
-        return X, y, None if np.all(sample_weight == 1) else sample_weight
-    if np.all(sample_weight == sample_weight[0]):
-        return X, y, None
-    return X, y, sample_weight / np.mean(sample_weight)
+    return X, y, None if np.all(sample_weight == 1) else sample_weight
 
 
 def weighted_pca(X, weight, k: int):
@@ -851,9 +846,6 @@ class SupervisedLearner(PointsTransformer):
     #: Rescale a string ``init`` so that the median squared pairwise distance of the
     #: initial embedding is 1 (MLKR, NCA: unit-bandwidth kernels, see median_sq_distance).
     _unit_free_init = False
-    # sample weights as counts of copies (scikit-learn's meaning, see drop_zero_weights)
-    # rather than relative weights scaled to mean 1 (every supervised learner sets it)
-    _weights_are_counts = False
 
     def fit(self, X, y, sample_weight=None):
         """Learn the linear map ``components_`` from ``X``, ``y`` and optional sample weights.
@@ -936,9 +928,7 @@ class SupervisedLearner(PointsTransformer):
                 f"({start.shape[1]})."
             )
         sample_weight = check_sample_weight(sample_weight, X.shape[0])
-        X, y, sample_weight = drop_zero_weights(
-            X, y, sample_weight, counts=self._weights_are_counts
-        )
+        X, y, sample_weight = drop_zero_weights(X, y, sample_weight)
         n_samples, n_features = X.shape
         dtype = X.dtype
         extra = {}
@@ -1278,7 +1268,6 @@ COMMON_ATTRS = """
 class SoftNeighbourLearner(SupervisedLearner):
     """Shared constructor of MLKR and NCA (same hyperparameters)."""
 
-    _weights_are_counts = True  # the soft-neighbour losses' weights are copies (§12)
 
     def __init__(
         self,

@@ -126,7 +126,8 @@ class LMNN(SupervisedLearner):
         target_neighbors_: ``(n_samples, n_neighbors_)`` indices of the target
             neighbours of the training points. Fitted with ``sample_weight``:
             ``(n_kept, n_neighbors_ + 1)`` target slots of the samples of positive
-            weight (slot 0 the sample itself, for its own copies), and
+            weight (slot 0 the sample itself, for its own copies), weighted by
+            ``target_weights_``.
         target_weights_: ``None`` without ``sample_weight``; with it,
             ``(n_kept, n_neighbors_ + 1)``, the slots' pair weights :math:`a_{ij} = s_i\, \omega_j\, m_{ij}` (0 on an
             unused slot), ``docs/derivations.md`` §15.""",
@@ -138,7 +139,6 @@ class LMNN(SupervisedLearner):
     )
 
     _log_class = _LMNNLog  # verbose: metric-learn's LMNN lines
-    _weights_are_counts = True  # a weight counts copies of the sample (copy_target_neighbors)
 
     def __init__(
         self,
@@ -206,12 +206,13 @@ class LMNN(SupervisedLearner):
         margin = check_real(self.margin, "margin", 0.0)
         # with weights, a sample of weight s counts ceil(s) copies (copy_target_neighbors)
         if sample_weight is None:
-            smallest = int(np.bincount(codes).min())
+            smallest, unit = int(np.bincount(codes).min()), "samples"
         else:
             smallest = int(np.bincount(codes, weights=copies_of(sample_weight)[0]).min())
+            unit = "copies: sample weights count copies"
         if k > smallest:  # metric-learn raises here
             warnings.warn(
-                f"n_neighbors={k} is too large for the smallest class ({smallest} samples); "
+                f"n_neighbors={k} is too large for the smallest class ({smallest} {unit}); "
                 f"using n_neighbors={smallest}",
                 UserWarning,
                 stacklevel=4,

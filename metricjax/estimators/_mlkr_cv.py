@@ -300,10 +300,7 @@ class MLKRCV(MLKR):
                     f"{len(train)} and {len(test)}"
                 )
             # what MLKR.fit computes from the training part, on the host
-            xf, yf, swf = drop_zero_weights(
-                X[train], y[train], None if sw is None else sw[train],
-                counts=base._weights_are_counts,
-            )
+            xf, yf, swf = drop_zero_weights(X[train], y[train], None if sw is None else sw[train])
             starts.append(base._initial_components(xf, yf, d, len(xf), swf))
             # the fold's targets in the units MLKR.fit optimises (y / target_scale: same
             # minimiser, scale-free stopping); held-out R^2 does not depend on them

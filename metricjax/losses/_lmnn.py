@@ -145,16 +145,18 @@ def _nearest_classmates(xa, codes, n_classes: int, k: int):
 
 
 def copies_of(weight):
-    r"""The copy model of LMNN's sample weights: :math:`q_i = \lceil s_i ceil` copies of
-    weight :math:`\omega_i = s_i / q_i` each (``(q, omega)``, float64, positive weights)."""
+    r"""The copy model of LMNN's sample weights: :math:`q_i = \lceil s_i \rceil` copies of
+    weight :math:`\omega_i = s_i / q_i` each (``(q, omega)``, float64, positive weights).
+    A weight within a relative ``1e-9`` above an integer counts as that integer (a weight
+    computed as ``2 + 1e-15`` is 2 copies, not 3)."""
     s = np.asarray(weight, np.float64)
-    q = np.maximum(np.ceil(s * (1 - 1e-12)), 1.0)  # 2.0 is 2 copies, not 3 from rounding
+    q = np.maximum(np.ceil(s * (1 - 1e-9)), 1.0)
     return q, s / q
 
 
 def copy_target_neighbors(x, codes, weight, k: int):
     r"""Target neighbours and pair weights of LMNN when weight :math:`s_i` is :math:`q_i =
-    \lceil s_i ceil` copies of the point, each of weight :math:`s_i / q_i`.
+    \lceil s_i \rceil` copies of the point, each of weight :math:`s_i / q_i`.
 
     This is scikit-learn's meaning of an integer weight (the sample repeated: weights of
     1 are no weights), and for weights in :math:`(0, 1]` it is the weighting of

@@ -80,6 +80,67 @@ def test_search_matches_bruteforce(slack, block_size):
     assert np.all(np.diff(a) >= 0)  # sorted by anchor, padding included
 
 
+def _boundary(L, x, tn, pairs, radius_extra):
+    """Relative gap ``(D_il - r_i) / (q_i + q_l + r_i)`` of each pair (centred embedding)."""
+    z = (x - x.mean(0)) @ L.T
+    q = (z**2).sum(1)
+    r = ((z[:, None, :] - z[tn]) ** 2).sum(-1).max(1) + radius_extra
+    a, l = (np.array(v, int) for v in zip(*pairs))
+    return (((z[a] - z[l]) ** 2).sum(1) - r[a]) / (q[a] + q[l] + r[a])
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("shift", [0.0, 1e6])  # far from the origin: centred first
+def test_float64_search_runs_in_float32_and_misses_no_pair(shift):
+    """A float64 set is searched in float32 with an allowance that covers the cast and
+    the float32 products: it holds every pair of the float64 brute force, and any extra
+    pair lies within that allowance of the radius."""
+    L, x, labels = _data(n=300, d=6, kl=4, seed=5, scale=1.3)
+    x = x + shift
+    tn = lmnn_target_neighbors(x, labels, 3)
+    z = jnp.asarray((x - x.mean(0)) @ L.T)
+    assert _lmnn_active._search_dtype(z) == jnp.float32
+    got = _pairs(lmnn_impostors(L, x, labels, target_neighbors=tn, slack=0.3))
+    want = np_pairs(L, x - x.mean(0), labels, tn, 1.3)
+    assert want <= got
+    extra = got - want
+    if extra:
+        assert np.all(_boundary(L, x, tn, extra, 1.3) <= _lmnn_active._search_eps(jnp.float32, 4))
+
+
+@pytest.mark.usefixtures("x64")
+def test_float64_search_keeps_pairs_on_the_radius():
+    """Pairs 1e-14 (relative) inside the radius, far below float32's resolution: the
+    float32 search keeps every one (without its allowance about half would be lost)."""
+    L, x, labels = _data(n=100, d=5, kl=5, seed=7)
+    tn = lmnn_target_neighbors(x, labels, 3)
+    z = (x - x.mean(0)) @ L.T
+    dist = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+    radius = np.take_along_axis(dist, tn, axis=1).max(axis=1)
+    rng = np.random.default_rng(0)
+    for i in rng.choice(100, size=24, replace=False):
+        far = np.flatnonzero((labels != labels[i]) & (dist[i] > radius[i] + 0.1))
+        l = far[0]
+        slack = dist[i, l] - radius[i] + 1e-14 * dist[i, l]  # l is just inside the radius
+        s = lmnn_impostors(L, x, labels, target_neighbors=tn, margin=0.0, slack=slack)
+        assert (int(i), int(l)) in _pairs(s), (i, l)
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("scale", [1e-12, 1e17])
+def test_float64_search_stays_float64_outside_float32s_range(scale):
+    """Squared norms float32 cannot hold with room (below 1e-20 or above 1e30): the
+    search stays in float64 and matches the brute force exactly."""
+    L, x, labels = _data(n=120, d=4, kl=3, seed=2)
+    L = L * scale
+    tn = lmnn_target_neighbors(x, labels, 3)
+    z = jnp.asarray((x - x.mean(0)) @ L.T)
+    assert _lmnn_active._search_dtype(z) == jnp.float64
+    extra = 0.5 * scale**2
+    got = _pairs(lmnn_impostors(L, x, labels, target_neighbors=tn, margin=extra))
+    assert got == np_pairs(L, x - x.mean(0), labels, tn, extra)
+
+
 @pytest.mark.usefixtures("x64")
 def test_capacity_power_of_two_and_explicit():
     L, x, labels = _data(n=120, seed=1, scale=1.5)
@@ -256,7 +317,8 @@ def test_memory_at_n_50000_is_linear_in_n():
     z = jax.ShapeDtypeStruct((n, k), jnp.float32)
     ints = jax.ShapeDtypeStruct((n,), jnp.int32)
     tns = jax.ShapeDtypeStruct((n, kt), jnp.int32)
-    search = functools.partial(_lmnn_active._search_block.__wrapped__, b=b)
+    eps = _lmnn_active._search_eps(jnp.float32, k)
+    search = functools.partial(_lmnn_active._search_block.__wrapped__, b=b, eps=eps)
     temp = _temp_bytes(search, z, jax.ShapeDtypeStruct((n,), jnp.float32), ints, tns,
                        jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.float32))  # fmt: skip
     assert temp <= 8 * b * n * 4, (temp, b)  # O(b n), never n^2 (10 GB here)

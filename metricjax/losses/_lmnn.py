@@ -841,7 +841,13 @@ def lmnn_impostors(
 
     The search runs over row blocks of the distance matrix (the engine's block-size
     rule: memory ``O(b n)``, never ``n^2``, plus the pairs found); each block's mask
-    goes to the host, which keeps the indices. It needs concrete inputs (not under
+    goes to the host, which keeps the indices. The comparison carries a rounding
+    allowance (relative to :math:`q_i + q_l + r_i`, the squared norms and the radius), so
+    a pair on the radius is kept: float64 inputs are searched in float32 (half the bytes,
+    faster products) with an allowance that covers the cast and the float32 products,
+    unless the squared norms leave float32's comfortable range (above ``1e30`` or all
+    below ``1e-20``); the set may then hold a few extra pairs on the boundary, which
+    change nothing (their hinges are 0). It needs concrete inputs (not under
     ``jax.jit``); the set itself is a fixed-shape pytree for jitted code.
 
     Args:

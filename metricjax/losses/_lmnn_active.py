@@ -61,8 +61,16 @@ def search_block_rows(block_size, n: int, itemsize: int) -> int:
     )
 
 
-@functools.partial(jax.jit, static_argnums=(6,))
-def _search_block(zp, qcol, codes_p, tn_p, start, radius_extra, b):
+def _search_eps(dtype, kz: int):
+    """Relative rounding allowance of the search in ``dtype`` for ``kz`` embedded dims:
+    :data:`_SEARCH_ULPS` ulps, and in float32 (the search of a float64 loss) enough to
+    cover the worst case of the cast and of a ``kz``-term dot product as well."""
+    ulps = _SEARCH_ULPS if dtype == jnp.float64 else _SEARCH_ULPS + 4 * kz
+    return ulps * float(jnp.finfo(dtype).eps)
+
+
+@functools.partial(jax.jit, static_argnums=(6, 7))
+def _search_block(zp, qcol, codes_p, tn_p, start, radius_extra, b, eps):
     r"""Candidate mask ``(b, n_p)`` of the padded rows ``start ... start + b - 1``.
 
     :math:`D_{il} = q_i + q_l - 2 z_i \cdot z_l \le r_i` with a rounding allowance of
@@ -70,8 +78,6 @@ def _search_block(zp, qcol, codes_p, tn_p, start, radius_extra, b):
     one subtraction and two comparisons: :math:`(1 - \epsilon) q_l - 2 z_i \cdot z_l
     \le (1 + \epsilon) r_i - (1 - \epsilon) q_i` (``qcol`` is :math:`(1 - \epsilon) q`).
     """
-    dt = zp.dtype
-    eps = _SEARCH_ULPS * jnp.finfo(dt).eps
     zi = jax.lax.dynamic_slice_in_dim(zp, start, b)
     ci = jax.lax.dynamic_slice_in_dim(codes_p, start, b)
     ti = jax.lax.dynamic_slice_in_dim(tn_p, start, b)
@@ -80,6 +86,16 @@ def _search_block(zp, qcol, codes_p, tn_p, start, radius_extra, b):
     thr = (1 + eps) * radius - (1 - eps) * rowdot(zi, zi)
     lhs = qcol[None, :] - 2 * mm(zi, zp.T)
     return (lhs <= thr[:, None]) & (ci[:, None] != codes_p[None, :])
+
+
+def _search_dtype(z):
+    """float32 for the search of a float64 embedding whose squared norms float32 holds
+    with room (the allowance of :func:`_search_eps` then covers the cast: the set stays
+    complete), else ``z``'s own dtype."""
+    if z.dtype != jnp.float64:
+        return z.dtype
+    top = float(jnp.max(rowdot(z, z)))
+    return jnp.float32 if (top == 0 or 1e-20 <= top <= 1e30) else z.dtype
 
 
 def find_impostors(z, codes, tn, radius_extra: float, block_size: int, max_pairs):
@@ -91,16 +107,17 @@ def find_impostors(z, codes, tn, radius_extra: float, block_size: int, max_pairs
     """
     n = z.shape[0]
     b = block_size
+    dt = _search_dtype(z)
+    eps = _search_eps(dt, z.shape[1])
     pad = -n % b
-    zp = jnp.pad(z, ((0, pad), (0, 0)))
+    zp = jnp.pad(z.astype(dt), ((0, pad), (0, 0)))
     codes_p = jnp.pad(codes, (0, pad))
     tn_p = jnp.pad(tn, ((0, pad), (0, 0)))
-    eps = _SEARCH_ULPS * jnp.finfo(z.dtype).eps
     qcol = (1 - eps) * rowdot(zp, zp)
-    extra = jnp.asarray(radius_extra, z.dtype)
+    extra = jnp.asarray(radius_extra, dt)
     rows_out, cols_out, total = [], [], 0
     for start in range(0, n, b):
-        mask = np.asarray(_search_block(zp, qcol, codes_p, tn_p, jnp.int32(start), extra, b))
+        mask = np.asarray(_search_block(zp, qcol, codes_p, tn_p, np.int32(start), extra, b, eps))
         flat = np.flatnonzero(mask[: n - start, :n])  # padded rows and columns dropped
         total += flat.size
         if max_pairs is not None and total > max_pairs:

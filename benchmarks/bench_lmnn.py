@@ -16,8 +16,8 @@
    ``max_iter = 200`` for every library: wall time (metricjax: first fit with its
    compilation, and a second, warm one) and the final loss, all evaluated with
    metricjax's *full* float64 loss, so "equal or lower loss" is checked on one
-   scale. metricjax runs the estimator's default (active set, refresh every 10
-   iterations) and the full loss (``impostor_refresh=None``).
+   scale. metricjax runs the active set (``impostor_refresh=10``: searched every 10
+   iterations) and the full loss (``impostor_refresh=None``, the default).
 
 The NumPy references run in a child process with ``OPENBLAS_CORETYPE`` and
 ``OPENBLAS_L2_SIZE`` removed from its environment, so that NumPy's OpenBLAS picks its
@@ -156,7 +156,8 @@ def ours_fit(n, max_iter):
 
     x, y = data(n)
     row = {"n": n}
-    for tag, kw in (("active", {}), ("full", {"impostor_refresh": None})):
+    # the active set is opt-in: refresh it every 10 iterations
+    for tag, kw in (("active", {"impostor_refresh": 10}), ("full", {"impostor_refresh": None})):
         times = []
         for _ in range(2):  # first: with compilation; second: warm
             est = LMNN(init="identity", n_neighbors=K, push_weight=PUSH, max_iter=max_iter, **kw)
@@ -198,14 +199,20 @@ def render(res) -> str:
     md += ["", f"## Whole fit from the identity (max_iter = {h['max_iter']}), final loss by "
            "metricjax's full float64 loss", "",
            "| n | metric-learn s | loss | active first s | active warm s | loss | iters "
-           "| full warm s | loss | speed-up (warm active) |",
-           "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+           "| full first s | full warm s | loss | iters | speed-up (warm active) "
+           "| speed-up (warm full) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r, ref in zip(res["fit"], res["ref"]["fit"]):
         md.append(
             f"| {r['n']} | {ref['s']:.2f} | {ref['loss']:.6g} | {r['active first s']:.2f} | "
             f"{r['active warm s']:.2f} | {r['active loss']:.6g} | {r['active n_iter']} | "
-            f"{r['full warm s']:.2f} | {r['full loss']:.6g} | {ref['s'] / r['active warm s']:.1f}x |"
+            f"{r['full first s']:.2f} | {r['full warm s']:.2f} | {r['full loss']:.6g} | "
+            f"{r['full n_iter']} | {ref['s'] / r['active warm s']:.1f}x | "
+            f"{ref['s'] / r['full warm s']:.1f}x |"
         )
+    md += ["", "A search (every 10 iterations) that finds new impostors makes a new loss and "
+           "restarts L-BFGS's curvature memory, so active-set fits take more iterations "
+           "than the full loss's; the first fit also compiles one loop per set capacity."]
     return "\n".join(md) + "\n"
 
 

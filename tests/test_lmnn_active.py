@@ -142,6 +142,30 @@ def test_float64_search_stays_float64_outside_float32s_range(scale):
 
 
 @pytest.mark.usefixtures("x64")
+def test_a_set_closed_over_in_jit():
+    """A set captured as a constant by a jitted function (not passed as an argument):
+    its index check runs on the host, nothing is staged into the trace."""
+    L, x, labels = _data(n=60, seed=4)
+    tn = lmnn_target_neighbors(x, labels, 3)
+    s = lmnn_impostors(L, x, labels, target_neighbors=tn)
+    xj, lj, tj = jnp.asarray(x), jnp.asarray(labels), jnp.asarray(tn)
+    f = lambda L: lmnn_loss(L, xj, lj, target_neighbors=tj, impostors=s)
+    got = jax.jit(jax.value_and_grad(f))(jnp.asarray(L))
+    want = jax.value_and_grad(f)(jnp.asarray(L))
+    np.testing.assert_allclose(got[0], want[0], rtol=RTOL)
+    np.testing.assert_allclose(got[1], want[1], rtol=RTOL, atol=1e-12)
+
+
+def test_a_set_with_indices_out_of_range_is_refused():
+    L, x, labels = _data(n=30, seed=1)
+    s = lmnn_impostors(L, x, labels, n_neighbors=3)
+    for bad in (s._replace(impostors=s.impostors.at[0].set(30)),
+                s._replace(anchors=s.anchors.at[0].set(-1))):  # fmt: skip
+        with pytest.raises(ValueError, match=r"must lie in \[0, 30\)"):
+            lmnn_loss(L, x, labels, n_neighbors=3, impostors=bad)
+
+
+@pytest.mark.usefixtures("x64")
 def test_capacity_power_of_two_and_explicit():
     L, x, labels = _data(n=120, seed=1, scale=1.5)
     tn = lmnn_target_neighbors(x, labels, 3)

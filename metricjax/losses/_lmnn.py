@@ -765,11 +765,12 @@ def _check_impostors(impostors, n: int):
         raise TypeError("`impostors.anchors` and `impostors.impostors` must be integers")
     if mask.dtype != jnp.bool_:
         raise TypeError(f"`impostors.mask` must be boolean, got dtype {mask.dtype}")
-    if not (_checks._is_traced(a) or _checks._is_traced(l)) and a.size and (
-        # on the host: no compiled reduction per capacity
-        max(np.max(a), np.max(l)) >= n or min(np.min(a), np.min(l)) < 0
-    ):
-        raise ValueError(f"`impostors` indices must lie in [0, {n}) for the {n} points of `x`")
+    if not (_checks._is_traced(a) or _checks._is_traced(l)) and a.size:
+        # on the host (NumPy arrays: no compiled reduction per capacity, and nothing
+        # staged when the set is a constant inside a jitted function)
+        ah, lh = np.asarray(a), np.asarray(l)
+        if max(ah.max(), lh.max()) >= n or min(ah.min(), lh.min()) < 0:
+            raise ValueError(f"`impostors` indices must lie in [0, {n}) for the {n} points of `x`")
     return a.astype(jnp.int32), l.astype(jnp.int32), mask
 
 

@@ -62,7 +62,8 @@ class LMNN(SupervisedLearner):
     samples; Weinberger & Saul 2009, section 6.1). Off by default: on the 2-core
     CPUs measured so far its compilations (one per set capacity) and dropped
     chunks made whole fits slower than the full streaming loss, although one
-    evaluation on a fresh set is ~20x faster (``benchmarks/results/lmnn*.md``). Every ``impostor_refresh`` iterations the fit searches the pairs
+    evaluation on a fresh set is about 4x faster at n = 5000
+    (``benchmarks/results/lmnn.md``). Every ``impostor_refresh`` iterations the fit searches the pairs
     :math:`(i, l)` that can be active, :math:`D_{il} \le \max_j D_{ij} + m + s` with
     ``s = impostor_slack`` (:func:`metricjax.losses.lmnn_impostors`, streamed by row
     blocks), and in between minimises the exact loss on that set

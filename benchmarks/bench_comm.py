@@ -37,6 +37,9 @@ import numpy as np  # noqa: E402
 import metricjax as mj  # noqa: E402
 from metricjax.losses import lmnn_loss, lmnn_target_neighbors, mlkr_loss, nca_loss  # noqa: E402
 
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from _timing import env_markdown  # noqa: E402
+
 n, d, k = (600, 32, 8) if args.quick else (4200, 32, 8)  # divisible by 1 .. 4
 rng = np.random.default_rng(0)
 x = rng.standard_normal((n, d)).astype(np.float32)
@@ -99,6 +102,9 @@ def case(name, p):
 rows = [case(name, p) for name in ("mlkr", "nca", "lmnn") for p in range(1, args.devices + 1)]
 lines = [
     f"# n = {n}, d = {d}, k = {k}, float32, {os.cpu_count()} CPU cores, jax {jax.__version__}",
+    "",
+    env_markdown(),
+    "",
     "| loss | p | flops / device | all-gather (ops, bytes) | reduce-scatter | all-reduce | time (s) |",
     "|---|---|---|---|---|---|---|",
 ]

@@ -7,7 +7,8 @@ At ``n`` points (``d = 10``, 3 classes, ``k = 3`` target neighbours), median tim
 * **weighted**: ``sample_weight`` (ones) with given target neighbours: the weighting's
   cost alone (an extra ``(b, k, n)`` product per block);
 * **weighted + search**: ``sample_weight`` and ``target_neighbors=None``: the traceable
-  masked target-neighbour search (``lax.top_k``) runs in every call, as in a
+  masked target-neighbour search (``metricjax._rules.top_k_rows``: ``lax.top_k``, or
+  ``k`` ``argmax`` passes in float64) runs in every call, as in a
   ``jax.vmap`` over fold weights;
 * **traced mu**: ``push_weight`` a jit argument (vmap over push weights).
 

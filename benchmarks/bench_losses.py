@@ -508,8 +508,8 @@ def render(data, out_dir):
     md += [f"- {k}: `{v}`" for k, v in header.items()]
     md += ["", "## One loss + gradient (d = 20, square L; ratio = reference time / metricjax time)",
            "", "Reference: metric-learn for MLKR and LMNN, scikit-learn for NCA (metric-learn's "
-           "NCA time in its own column). metricjax times are jit-compiled steady state; compile "
-           "time separate. floor: one soft-neighbour loss + gradient on this machine, measured "
+           "NCA time in its own column). metricjax times are jit-compiled steady state; 'compile "
+           "s' is the first call's wall time (compilation and one evaluation). floor: one soft-neighbour loss + gradient on this machine, measured "
            "in the same run (machine_floor: n^2 exps + distance and gradient matmuls); "
            "x floor = metricjax time / floor. The machine is shared: times are noisy.", "", _table(data["one_eval"])]
     md += ["## Whole fit from the identity (d = 20)", "",

@@ -16,7 +16,7 @@ is its own):
    :func:`metricjax.fit_minibatch` with several batch sizes. Full-data loss and test
    MSE (kernel regression against the training set) vs wall time.
 
-Run ``python benchmarks/bench_scale.py`` (15-20 min on 2 CPU cores), ``--quick`` for a
+Run ``python benchmarks/bench_scale.py`` (about 8 min on 2 CPU cores), ``--quick`` for a
 smoke test (writes nothing), ``--skip fit minibatch`` to run only the table.
 ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (recorded in the header) reduces page-fault
 costs on CPU. On a GPU the same command runs on the GPU (JAX picks it); see

@@ -40,11 +40,10 @@ processes.
 Durations on this project's 2 shared cores, with ``OPENBLAS_NUM_THREADS=1`` (on a loaded
 2-core machine OpenBLAS's default 2 threads made NumPy's 64 x 64 ``eigh`` 25 ms instead
 of 0.7 ms, so metric-learn's MMC on digits took over 15 minutes per fit; the header
-records the thread settings): ``--quick`` took 224 s; the speed part 225 s (metric-learn's
-largest case: ITML at 20,000 constraints, 23 s per fit, 4 fits). The committed ``weak_quality.*`` merges
-three quality runs (``--merge``): iris, wine and breast cancer with every learner (502 s),
-digits without MMC (626 s) and MMC on digits (1,095 s; one metric-learn ``MMC_Supervised``
-fit there took 15 s, far below its bound of 100 iterations x 10,000 projections).
+records the thread settings): ``--quick`` took 224 s; the speed part 480 s (metric-learn's
+largest case: ITML at 20,000 constraints, 18 s cold, 3 alternating rounds); the quality
+part, one run of every learner on the four data sets, 3,487 s (the committed
+``weak_quality.*``; ``--merge`` can join separate runs, e.g. digits apart, into one file).
 
 Run from the repository root::
 

@@ -26,9 +26,10 @@ At the end it writes ``results/regenerate.md``: the environment header, and for 
 benchmark its phase, command, exit status and wall time (a failing benchmark is
 recorded, the run goes on; the exit status is 1 then).
 
-Expect about two and a half hours on 2 cores (measured separately: pairwise 18 min,
-losses 16, compile 13, scale 10, scaling 10, the weakly supervised speed part 9; quality 35-42 and
-the weakly supervised quality part 37, side by side). Run from the repository root::
+Expect about two hours on 2 cores (the run of ``results/regenerate.md``: 6,704 s in all;
+pairwise 4 min, losses 18, scale 8, scaling 9, the weakly supervised speed part 8; quality
+44 and the weakly supervised quality part 58, side by side), plus about 13 min for
+``compile``, added to the plan after that run. Run from the repository root::
 
     python benchmarks/regenerate_all.py                  # everything
     python benchmarks/regenerate_all.py --dry-run        # the commands, nothing run

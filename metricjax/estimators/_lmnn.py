@@ -63,8 +63,9 @@ class LMNN(SupervisedLearner):
     CPUs measured so far its compilations (one per set capacity) and dropped
     chunks made whole fits slower than the full streaming loss, although one
     evaluation on a fresh set is about 4x faster at n = 5000
-    (``benchmarks/results/lmnn.md``). Every ``impostor_refresh`` iterations the fit searches the pairs
-    :math:`(i, l)` that can be active, :math:`D_{il} \le \max_j D_{ij} + m + s` with
+    (``benchmarks/results/lmnn.md``). Every ``impostor_refresh`` iterations the fit
+    searches the pairs :math:`(i, l)` that can be active,
+    :math:`D_{il} \le \max_j D_{ij} + m + s` with
     ``s = impostor_slack`` (:func:`metricjax.losses.lmnn_impostors`, streamed by row
     blocks), and in between minimises the exact loss on that set
     (``lmnn_loss(..., impostors=...)``): the same loss and gradient as the full sum
@@ -130,8 +131,9 @@ class LMNN(SupervisedLearner):
             weight (slot 0 the sample itself, for its own copies), weighted by
             ``target_weights_``.
         target_weights_: ``None`` without ``sample_weight``; with it,
-            ``(n_kept, n_neighbors_ + 1)``, the slots' pair weights :math:`a_{ij} = s_i\, \omega_j\, m_{ij}` (0 on an
-            unused slot), ``docs/derivations.md`` §15.""",
+            ``(n_kept, n_neighbors_ + 1)``, the slots' pair weights
+            :math:`a_{ij} = s_i\, \omega_j\, m_{ij}` (0 on an unused slot),
+            ``docs/derivations.md`` §15.""",
         references="""
         K. Q. Weinberger and L. K. Saul, `Distance Metric Learning for Large Margin
         Nearest Neighbor Classification <https://jmlr.org/papers/v10/weinberger09a.html>`_,

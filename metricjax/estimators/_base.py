@@ -1268,7 +1268,6 @@ COMMON_ATTRS = """
 class SoftNeighbourLearner(SupervisedLearner):
     """Shared constructor of MLKR and NCA (same hyperparameters)."""
 
-
     def __init__(
         self,
         n_components=None,
